@@ -99,7 +99,7 @@ pub enum Error {
         path: PathBuf,
         name: String,
         line: usize,
-        diagnostic: PgDiagnostic,
+        diagnostic: Box<PgDiagnostic>,
         /// For `transaction:false` sections: statements that did run.
         applied_before_failure: usize,
     },
@@ -132,7 +132,7 @@ pub enum Error {
     #[error("{context}: {diagnostic}")]
     Sql {
         context: String,
-        diagnostic: PgDiagnostic,
+        diagnostic: Box<PgDiagnostic>,
     },
 
     #[error("{context}")]
@@ -212,13 +212,17 @@ impl Error {
         match PgDiagnostic::from_driver(&source) {
             Some(diagnostic) => Error::Sql {
                 context,
-                diagnostic,
+                diagnostic: Box::new(diagnostic),
             },
             None => Error::Database { context, source },
         }
     }
 
-    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub fn io(
+        context: impl Into<String>,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Error {
         Error::Io {
             context: context.into(),
             path: path.into(),

@@ -1,9 +1,50 @@
 //! orch: zero-downtime schema changes for PostgreSQL.
 //!
-//! The crate has three layers: `cli` (argument parsing, printing) calls the
-//! engine (`migration`, `plan`, `engine`), which calls `store` for every SQL
-//! statement orch itself issues.
+//! Three layers, arrows pointing one way: `cli` (argument parsing, printing)
+//! -> the engine (`engine`, reading `migration` files) -> `store`, which
+//! holds every SQL statement orch itself issues.
 
+pub mod backfill;
+pub mod cli;
+pub mod connect;
+pub mod engine;
 pub mod error;
+pub mod events;
+pub mod identity;
+pub mod migration;
+pub mod pg_server;
+pub mod plan;
+pub mod sql_text;
+pub mod stop;
+pub mod store;
+pub mod timefmt;
+pub mod yaml_locate;
 
 pub use error::{Error, Result};
+
+/// Log to stderr: `RUST_LOG` if set, else warnings (`-v` info, `-vv` debug).
+pub fn init_tracing(verbosity: u8) {
+    let default = match verbosity {
+        0 => "warn",
+        1 => "orch=info,warn",
+        _ => "orch=debug,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Print an error with its cause chain, once, to stderr.
+pub fn print_error(error: &Error) {
+    let mut text = format!("error: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{text}");
+}

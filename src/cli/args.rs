@@ -1,0 +1,251 @@
+//! The command line: clap types only.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::lock_retry::LockRetryPolicy;
+use crate::error::EXIT_CODES_HELP;
+
+/// orch: change the schema of a live PostgreSQL database without downtime.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Connection string (URL or key=value). Default: $DATABASE_URL, else libpq's PG* variables.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Directory of migration files.
+    #[arg(
+        long,
+        global = true,
+        env = "ORCH_MIGRATIONS_DIR",
+        default_value = "migrations",
+        value_name = "DIR"
+    )]
+    pub migrations_dir: PathBuf,
+
+    /// Directory of plan files.
+    #[arg(
+        long,
+        global = true,
+        env = "ORCH_PLANS_DIR",
+        default_value = "plans",
+        value_name = "DIR"
+    )]
+    pub plans_dir: PathBuf,
+}
+
+/// How DDL waits for table locks, and for other orch processes.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// lock_timeout of each attempt: the longest the application may queue behind our DDL.
+    #[arg(long, env = "ORCH_LOCK_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+
+    /// Escalate lock_timeout linearly up to this over the retries (default: no escalation).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_timeout_max: Option<Duration>,
+
+    /// Retries after a lock timeout, with backoff and jitter.
+    #[arg(long, env = "ORCH_LOCK_RETRIES", default_value_t = 10)]
+    pub lock_retries: u32,
+
+    /// statement_timeout for migration statements (0 = none; CONCURRENTLY statements never get one).
+    #[arg(long, env = "ORCH_STATEMENT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+
+    /// How long to wait for another orch process holding the lock.
+    #[arg(long, env = "ORCH_LOCK_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub lock_wait: Duration,
+}
+
+impl LockArgs {
+    /// The defaults, for commands that take no lock options.
+    pub fn defaults() -> LockArgs {
+        LockArgs {
+            lock_timeout: Duration::from_millis(500),
+            lock_timeout_max: None,
+            lock_retries: 10,
+            statement_timeout: Duration::from_secs(60),
+            lock_wait: Duration::from_secs(5),
+        }
+    }
+
+    pub fn policy(&self) -> LockRetryPolicy {
+        LockRetryPolicy {
+            lock_timeout: self.lock_timeout,
+            lock_timeout_max: self.lock_timeout_max.unwrap_or(self.lock_timeout),
+            retries: self.lock_retries,
+            statement_timeout: self.statement_timeout,
+            ..LockRetryPolicy::default()
+        }
+    }
+}
+
+/// `500ms`, `2s`, `1m`, or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 500ms or 2s ({e})"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Versioned SQL migrations: create, up, down, redo, status.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+    /// Every plan at a glance: phase k of n, state, since when, what it waits on.
+    Status {
+        /// Only this plan, with its phases in detail.
+        plan: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the next phase of a plan, if the phase before it is confirmed.
+    Advance {
+        plan: String,
+        #[command(flatten)]
+        locks: LockArgs,
+        #[command(flatten)]
+        backfill: BackfillArgs,
+    },
+    /// Record the operator's confirmation of a phase (its checks must pass first).
+    Confirm {
+        plan: String,
+        /// Phase id or number (default: the phase waiting for confirmation).
+        phase: Option<String>,
+        /// Who confirms (recorded with the time).
+        #[arg(long, env = "ORCH_OPERATOR", value_name = "NAME")]
+        by: String,
+        /// A note kept with the confirmation (e.g. the release or ticket).
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        #[command(flatten)]
+        locks: LockArgs,
+    },
+    /// Undo the latest phase that ran, where its kind allows it.
+    Rollback {
+        plan: String,
+        /// Also roll back an irreversible phase (accepting what it says would be lost).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        locks: LockArgs,
+    },
+    /// Ask a running backfill to stop after its current batch (resume with advance).
+    Pause { plan: String },
+    /// A plan as a Markdown release checklist, with live state.
+    Checklist { plan: String },
+    /// Validate plans and migrations without a database (for CI).
+    Check {
+        /// Only these plans (default: all).
+        plans: Vec<String>,
+        /// Also check against the database (backfill tables and their keys).
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+/// Command-line overrides of a backfill phase's settings.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    /// Parallel backfill workers on disjoint key ranges.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Target duration of one batch.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub batch_time: Option<Duration>,
+    /// Pause between batches.
+    #[arg(long = "batch-pause", value_parser = parse_duration, value_name = "DURATION")]
+    pub pause: Option<Duration>,
+    /// At most this many rows per second.
+    #[arg(long, value_name = "ROWS")]
+    pub max_rate: Option<u64>,
+    /// VACUUM the table every N batches.
+    #[arg(long, value_name = "N")]
+    pub vacuum_every: Option<u64>,
+}
+
+impl BackfillArgs {
+    pub fn overrides(&self) -> crate::backfill::BackfillOverrides {
+        crate::backfill::BackfillOverrides {
+            workers: self.workers,
+            batch_time: self.batch_time,
+            pause: self.pause,
+            max_rows_per_second: self.max_rate,
+            vacuum_every: self.vacuum_every,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Write migrations/<UTC timestamp>_<name>.sql with up and down sections.
+    Create {
+        /// Letters, digits, _ and -.
+        name: String,
+    },
+    /// Apply pending migrations in version order, each in its own transaction.
+    Up {
+        /// Apply at most N migrations.
+        #[arg(conflicts_with = "to")]
+        count: Option<usize>,
+        /// Apply up to and including this version.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+        /// Print the SQL that would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply pending migrations older than the newest applied one (after a branch merge).
+        #[arg(long)]
+        allow_out_of_order: bool,
+        #[command(flatten)]
+        locks: LockArgs,
+    },
+    /// Revert the most recent N migrations (default 1), newest first.
+    Down {
+        #[arg(default_value_t = 1)]
+        count: usize,
+        #[arg(long)]
+        dry_run: bool,
+        /// Run the current down section even if the file changed since it was applied.
+        #[arg(long)]
+        allow_changed: bool,
+        #[command(flatten)]
+        locks: LockArgs,
+    },
+    /// Revert the most recent migration and apply it again.
+    Redo {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        allow_changed: bool,
+        #[command(flatten)]
+        locks: LockArgs,
+    },
+    /// Every migration: applied, pending, changed since applied, or file missing.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,161 @@
+//! `orch migrate ...`: wiring the command line to the migrator, and the
+//! status table.
+
+use std::path::Path;
+
+use crate::cli::Context;
+use crate::cli::args::{LockArgs, MigrateCommand};
+use crate::engine::migrator::{self, MigrateOptions, Migrator, UpTarget};
+use crate::error::{Error, Result};
+use crate::migration::MigrationSet;
+use crate::store::Store;
+use crate::timefmt;
+
+pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
+    match command {
+        MigrateCommand::Create { name } => create(&ctx.migrations_dir, &name),
+        MigrateCommand::Up {
+            count,
+            to,
+            dry_run,
+            allow_out_of_order,
+            locks,
+        } => {
+            let target = match (count, to) {
+                (Some(n), _) => UpTarget::Count(n),
+                (None, Some(v)) => UpTarget::To(v),
+                (None, None) => UpTarget::All,
+            };
+            let options = options(ctx, &locks, dry_run, allow_out_of_order, false);
+            let loaded = Loaded::open(ctx, "migrate up").await?;
+            loaded.migrator(ctx, &options).up(target).await.map(|_| ())
+        }
+        MigrateCommand::Down {
+            count,
+            dry_run,
+            allow_changed,
+            locks,
+        } => {
+            let options = options(ctx, &locks, dry_run, false, allow_changed);
+            let loaded = Loaded::open(ctx, "migrate down").await?;
+            loaded.migrator(ctx, &options).down(count).await.map(|_| ())
+        }
+        MigrateCommand::Redo {
+            dry_run,
+            allow_changed,
+            locks,
+        } => {
+            let options = options(ctx, &locks, dry_run, false, allow_changed);
+            let loaded = Loaded::open(ctx, "migrate redo").await?;
+            loaded.migrator(ctx, &options).redo().await.map(|_| ())
+        }
+        MigrateCommand::Status { json } => status(ctx, json).await,
+    }
+}
+
+fn options(
+    ctx: &Context,
+    locks: &LockArgs,
+    dry_run: bool,
+    allow_out_of_order: bool,
+    allow_changed: bool,
+) -> MigrateOptions {
+    MigrateOptions {
+        policy: locks.policy(),
+        dry_run,
+        allow_out_of_order,
+        allow_changed,
+        actor: ctx.actor.clone(),
+        lock_wait: locks.lock_wait,
+    }
+}
+
+/// Files, plan ownership and a connection: what every migrate command needs.
+struct Loaded {
+    set: MigrationSet,
+    owners: migrator::Owners,
+    store: Store,
+}
+
+impl Loaded {
+    /// Files are read and validated before connecting: bad input changes nothing.
+    async fn open(ctx: &Context, command: &str) -> Result<Loaded> {
+        let set = MigrationSet::load(&ctx.migrations_dir)?;
+        let owners = ctx.migration_owners(&set)?;
+        let store = Store::open(&ctx.connection()?, &ctx.application_name(command)).await?;
+        Ok(Loaded { set, owners, store })
+    }
+
+    fn migrator<'a>(&'a self, ctx: &'a Context, options: &'a MigrateOptions) -> Migrator<'a> {
+        Migrator {
+            store: &self.store,
+            set: &self.set,
+            owners: &self.owners,
+            options,
+            reporter: ctx.reporter.as_ref(),
+        }
+    }
+}
+
+fn create(dir: &Path, name: &str) -> Result<()> {
+    let set = MigrationSet::load(dir)?;
+    let path = crate::migration::set::create(dir, &set, name, chrono::Utc::now())?;
+    println!("created {}", path.display());
+    Ok(())
+}
+
+async fn status(ctx: &Context, json: bool) -> Result<()> {
+    let loaded = Loaded::open(ctx, "migrate status").await?;
+    let applied = loaded.store.applied_migrations().await?;
+    let rows = migrator::status(&loaded.set, &applied, &loaded.owners);
+    if json {
+        let text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no migrations in {}", ctx.migrations_dir.display());
+        return Ok(());
+    }
+    let mut table = vec![vec![
+        "VERSION".to_string(),
+        "NAME".to_string(),
+        "STATE".to_string(),
+        "APPLIED AT".to_string(),
+        "BY".to_string(),
+        "DURATION".to_string(),
+        "NOTE".to_string(),
+    ]];
+    for r in &rows {
+        let (at, by, duration) = match &r.applied {
+            Some(a) => (
+                timefmt::utc(&a.applied_at),
+                a.applied_by.clone(),
+                timefmt::millis(a.duration_ms),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let note = r
+            .owner
+            .as_ref()
+            .map(|o| format!("plan {}, phase {} ({})", o.plan, o.position, o.phase))
+            .unwrap_or_default();
+        table.push(vec![
+            r.version.to_string(),
+            r.name.clone(),
+            r.state.label().to_string(),
+            at,
+            by,
+            duration,
+            note,
+        ]);
+    }
+    print!("{}", crate::cli::table::render(&table));
+    let pending = rows
+        .iter()
+        .filter(|r| r.state == migrator::MigrationState::Pending)
+        .count();
+    println!("{} migrations, {pending} pending", rows.len());
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! `orch status / advance / confirm / rollback / pause`: wiring the command
+//! line to the plan engine, and the status screens.
+
+use crate::cli::Context;
+use crate::cli::args::{BackfillArgs, LockArgs};
+use crate::cli::table;
+use crate::engine::plan_runner::{PlanEngine, PlanOptions};
+use crate::engine::plan_status::{PlanStatus, plan_statuses};
+use crate::error::{Error, Result};
+use crate::migration::MigrationSet;
+use crate::plan::{PhaseState, PlanSet};
+use crate::stop::StopSignal;
+use crate::store::Store;
+use crate::timefmt;
+
+/// Files and a connection: what every plan command needs.
+pub struct Loaded {
+    pub migrations: MigrationSet,
+    pub plans: PlanSet,
+    pub store: Store,
+}
+
+impl Loaded {
+    /// Files are read and validated before connecting: bad input changes nothing.
+    pub async fn open(ctx: &Context, command: &str) -> Result<Loaded> {
+        let migrations = MigrationSet::load(&ctx.migrations_dir)?;
+        let plans = PlanSet::load(&ctx.plans_dir, &migrations)?;
+        let store = Store::open(&ctx.connection()?, &ctx.application_name(command)).await?;
+        Ok(Loaded {
+            migrations,
+            plans,
+            store,
+        })
+    }
+}
+
+fn options(ctx: &Context, locks: &LockArgs, backfill: Option<&BackfillArgs>) -> PlanOptions {
+    PlanOptions {
+        actor: ctx.actor.clone(),
+        policy: locks.policy(),
+        plan_lock_wait: std::time::Duration::ZERO,
+        migration_lock_wait: locks.lock_wait,
+        backfill: backfill.map(BackfillArgs::overrides).unwrap_or_default(),
+    }
+}
+
+/// The plan commands that change state.
+pub enum Action<'a> {
+    Advance,
+    Confirm {
+        phase: Option<&'a str>,
+        by: &'a str,
+        note: Option<&'a str>,
+    },
+    Rollback {
+        force: bool,
+    },
+    Pause,
+}
+
+pub async fn act(
+    ctx: &Context,
+    plan: &str,
+    action: Action<'_>,
+    locks: &LockArgs,
+    backfill: Option<&BackfillArgs>,
+) -> Result<()> {
+    let command = match action {
+        Action::Advance => "advance",
+        Action::Confirm { .. } => "confirm",
+        Action::Rollback { .. } => "rollback",
+        Action::Pause => "pause",
+    };
+    let loaded = Loaded::open(ctx, &format!("{command} {plan}")).await?;
+    let options = options(ctx, locks, backfill);
+    let stop = StopSignal::new();
+    if matches!(action, Action::Advance) {
+        stop.on_interrupt();
+    }
+    let engine = PlanEngine {
+        store: &loaded.store,
+        plans: &loaded.plans,
+        migrations: &loaded.migrations,
+        options: &options,
+        reporter: ctx.reporter.as_ref(),
+        stop: &stop,
+    };
+    match action {
+        Action::Advance => engine.advance(plan).await,
+        Action::Confirm { phase, by, note } => {
+            if by.trim().is_empty() {
+                return Err(Error::Usage("--by NAME must not be empty".to_string()));
+            }
+            engine.confirm(plan, phase, by.trim(), note).await
+        }
+        Action::Rollback { force } => engine.rollback(plan, force).await,
+        Action::Pause => engine.pause(plan).await,
+    }
+}
+
+/// `orch status [PLAN] [--json]`.
+pub async fn status(ctx: &Context, plan: Option<&str>, json: bool) -> Result<()> {
+    let loaded = Loaded::open(ctx, "status").await?;
+    if let Some(name) = plan
+        && loaded.plans.get(name).is_none()
+        && loaded.store.plan_state(name).await?.is_none()
+    {
+        return Err(Error::Usage(format!(
+            "no plan named {name:?} in files or database"
+        )));
+    }
+    let statuses = plan_statuses(&loaded.store, &loaded.plans, plan).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&statuses)
+            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if statuses.is_empty() {
+        println!(
+            "no plans in {} and none recorded in the database",
+            ctx.plans_dir.display()
+        );
+        return Ok(());
+    }
+    match plan {
+        None => print!("{}", overview(&statuses)),
+        Some(_) => print!("{}", detail(&statuses[0])),
+    }
+    Ok(())
+}
+
+/// One line per plan.
+pub fn overview(statuses: &[PlanStatus]) -> String {
+    let mut rows = vec![
+        ["PLAN", "PHASE", "STATE", "SINCE", "WAITING ON"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for s in statuses {
+        let phase = match s.current {
+            Some(k) => format!("{k}/{} {}", s.total, s.phases[k - 1].id),
+            None => format!("{}/{}", s.total, s.total),
+        };
+        let mut waiting = s.waiting_on.clone();
+        if let Some(note) = &s.file_note {
+            waiting.push_str(&format!(" [{note}]"));
+        }
+        rows.push(vec![
+            s.plan.clone(),
+            phase,
+            s.state.clone(),
+            s.since.map(|t| timefmt::utc(&t)).unwrap_or_default(),
+            waiting,
+        ]);
+    }
+    table::render(&rows)
+}
+
+/// One plan with every phase.
+pub fn detail(s: &PlanStatus) -> String {
+    let mut out = String::new();
+    let position = match s.current {
+        Some(k) => format!(
+            "phase {k} of {} ({}), {}",
+            s.total,
+            s.phases[k - 1].id,
+            s.state
+        ),
+        None if s.state == "complete" => format!("complete, all {} phases confirmed", s.total),
+        None => s.state.clone(),
+    };
+    out.push_str(&format!("plan {}: {position}\n", s.plan));
+    if let Some(file) = &s.file {
+        out.push_str(&format!("file: {file}"));
+        if let Some(note) = &s.file_note {
+            out.push_str(&format!(" ({note})"));
+        }
+        out.push('\n');
+    } else if let Some(note) = &s.file_note {
+        out.push_str(&format!("file: {note}\n"));
+    }
+    if let (Some(at), Some(by)) = (s.started_at, &s.started_by) {
+        out.push_str(&format!("started: {} by {by}\n", timefmt::utc(&at)));
+    }
+    out.push('\n');
+    let mut rows = vec![
+        [
+            "#",
+            "PHASE",
+            "KIND",
+            "STATE",
+            "SINCE",
+            "RAN BY",
+            "CONFIRMED BY",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &s.phases {
+        let record = p.record.as_ref();
+        let confirmed = record
+            .and_then(|r| {
+                Some(format!(
+                    "{} at {}",
+                    r.confirmed_by.as_ref()?,
+                    timefmt::utc(&r.confirmed_at?)
+                ))
+            })
+            .unwrap_or_default();
+        rows.push(vec![
+            p.position.to_string(),
+            p.id.clone(),
+            p.kind.name().to_string(),
+            p.state.name().to_string(),
+            record
+                .and_then(|r| r.updated_at)
+                .map(|t| timefmt::utc(&t))
+                .unwrap_or_default(),
+            record.and_then(|r| r.ran_by.clone()).unwrap_or_default(),
+            confirmed,
+        ]);
+    }
+    out.push_str(&table::render(&rows));
+    for p in &s.phases {
+        if let Some(progress) = &p.progress
+            && p.state != PhaseState::Pending
+        {
+            out.push_str(&format!("\nbackfill {}: {}\n", p.id, progress.describe()));
+        }
+        if let Some(error) = p.record.as_ref().and_then(|r| r.error.as_ref())
+            && p.state == PhaseState::Failed
+        {
+            out.push_str(&format!("\nphase {} failed: {error}\n", p.id));
+        }
+    }
+    out.push_str(&format!("\nwaiting on: {}\n", s.waiting_on));
+    out
+}

@@ -1,0 +1,369 @@
+//! Where orch connects: `--database-url`, else `DATABASE_URL`, else libpq's
+//! `PG*` variables and libpq's defaults. Also opens connections and pools.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::{Error, Result};
+
+/// Resolved connection settings. `describe` never shows the password.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    config: Config,
+    /// Where the settings came from, for error messages.
+    source: &'static str,
+}
+
+impl ConnectionSettings {
+    /// Resolve from the command-line flag and the process environment.
+    pub fn resolve(flag: Option<&str>) -> Result<ConnectionSettings> {
+        Self::resolve_with(flag, |name| std::env::var(name).ok())
+    }
+
+    /// Resolve with an explicit environment lookup (unit-testable).
+    pub fn resolve_with(
+        flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ConnectionSettings> {
+        let from_url = match flag {
+            Some(url) => Some((url.to_string(), "--database-url")),
+            None => env("DATABASE_URL")
+                .filter(|s| !s.is_empty())
+                .map(|u| (u, "DATABASE_URL")),
+        };
+        let (mut config, source) = match from_url {
+            Some((text, source)) => {
+                let config = Config::from_str(&text).map_err(|e| {
+                    Error::Usage(format!("{source} is not a valid connection string: {e}"))
+                })?;
+                (config, source)
+            }
+            None => (
+                Config::new(),
+                "PG* environment variables and libpq defaults",
+            ),
+        };
+        fill_from_environment(&mut config, &env)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        Ok(ConnectionSettings { config, source })
+    }
+
+    /// Settings pointing at a given connection string (tests, demo).
+    pub fn from_connection_string(text: &str) -> Result<ConnectionSettings> {
+        Self::resolve_with(Some(text), |_| None)
+    }
+
+    /// `host=... port=... user=... dbname=...`, without the password.
+    pub fn describe(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
+        format!(
+            "host={} port={} user={} dbname={}",
+            hosts.join(","),
+            ports.join(","),
+            self.config.get_user().unwrap_or("?"),
+            self.config.get_dbname().unwrap_or("?")
+        )
+    }
+
+    /// The same settings pointing at another database (the harness uses
+    /// this to create one database per test).
+    pub fn with_dbname(&self, dbname: &str) -> ConnectionSettings {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        ConnectionSettings {
+            config,
+            source: self.source,
+        }
+    }
+
+    /// A libpq key=value string for child processes. It includes the
+    /// password, so it is for passing on, never for printing.
+    pub fn to_connection_string(&self) -> String {
+        fn quote(value: &str) -> String {
+            format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
+        let mut parts = vec![
+            format!("host={}", quote(&hosts.join(","))),
+            format!("port={}", quote(&ports.join(","))),
+        ];
+        if let Some(user) = self.config.get_user() {
+            parts.push(format!("user={}", quote(user)));
+        }
+        if let Some(password) = self.config.get_password() {
+            parts.push(format!(
+                "password={}",
+                quote(&String::from_utf8_lossy(password))
+            ));
+        }
+        if let Some(dbname) = self.config.get_dbname() {
+            parts.push(format!("dbname={}", quote(dbname)));
+        }
+        parts.join(" ")
+    }
+
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().unwrap_or_default()
+    }
+
+    /// The driver configuration with the given application_name.
+    pub fn config(&self, application_name: &str) -> Config {
+        let mut config = self.config.clone();
+        config.application_name(truncate_name(application_name));
+        config
+    }
+
+    /// Open one connection, not pooled, driven by a background task.
+    pub async fn connect(&self, application_name: &str) -> Result<Client> {
+        let config = self.config(application_name);
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.connect_error(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+        Ok(client)
+    }
+
+    /// A pool of connections for concurrent work (backfill workers, demo).
+    pub fn pool(&self, application_name: &str, size: usize) -> Result<deadpool_postgres::Pool> {
+        let manager = deadpool_postgres::Manager::from_config(
+            self.config(application_name),
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot build a connection pool: {e}")))
+    }
+
+    /// A connection error naming what was tried (never the password).
+    pub fn connect_error(&self, err: &tokio_postgres::Error) -> Error {
+        let mut reason = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !reason.contains(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
+            source = cause.source();
+        }
+        Error::Connect {
+            target: format!("{}, from {}", self.describe(), self.source),
+            reason,
+        }
+    }
+}
+
+/// PostgreSQL truncates application_name to 63 bytes; do it on a char
+/// boundary ourselves so the server never sees a broken UTF-8 sequence.
+fn truncate_name(name: &str) -> &str {
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// libpq semantics: anything the URL left unset comes from `PG*`, then from
+/// libpq's compiled-in defaults.
+fn fill_from_environment(config: &mut Config, env: &impl Fn(&str) -> Option<String>) -> Result<()> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    if config.get_ports().is_empty() {
+        let port = match var("PGPORT") {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| Error::Usage(format!("PGPORT={p:?} is not a port number")))?,
+            None => 5432,
+        };
+        config.port(port);
+    }
+    if config.get_hosts().is_empty() {
+        match var("PGHOST") {
+            Some(hosts) => {
+                for host in hosts.split(',') {
+                    config.host(host);
+                }
+            }
+            None => {
+                let port = config.get_ports()[0];
+                config.host(default_host(port));
+            }
+        }
+    }
+    if config.get_user().is_none() {
+        let user = var("PGUSER").unwrap_or_else(os_user_name);
+        config.user(&user);
+    }
+    if config.get_password().is_none()
+        && let Some(password) = var("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_dbname().is_none() {
+        let dbname =
+            var("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or_default().to_string());
+        config.dbname(&dbname);
+    }
+    if config.get_connect_timeout().is_none()
+        && let Some(seconds) = var("PGCONNECT_TIMEOUT").and_then(|s| s.parse::<u64>().ok())
+    {
+        config.connect_timeout(Duration::from_secs(seconds.max(2)));
+    }
+    Ok(())
+}
+
+/// libpq's default host is a unix socket directory (`/var/run/postgresql` on
+/// Debian, `/tmp` upstream); use the one that has a socket, else localhost.
+fn default_host(port: u16) -> String {
+    for dir in ["/var/run/postgresql", "/tmp"] {
+        if Path::new(dir).join(format!(".s.PGSQL.{port}")).exists() {
+            return dir.to_string();
+        }
+    }
+    "localhost".to_string()
+}
+
+/// The operating-system user name, libpq's default database user.
+pub fn os_user_name() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "postgres".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(flag: Option<&str>, vars: &[(&str, &str)]) -> ConnectionSettings {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ConnectionSettings::resolve_with(flag, |name| map.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn flag_wins_over_database_url_and_pg_variables() {
+        let s = resolve(
+            Some("postgresql://alice:secret@db.example:6000/app"),
+            &[
+                ("DATABASE_URL", "postgresql://bob@other/x"),
+                ("PGUSER", "carol"),
+            ],
+        );
+        assert_eq!(
+            s.describe(),
+            "host=db.example port=6000 user=alice dbname=app"
+        );
+    }
+
+    #[test]
+    fn database_url_wins_over_pg_variables_but_they_fill_gaps() {
+        let s = resolve(
+            None,
+            &[
+                ("DATABASE_URL", "postgresql://db.example/app"),
+                ("PGUSER", "carol"),
+            ],
+        );
+        assert_eq!(
+            s.describe(),
+            "host=db.example port=5432 user=carol dbname=app"
+        );
+    }
+
+    #[test]
+    fn pg_variables_alone() {
+        let s = resolve(
+            None,
+            &[
+                ("PGHOST", "/run/pg"),
+                ("PGPORT", "5433"),
+                ("PGUSER", "dave"),
+                ("PGDATABASE", "shop"),
+            ],
+        );
+        assert_eq!(s.describe(), "host=/run/pg port=5433 user=dave dbname=shop");
+    }
+
+    #[test]
+    fn dbname_defaults_to_user() {
+        let s = resolve(None, &[("PGHOST", "h"), ("PGUSER", "erin")]);
+        assert_eq!(s.describe(), "host=h port=5432 user=erin dbname=erin");
+    }
+
+    #[test]
+    fn key_value_strings_are_accepted() {
+        let s = resolve(Some("host=/tmp/x port=5999 user=postgres dbname=t1"), &[]);
+        assert_eq!(
+            s.describe(),
+            "host=/tmp/x port=5999 user=postgres dbname=t1"
+        );
+    }
+
+    #[test]
+    fn describe_never_shows_the_password() {
+        let s = resolve(
+            Some("postgresql://alice:hunter2@h/app"),
+            &[("PGPASSWORD", "other")],
+        );
+        assert!(!s.describe().contains("hunter2"));
+        assert!(!format!("{:?}", s.describe()).contains("other"));
+    }
+
+    #[test]
+    fn connection_string_round_trips() {
+        let s = resolve(Some("postgresql://al%27ice:p%5Cw@db.example:6000/app"), &[]);
+        let again = ConnectionSettings::from_connection_string(&s.to_connection_string()).unwrap();
+        assert_eq!(
+            again.describe(),
+            "host=db.example port=6000 user=al'ice dbname=app"
+        );
+        assert_eq!(again.config.get_password(), Some(&b"p\\w"[..]));
+    }
+
+    #[test]
+    fn bad_port_is_a_usage_error() {
+        let err =
+            ConnectionSettings::resolve_with(None, |n| (n == "PGPORT").then(|| "abc".to_string()))
+                .unwrap_err();
+        assert_eq!(err.code(), 2);
+        assert!(err.to_string().contains("PGPORT"));
+    }
+}

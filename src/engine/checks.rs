@@ -1,0 +1,125 @@
+//! Evaluating a phase's checks: bind the `:gate_opened_at`-style
+//! placeholders as parameters, run each check read-only, record the result.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::plan::CheckSpec;
+use crate::sql_text;
+use crate::store::Store;
+use crate::store::plans::CheckResultRecord;
+
+/// Times a check may refer to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckTimes {
+    pub gate_opened_at: Option<DateTime<Utc>>,
+    pub phase_started_at: Option<DateTime<Utc>>,
+    pub plan_started_at: Option<DateTime<Utc>>,
+}
+
+impl CheckTimes {
+    fn get(&self, name: &str) -> Option<DateTime<Utc>> {
+        match name {
+            "gate_opened_at" => self.gate_opened_at,
+            "phase_started_at" => self.phase_started_at,
+            "plan_started_at" => self.plan_started_at,
+            _ => None,
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub sql: String,
+    pub passed: bool,
+    /// Why it did not pass: "returned false", "returned NULL", an error...
+    pub detail: Option<String>,
+}
+
+/// Statement timeout for checks: they read, they should be quick.
+const CHECK_TIMEOUT_MS: u64 = 30_000;
+
+/// Evaluate `checks` in order, recording each result for `plan`/`phase`.
+pub async fn evaluate(
+    store: &Store,
+    plan: &str,
+    phase: &str,
+    checks: &[CheckSpec],
+    times: &CheckTimes,
+    actor: &str,
+) -> Result<Vec<CheckOutcome>> {
+    let mut outcomes = Vec::new();
+    for check in checks {
+        let (sql, names) = sql_text::bind_placeholders(&check.sql);
+        let mut params = Vec::new();
+        let mut missing = None;
+        for name in &names {
+            match times.get(name) {
+                Some(t) => params.push(Some(t)),
+                None => {
+                    missing = Some(name.clone());
+                    params.push(None);
+                }
+            }
+        }
+        let (passed, detail) = match missing {
+            Some(name) => (
+                false,
+                Some(format!(
+                    ":{name} has no value yet (the gate has not opened)"
+                )),
+            ),
+            None => match store
+                .evaluate_check(&sql, &params, CHECK_TIMEOUT_MS)
+                .await?
+            {
+                Ok(Some(true)) => (true, None),
+                Ok(Some(false)) => (false, Some("returned false".to_string())),
+                Ok(None) => (false, Some("returned NULL (counted as false)".to_string())),
+                Err(why) => (false, Some(why)),
+            },
+        };
+        let evaluated_at = store.server_time().await?;
+        store
+            .record_check(
+                plan,
+                &CheckResultRecord {
+                    phase: phase.to_string(),
+                    check_name: check.name.clone(),
+                    sql: check.sql.clone(),
+                    passed,
+                    detail: detail.clone(),
+                    evaluated_at,
+                    evaluated_by: actor.to_string(),
+                },
+            )
+            .await?;
+        outcomes.push(CheckOutcome {
+            name: check.name.clone(),
+            sql: check.sql.trim().to_string(),
+            passed,
+            detail,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The failures among `outcomes`, as text for a refusal message.
+pub fn describe_failures(outcomes: &[CheckOutcome]) -> Option<String> {
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| {
+            format!(
+                "check {:?} {}:\n      {}",
+                o.name,
+                o.detail.as_deref().unwrap_or("did not pass"),
+                o.sql.replace('\n', "\n      ")
+            )
+        })
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("\n  "))
+}

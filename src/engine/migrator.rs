@@ -1,0 +1,731 @@
+//! Migration history: what is applied, what is pending, what may run next
+//! (the safety rules), and running `up` / `down` / `redo`. The planning part
+//! is pure so its rules are unit-tested without a database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::lock_retry::LockRetryPolicy;
+use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
+use crate::error::{Error, Result};
+use crate::events::{Direction, Event, Reporter};
+use crate::migration::{MigrationFile, MigrationSet};
+use crate::store::Store;
+use crate::store::bookkeeping::Bookkeeping;
+use crate::store::locks::{self, LockScope};
+use crate::store::migrations::AppliedMigration;
+use crate::timefmt;
+
+/// A plan phase that owns a migration: it is applied only through the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationOwner {
+    pub plan: String,
+    /// 1-based phase number.
+    pub position: usize,
+    pub phase: String,
+}
+
+/// Migration name -> owning plan phase.
+pub type Owners = HashMap<String, MigrationOwner>;
+
+/// Options shared by the migration commands.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub policy: LockRetryPolicy,
+    pub dry_run: bool,
+    pub allow_out_of_order: bool,
+    pub allow_changed: bool,
+    /// Recorded as applied_by.
+    pub actor: String,
+    /// How long to wait for another orch holding the migration lock.
+    pub lock_wait: Duration,
+}
+
+/// How far `up` should go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpTarget {
+    All,
+    Count(usize),
+    /// Up to and including this version.
+    To(i64),
+}
+
+/// A migration's state as `orch migrate status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationState {
+    Applied,
+    Pending,
+    /// Applied, but the file's checksum differs from the one recorded.
+    Changed,
+    /// Applied, but its file is gone.
+    Missing,
+}
+
+impl MigrationState {
+    pub fn label(self) -> &'static str {
+        match self {
+            MigrationState::Applied => "applied",
+            MigrationState::Pending => "pending",
+            MigrationState::Changed => "changed since applied",
+            MigrationState::Missing => "applied, file missing",
+        }
+    }
+}
+
+/// One line of `orch migrate status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStatus {
+    pub version: i64,
+    pub name: String,
+    pub file: Option<String>,
+    pub state: MigrationState,
+    pub applied: Option<AppliedMigration>,
+    pub owner: Option<MigrationOwner>,
+}
+
+/// Every migration, from files and from the tracking table, by version.
+pub fn status(
+    set: &MigrationSet,
+    applied: &[AppliedMigration],
+    owners: &Owners,
+) -> Vec<MigrationStatus> {
+    let applied_by_version: HashMap<i64, &AppliedMigration> =
+        applied.iter().map(|a| (a.version, a)).collect();
+    let mut out: Vec<MigrationStatus> = set
+        .files
+        .iter()
+        .map(|f| {
+            let record = applied_by_version.get(&f.version).copied();
+            let state = match record {
+                None => MigrationState::Pending,
+                Some(a) if a.checksum != f.checksum => MigrationState::Changed,
+                Some(_) => MigrationState::Applied,
+            };
+            MigrationStatus {
+                version: f.version,
+                name: f.name.clone(),
+                file: Some(f.path.display().to_string()),
+                state,
+                applied: record.cloned(),
+                owner: owners.get(&f.name).cloned(),
+            }
+        })
+        .collect();
+    for a in applied {
+        if set.by_version(a.version).is_none() {
+            out.push(MigrationStatus {
+                version: a.version,
+                name: a.name.clone(),
+                file: None,
+                state: MigrationState::Missing,
+                applied: Some(a.clone()),
+                owner: owners.get(&a.name).cloned(),
+            });
+        }
+    }
+    out.sort_by_key(|s| s.version);
+    out
+}
+
+/// What `up` will do: the files to apply, and the plan-owned migration it
+/// stops before (if any).
+#[derive(Debug)]
+pub struct UpPlan<'a> {
+    pub apply: Vec<&'a MigrationFile>,
+    pub stopped_before: Option<(&'a MigrationFile, MigrationOwner)>,
+}
+
+/// Decide what `up` applies, enforcing the safety rules: no applied file may
+/// have changed or gone missing, and pending migrations older than the newest
+/// applied one need `allow_out_of_order`. Plan-owned migrations are outside
+/// both rules: their plan applies them, in plan order.
+pub fn plan_up<'a>(
+    set: &'a MigrationSet,
+    applied: &[AppliedMigration],
+    owners: &Owners,
+    target: UpTarget,
+    options: &MigrateOptions,
+) -> Result<UpPlan<'a>> {
+    let statuses = status(set, applied, owners);
+    let mut problems = Vec::new();
+    for s in &statuses {
+        match s.state {
+            MigrationState::Changed => problems.push(changed_message(s)),
+            MigrationState::Missing => problems.push(missing_message(s)),
+            _ => {}
+        }
+    }
+    let newest_applied = applied
+        .iter()
+        .filter(|a| !owners.contains_key(&a.name))
+        .map(|a| a.version)
+        .max();
+    let pending: Vec<&MigrationFile> = set
+        .files
+        .iter()
+        .filter(|f| !applied.iter().any(|a| a.version == f.version))
+        .collect();
+    if !options.allow_out_of_order
+        && let Some(newest) = newest_applied
+    {
+        for f in pending
+            .iter()
+            .filter(|f| f.version < newest && !owners.contains_key(&f.name))
+        {
+            problems.push(format!(
+                    "{} is pending but older than the newest applied migration ({newest}); this usually follows a branch merge. Check it does not depend on newer migrations, then run with --allow-out-of-order (or give it a newer version)",
+                    f.path.display()
+                ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::refused(
+            format!(
+                "refusing to apply migrations:\n  - {}",
+                problems.join("\n  - ")
+            ),
+            None,
+        ));
+    }
+    if let UpTarget::To(version) = target
+        && set.by_version(version).is_none()
+    {
+        return Err(Error::Usage(format!(
+            "--to {version}: there is no migration with that version"
+        )));
+    }
+    let mut apply = Vec::new();
+    let mut stopped_before = None;
+    for f in pending {
+        if let UpTarget::To(version) = target
+            && f.version > version
+        {
+            break;
+        }
+        if let UpTarget::Count(n) = target
+            && apply.len() >= n
+        {
+            break;
+        }
+        if let Some(owner) = owners.get(&f.name) {
+            stopped_before = Some((f, owner.clone()));
+            break;
+        }
+        apply.push(f);
+    }
+    Ok(UpPlan {
+        apply,
+        stopped_before,
+    })
+}
+
+fn changed_message(s: &MigrationStatus) -> String {
+    let a = s.applied.as_ref().expect("changed implies applied");
+    format!(
+        "{} was changed after it was applied (on {} by {}); restore it as applied, and put new changes in a new migration (`orch migrate create NAME`)",
+        s.file.as_deref().unwrap_or("?"),
+        timefmt::utc(&a.applied_at),
+        a.applied_by
+    )
+}
+
+fn missing_message(s: &MigrationStatus) -> String {
+    let a = s.applied.as_ref().expect("missing implies applied");
+    format!(
+        "migration {}_{} is applied (on {} by {}) but its file is missing from the migrations directory; restore it",
+        s.version,
+        s.name,
+        timefmt::utc(&a.applied_at),
+        a.applied_by
+    )
+}
+
+/// Decide what `down N` reverts: the N newest applied, newest first, each of
+/// which must have its file unchanged, a non-empty down section, and no plan
+/// owning it. Everything is checked before anything runs.
+pub fn plan_down<'a>(
+    set: &'a MigrationSet,
+    applied: &[AppliedMigration],
+    owners: &Owners,
+    count: usize,
+    options: &MigrateOptions,
+) -> Result<Vec<&'a MigrationFile>> {
+    let mut newest_first: Vec<&AppliedMigration> = applied.iter().collect();
+    newest_first.sort_by_key(|a| std::cmp::Reverse(a.version));
+    let mut revert = Vec::new();
+    let mut problems = Vec::new();
+    for a in newest_first.into_iter().take(count) {
+        let id = format!("{}_{}", a.version, a.name);
+        if let Some(owner) = owners.get(&a.name) {
+            problems.push(format!(
+                "{id} belongs to plan {}, phase {} ({}); undo it with `orch rollback {}`",
+                owner.plan, owner.position, owner.phase, owner.plan
+            ));
+            continue;
+        }
+        let Some(file) = set.by_version(a.version) else {
+            problems.push(format!("{id} is applied but its file is missing, so there is no down section to run; restore the file"));
+            continue;
+        };
+        if file.checksum != a.checksum && !options.allow_changed {
+            problems.push(format!(
+                "{} was changed after it was applied; its down section may not match what was applied. Restore it, or pass --allow-changed to run the current down section",
+                file.path.display()
+            ));
+            continue;
+        }
+        match &file.down {
+            Some(down) if !down.is_empty() => revert.push(file),
+            _ => problems.push(format!(
+                "{} has no down section (or an empty one), so it cannot be reverted; write its \"-- migrate:down\" section first",
+                file.path.display()
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::refused(
+            format!("refusing to revert:\n  - {}", problems.join("\n  - ")),
+            None,
+        ));
+    }
+    Ok(revert)
+}
+
+/// Runs migration commands against one database.
+pub struct Migrator<'a> {
+    pub store: &'a Store,
+    pub set: &'a MigrationSet,
+    pub owners: &'a Owners,
+    pub options: &'a MigrateOptions,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// What `up` did.
+#[derive(Debug, Default)]
+pub struct UpOutcome {
+    pub applied: Vec<String>,
+    pub stopped_before: Option<(String, MigrationOwner)>,
+}
+
+impl Migrator<'_> {
+    async fn lock(&self) -> Result<locks::LockGuard> {
+        locks::acquire(
+            self.store.settings(),
+            &format!("{} (lock)", self.store.application_name()),
+            LockScope::Migrations,
+            self.options.lock_wait,
+        )
+        .await
+    }
+
+    /// `orch migrate up`.
+    pub async fn up(&self, target: UpTarget) -> Result<UpOutcome> {
+        let _lock = if self.options.dry_run {
+            None
+        } else {
+            Some(self.lock().await?)
+        };
+        let applied = self.store.applied_migrations().await?;
+        let plan = plan_up(self.set, &applied, self.owners, target, self.options)?;
+        let mut outcome = UpOutcome {
+            applied: Vec::new(),
+            stopped_before: plan
+                .stopped_before
+                .as_ref()
+                .map(|(f, owner)| (f.id(), owner.clone())),
+        };
+        if plan.apply.is_empty() {
+            self.reporter.report(Event::Info {
+                message: "nothing to apply: every migration is applied".to_string(),
+            });
+        }
+        if !self.options.dry_run && !plan.apply.is_empty() {
+            self.store.ensure_schema().await?;
+        }
+        let runner = if self.options.dry_run {
+            None
+        } else {
+            Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
+        };
+        for file in plan.apply {
+            self.apply(runner.as_ref(), file, Direction::Up, None)
+                .await?;
+            outcome.applied.push(file.id());
+        }
+        if let Some((id, owner)) = &outcome.stopped_before {
+            self.reporter.report(Event::Info {
+                message: format!(
+                    "stopped before {id}: it belongs to plan {}, phase {} ({}); it is applied by `orch advance {}`",
+                    owner.plan, owner.position, owner.phase, owner.plan
+                ),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// `orch migrate down N`; returns the reverted ids, newest first.
+    pub async fn down(&self, count: usize) -> Result<Vec<String>> {
+        let _lock = if self.options.dry_run {
+            None
+        } else {
+            Some(self.lock().await?)
+        };
+        let applied = self.store.applied_migrations().await?;
+        let revert = plan_down(self.set, &applied, self.owners, count, self.options)?;
+        if revert.is_empty() {
+            self.reporter.report(Event::Info {
+                message: "nothing to revert: no migration is applied".to_string(),
+            });
+            return Ok(Vec::new());
+        }
+        let runner = if self.options.dry_run {
+            None
+        } else {
+            Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
+        };
+        let mut done = Vec::new();
+        for file in revert {
+            self.apply(runner.as_ref(), file, Direction::Down, None)
+                .await?;
+            done.push(file.id());
+        }
+        Ok(done)
+    }
+
+    /// `orch migrate redo`: down 1, then up the same migration, under one lock.
+    pub async fn redo(&self) -> Result<Option<String>> {
+        let _lock = if self.options.dry_run {
+            None
+        } else {
+            Some(self.lock().await?)
+        };
+        let applied = self.store.applied_migrations().await?;
+        let revert = plan_down(self.set, &applied, self.owners, 1, self.options)?;
+        let Some(file) = revert.first().copied() else {
+            self.reporter.report(Event::Info {
+                message: "nothing to redo: no migration is applied".to_string(),
+            });
+            return Ok(None);
+        };
+        let runner = if self.options.dry_run {
+            None
+        } else {
+            Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
+        };
+        self.apply(runner.as_ref(), file, Direction::Down, None)
+            .await?;
+        self.apply(runner.as_ref(), file, Direction::Up, None)
+            .await?;
+        Ok(Some(file.id()))
+    }
+
+    /// Apply one section (or describe it, in a dry run) and record it in the
+    /// same transaction. `owner` marks a plan's phase as the applier.
+    pub async fn apply(
+        &self,
+        runner: Option<&SectionRunner<'_>>,
+        file: &MigrationFile,
+        direction: Direction,
+        owner: Option<&MigrationOwner>,
+    ) -> Result<Option<RunStats>> {
+        let section = match direction {
+            Direction::Up => &file.up,
+            Direction::Down => file
+                .down
+                .as_ref()
+                .expect("plan_down checked the down section"),
+        };
+        let id = file.id();
+        let Some(runner) = runner else {
+            self.reporter.report(Event::MigrationWouldRun {
+                id,
+                direction,
+                transactional: section.transactional,
+                sql: section.sql.trim().to_string(),
+            });
+            return Ok(None);
+        };
+        self.reporter.report(Event::MigrationStarted {
+            id: id.clone(),
+            direction,
+        });
+        let job = SectionJob {
+            id: &id,
+            path: &file.path,
+            section,
+            direction,
+        };
+        let actor = self.options.actor.clone();
+        let stats = runner
+            .run(&job, |stats| {
+                vec![record(file, direction, &actor, stats, owner)]
+            })
+            .await?;
+        self.reporter.report(Event::MigrationDone {
+            id,
+            direction,
+            duration_ms: stats.duration.as_millis() as u64,
+            attempts: stats.attempts,
+        });
+        Ok(Some(stats))
+    }
+}
+
+/// The bookkeeping row for one applied (or reverted) migration.
+pub fn record(
+    file: &MigrationFile,
+    direction: Direction,
+    actor: &str,
+    stats: &RunStats,
+    owner: Option<&MigrationOwner>,
+) -> Bookkeeping {
+    match direction {
+        Direction::Up => Bookkeeping::MigrationApplied {
+            version: file.version,
+            name: file.name.clone(),
+            checksum: file.checksum.clone(),
+            applied_by: actor.to_string(),
+            duration_ms: stats.duration.as_millis() as i64,
+            execution_ms: stats.execution.as_millis() as i64,
+            attempts: stats.attempts as i32,
+            plan: owner.map(|o| o.plan.clone()),
+            phase: owner.map(|o| o.phase.clone()),
+        },
+        Direction::Down => Bookkeeping::MigrationReverted {
+            version: file.version,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn file(version: i64, name: &str, body: &str) -> MigrationFile {
+        MigrationFile::parse(
+            Path::new(&format!("migrations/{version}_{name}.sql")),
+            &format!("-- migrate:up\n{body}\n-- migrate:down\nSELECT 'down';\n"),
+        )
+        .unwrap()
+    }
+
+    fn set(files: Vec<MigrationFile>) -> MigrationSet {
+        MigrationSet {
+            dir: "migrations".into(),
+            files,
+        }
+    }
+
+    fn applied(f: &MigrationFile) -> AppliedMigration {
+        AppliedMigration {
+            version: f.version,
+            name: f.name.clone(),
+            checksum: f.checksum.clone(),
+            applied_at: chrono::Utc::now(),
+            applied_by: "tester".into(),
+            duration_ms: 1,
+            execution_ms: 1,
+            attempts: 1,
+            plan: None,
+            phase: None,
+        }
+    }
+
+    fn options() -> MigrateOptions {
+        MigrateOptions {
+            policy: LockRetryPolicy::default(),
+            dry_run: false,
+            allow_out_of_order: false,
+            allow_changed: false,
+            actor: "tester".into(),
+            lock_wait: Duration::from_secs(1),
+        }
+    }
+
+    fn names(files: &[&MigrationFile]) -> Vec<String> {
+        files.iter().map(|f| f.name.clone()).collect()
+    }
+
+    #[test]
+    fn up_targets() {
+        let s = set(vec![
+            file(1, "a", "SELECT 1;"),
+            file(2, "b", "SELECT 2;"),
+            file(3, "c", "SELECT 3;"),
+        ]);
+        let done = vec![applied(&s.files[0])];
+        let owners = Owners::new();
+        let cases = [
+            (UpTarget::All, vec!["b", "c"]),
+            (UpTarget::Count(1), vec!["b"]),
+            (UpTarget::To(2), vec!["b"]),
+            (UpTarget::To(1), vec![]),
+        ];
+        for (target, expected) in cases {
+            let plan = plan_up(&s, &done, &owners, target, &options()).unwrap();
+            assert_eq!(names(&plan.apply), expected, "{target:?}");
+        }
+        let err = plan_up(&s, &done, &owners, UpTarget::To(7), &options()).unwrap_err();
+        assert_eq!(err.code(), 2);
+    }
+
+    #[test]
+    fn changed_and_missing_files_refuse_up_naming_each_file() {
+        let original = file(1, "a", "SELECT 1;");
+        let s = set(vec![
+            file(1, "a", "SELECT 'edited';"),
+            file(3, "c", "SELECT 3;"),
+        ]);
+        let mut gone = applied(&file(2, "b", "SELECT 2;"));
+        gone.version = 2;
+        let err = plan_up(
+            &s,
+            &[applied(&original), gone],
+            &Owners::new(),
+            UpTarget::All,
+            &options(),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), 4);
+        let text = err.to_string();
+        assert!(
+            text.contains("migrations/1_a.sql was changed after it was applied"),
+            "{text}"
+        );
+        assert!(text.contains("migration 2_b is applied"), "{text}");
+        assert!(text.contains("file is missing"), "{text}");
+    }
+
+    #[test]
+    fn out_of_order_needs_the_flag() {
+        let s = set(vec![
+            file(1, "a", "SELECT 1;"),
+            file(2, "b", "SELECT 2;"),
+            file(3, "c", "SELECT 3;"),
+        ]);
+        let done = vec![applied(&s.files[0]), applied(&s.files[2])];
+        let err = plan_up(&s, &done, &Owners::new(), UpTarget::All, &options()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("migrations/2_b.sql is pending but older"),
+            "{err}"
+        );
+        let allowed = MigrateOptions {
+            allow_out_of_order: true,
+            ..options()
+        };
+        let plan = plan_up(&s, &done, &Owners::new(), UpTarget::All, &allowed).unwrap();
+        assert_eq!(names(&plan.apply), ["b"]);
+    }
+
+    #[test]
+    fn up_stops_before_a_plan_owned_migration() {
+        let s = set(vec![
+            file(1, "a", "SELECT 1;"),
+            file(2, "b", "SELECT 2;"),
+            file(3, "c", "SELECT 3;"),
+        ]);
+        let mut owners = Owners::new();
+        owners.insert(
+            "b".into(),
+            MigrationOwner {
+                plan: "p".into(),
+                position: 1,
+                phase: "add-b".into(),
+            },
+        );
+        let plan = plan_up(&s, &[], &owners, UpTarget::All, &options()).unwrap();
+        assert_eq!(names(&plan.apply), ["a"]);
+        assert_eq!(plan.stopped_before.unwrap().0.name, "b");
+    }
+
+    #[test]
+    fn plan_owned_migrations_do_not_count_as_out_of_order() {
+        let s = set(vec![
+            file(1, "a", "SELECT 1;"),
+            file(2, "b", "SELECT 2;"),
+            file(3, "c", "SELECT 3;"),
+        ]);
+        let mut owners = Owners::new();
+        owners.insert(
+            "c".into(),
+            MigrationOwner {
+                plan: "p".into(),
+                position: 1,
+                phase: "x".into(),
+            },
+        );
+        let mut by_plan = applied(&s.files[2]);
+        by_plan.plan = Some("p".into());
+        let plan = plan_up(
+            &s,
+            &[applied(&s.files[0]), by_plan],
+            &owners,
+            UpTarget::All,
+            &options(),
+        )
+        .unwrap();
+        assert_eq!(names(&plan.apply), ["b"]);
+    }
+
+    #[test]
+    fn down_reverts_newest_first_and_refuses_what_it_cannot_undo() {
+        let no_down = MigrationFile::parse(
+            Path::new("migrations/4_d.sql"),
+            "-- migrate:up\nSELECT 4;\n",
+        )
+        .unwrap();
+        let s = set(vec![
+            file(1, "a", "SELECT 1;"),
+            file(2, "b", "SELECT 2;"),
+            no_down,
+        ]);
+        let two = vec![applied(&s.files[0]), applied(&s.files[1])];
+        let got = plan_down(&s, &two, &Owners::new(), 2, &options()).unwrap();
+        assert_eq!(names(&got), ["b", "a"]);
+        let with_d = vec![applied(&s.files[0]), applied(&s.files[2])];
+        let err = plan_down(&s, &with_d, &Owners::new(), 1, &options()).unwrap_err();
+        assert!(
+            err.to_string().contains("4_d.sql has no down section"),
+            "{err}"
+        );
+        assert!(
+            plan_down(&s, &[], &Owners::new(), 1, &options())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn status_reports_every_state() {
+        let s = set(vec![
+            file(1, "a", "SELECT 1;"),
+            file(2, "b", "SELECT 'new';"),
+            file(3, "c", "SELECT 3;"),
+        ]);
+        let mut changed = applied(&s.files[1]);
+        changed.checksum = "old".into();
+        let mut missing = applied(&s.files[0]);
+        missing.version = 9;
+        missing.name = "gone".into();
+        let got = status(
+            &s,
+            &[applied(&s.files[0]), changed, missing],
+            &Owners::new(),
+        );
+        let states: Vec<MigrationState> = got.iter().map(|s| s.state).collect();
+        assert_eq!(
+            states,
+            [
+                MigrationState::Applied,
+                MigrationState::Changed,
+                MigrationState::Pending,
+                MigrationState::Missing
+            ]
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The engine: what orch decides and in which order. It reads files through
+//! `migration`/`plan`, talks to the database only through `store`, and
+//! reports through `events`.
+
+pub mod checks;
+pub mod lock_retry;
+pub mod migrator;
+pub mod plan_runner;
+pub mod plan_status;
+pub mod plan_sync;
+pub mod section_runner;

@@ -1,0 +1,241 @@
+//! Where every plan stands, from its file and its recorded state: the data
+//! behind `orch status` and `orch checklist` (the CLI renders it).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::backfill::{self, BackfillProgress};
+use crate::engine::plan_runner::confirm_command;
+use crate::error::Result;
+use crate::plan::format::{PhaseKind, PlanSpec};
+use crate::plan::{PhaseState, PlanSet};
+use crate::store::Store;
+use crate::store::plans::{CheckResultRecord, EventRecord, PhaseRecord, PlanRecord};
+
+/// One plan at a glance, and its phases in detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStatus {
+    pub plan: String,
+    pub file: Option<String>,
+    /// e.g. "file missing" or "file edited since the plan started".
+    pub file_note: Option<String>,
+    pub description: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub started_by: Option<String>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub total: usize,
+    /// 1-based phase the plan is on (the first not confirmed); None when complete.
+    pub current: Option<usize>,
+    /// "not started", "complete", or the current phase's state.
+    pub state: String,
+    pub since: Option<DateTime<Utc>>,
+    pub waiting_on: String,
+    pub phases: Vec<PhaseStatus>,
+}
+
+/// One phase of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseStatus {
+    pub position: usize,
+    pub id: String,
+    pub kind: PhaseKind,
+    pub title: String,
+    pub role: Option<String>,
+    pub reversible: bool,
+    pub migration: Option<String>,
+    pub instructions: Option<String>,
+    pub state: PhaseState,
+    pub record: Option<PhaseRecord>,
+    pub progress: Option<BackfillProgress>,
+    pub checks: Vec<CheckStatus>,
+}
+
+/// A guard or check with its latest result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    /// "guard" (before the phase runs) or "check" (before it is confirmed).
+    pub purpose: &'static str,
+    pub name: String,
+    pub sql: String,
+    pub last: Option<CheckResultRecord>,
+}
+
+/// Status of every plan in the files and in the database (or just `only`).
+pub async fn plan_statuses(
+    store: &Store,
+    plans: &PlanSet,
+    only: Option<&str>,
+) -> Result<Vec<PlanStatus>> {
+    let recorded = store.all_plan_states().await?;
+    let mut names: Vec<String> = plans.plans.iter().map(|p| p.name().to_string()).collect();
+    for (record, _) in &recorded {
+        if !names.contains(&record.name) {
+            names.push(record.name.clone());
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+        let loaded = plans.get(&name);
+        let state = recorded.iter().find(|(r, _)| r.name == name);
+        let spec: PlanSpec = match (loaded, state) {
+            (Some(plan), _) => plan.spec.clone(),
+            (None, Some((record, _))) => match serde_json::from_value(record.definition.clone()) {
+                Ok(spec) => spec,
+                Err(_) => continue,
+            },
+            (None, None) => continue,
+        };
+        let results = store.check_results(&name).await?;
+        let mut progress = Vec::new();
+        for phase in spec.phases.iter().filter(|p| p.kind == PhaseKind::Backfill) {
+            progress.push((
+                phase.id.clone(),
+                backfill::progress(store, &name, &phase.id).await?,
+            ));
+        }
+        let file_note = match (loaded, state) {
+            (None, Some(_)) => Some("file missing: shown as recorded".to_string()),
+            (Some(plan), Some((record, _))) if plan.checksum != record.checksum => {
+                Some("file edited since last used (applied at the next command)".to_string())
+            }
+            _ => None,
+        };
+        out.push(build(
+            &name,
+            &spec,
+            loaded.map(|p| p.path.display().to_string()),
+            file_note,
+            state,
+            &results,
+            &progress,
+        ));
+    }
+    Ok(out)
+}
+
+/// The event log of one plan (for the checklist).
+pub async fn plan_events(store: &Store, plan: &str) -> Result<Vec<EventRecord>> {
+    store.events(plan).await
+}
+
+fn build(
+    name: &str,
+    spec: &PlanSpec,
+    file: Option<String>,
+    file_note: Option<String>,
+    state: Option<&(PlanRecord, Vec<PhaseRecord>)>,
+    results: &[CheckResultRecord],
+    progress: &[(String, Option<BackfillProgress>)],
+) -> PlanStatus {
+    let records: &[PhaseRecord] = state.map_or(&[], |(_, phases)| phases.as_slice());
+    let phases: Vec<PhaseStatus> = spec
+        .phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let record = records
+                .iter()
+                .find(|r| r.position as usize == i + 1 && r.id == p.id)
+                .cloned();
+            let checks = p
+                .guard
+                .iter()
+                .map(|c| ("guard", c))
+                .chain(p.checks.iter().map(|c| ("check", c)))
+                .map(|(purpose, c)| CheckStatus {
+                    purpose,
+                    name: c.name.clone(),
+                    sql: c.sql.trim().to_string(),
+                    last: results
+                        .iter()
+                        .find(|r| r.phase == p.id && r.check_name == c.name)
+                        .cloned(),
+                })
+                .collect();
+            PhaseStatus {
+                position: i + 1,
+                id: p.id.clone(),
+                kind: p.kind,
+                title: p.title.clone(),
+                role: p.role.map(|r| format!("{r:?}").to_lowercase()),
+                reversible: p.reversible,
+                migration: p.migration.clone(),
+                instructions: p.instructions.clone(),
+                state: record.as_ref().map_or(PhaseState::Pending, |r| r.state),
+                record,
+                progress: progress
+                    .iter()
+                    .find(|(id, _)| *id == p.id)
+                    .and_then(|(_, pr)| pr.clone()),
+                checks,
+            }
+        })
+        .collect();
+    let total = phases.len();
+    let current = phases.iter().position(|p| p.state != PhaseState::Confirmed);
+    let (state_text, since, waiting_on) = match (state, current) {
+        (None, _) => (
+            "not started".to_string(),
+            None,
+            format!("orch advance {name} starts phase 1"),
+        ),
+        (Some((record, _)), None) => (
+            "complete".to_string(),
+            record.completed_at,
+            "nothing: the plan is complete".to_string(),
+        ),
+        (Some(_), Some(i)) => {
+            let p = &phases[i];
+            let since = p.record.as_ref().and_then(|r| r.updated_at);
+            (p.state.name().to_string(), since, waiting_on(name, p))
+        }
+    };
+    PlanStatus {
+        plan: name.to_string(),
+        file,
+        file_note,
+        description: spec.description.clone(),
+        started_at: state.map(|(r, _)| r.started_at),
+        started_by: state.map(|(r, _)| r.started_by.clone()),
+        completed_at: state.and_then(|(r, _)| r.completed_at),
+        total,
+        current: current.map(|i| i + 1),
+        state: state_text,
+        since,
+        waiting_on,
+        phases,
+    }
+}
+
+/// What the current phase waits on, in words, with the command to run.
+fn waiting_on(plan: &str, p: &PhaseStatus) -> String {
+    let which = format!("phase {} {}", p.position, p.id);
+    match p.state {
+        PhaseState::Pending => format!("orch advance {plan} (runs {which})"),
+        PhaseState::Open => format!(
+            "the deploy, then confirmation of {which}: {}",
+            confirm_command(plan, &p.id)
+        ),
+        PhaseState::Done => format!("confirmation of {which}: {}", confirm_command(plan, &p.id)),
+        PhaseState::Running => match &p.progress {
+            Some(progress) => format!("{which} running: {}", progress.describe()),
+            None => {
+                format!("{which} running (if its process died: orch advance {plan} resumes it)")
+            }
+        },
+        PhaseState::Paused => format!("{which} paused: orch advance {plan} resumes it"),
+        PhaseState::Failed => {
+            let error = p
+                .record
+                .as_ref()
+                .and_then(|r| r.error.as_deref())
+                .and_then(|e| e.lines().next())
+                .unwrap_or("failed");
+            format!(
+                "{which} failed ({error}): orch advance {plan} retries, orch rollback {plan} resets it"
+            )
+        }
+        PhaseState::Confirmed => "nothing".to_string(),
+    }
+}

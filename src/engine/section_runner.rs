@@ -1,0 +1,366 @@
+//! Runs one migration section against the database: the whole section in one
+//! transaction together with its bookkeeping, or (`transaction:false`) one
+//! statement at a time; either way under a short `lock_timeout`, retried
+//! with backoff when it expires.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::engine::lock_retry::LockRetryPolicy;
+use crate::error::{Error, Result};
+use crate::events::{Direction, Event, Reporter};
+use crate::migration::Section;
+use crate::migration::file::leading_words;
+use crate::sql_text;
+use crate::store::Store;
+use crate::store::blockers::{BlockerMonitor, LockWaitSample};
+use crate::store::bookkeeping::Bookkeeping;
+use crate::store::session::ScriptFailure;
+use crate::timefmt;
+
+/// Which section of which file to run.
+pub struct SectionJob<'a> {
+    /// `<version>_<name>`, as shown to people.
+    pub id: &'a str,
+    pub path: &'a Path,
+    pub section: &'a Section,
+    pub direction: Direction,
+}
+
+/// How a section run went.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStats {
+    pub attempts: u32,
+    /// Wall time including lock waits and backoff.
+    pub duration: Duration,
+    /// Time of the SQL of the successful attempt(s) only.
+    pub execution: Duration,
+}
+
+/// Runs sections on a store's working connection.
+pub struct SectionRunner<'a> {
+    store: &'a Store,
+    policy: &'a LockRetryPolicy,
+    reporter: &'a dyn Reporter,
+    monitor: BlockerMonitor,
+    pid: i32,
+}
+
+/// What to do after a failed attempt.
+enum AfterFailure {
+    /// A lock timeout with retries left: try again with this lock_timeout.
+    Retry(Duration),
+    /// Anything else: give up with this failure.
+    GiveUp(ScriptFailure),
+}
+
+impl<'a> SectionRunner<'a> {
+    pub async fn new(
+        store: &'a Store,
+        policy: &'a LockRetryPolicy,
+        reporter: &'a dyn Reporter,
+    ) -> Result<Self> {
+        Ok(SectionRunner {
+            store,
+            policy,
+            reporter,
+            monitor: BlockerMonitor::new(store.settings()),
+            pid: store.backend_pid().await?,
+        })
+    }
+
+    /// Run the section; `bookkeeping` says what to record in the same
+    /// transaction once the section's SQL succeeded.
+    pub async fn run(
+        &self,
+        job: &SectionJob<'_>,
+        bookkeeping: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
+    ) -> Result<RunStats> {
+        if job.section.transactional {
+            self.run_transactional(job, bookkeeping).await
+        } else {
+            self.run_statements(job, bookkeeping).await
+        }
+    }
+
+    async fn run_transactional(
+        &self,
+        job: &SectionJob<'_>,
+        bookkeeping: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
+    ) -> Result<RunStats> {
+        let started = Instant::now();
+        let sql = job.section.sql.as_str();
+        let mut lock_timeout = self.policy.scheduled_timeout(0);
+        let mut attempt = 0;
+        loop {
+            self.store
+                .begin_with_timeouts(lock_timeout, self.policy.statement_timeout)
+                .await?;
+            let execution_started = Instant::now();
+            let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
+            let result = self.store.run_script(sql).await;
+            let wait = watch.stop();
+            match result {
+                Ok(()) => {
+                    let stats = RunStats {
+                        attempts: attempt + 1,
+                        duration: started.elapsed(),
+                        execution: execution_started.elapsed(),
+                    };
+                    if let Err(e) = self.store.write_bookkeeping(&bookkeeping(&stats)).await {
+                        self.store.rollback().await;
+                        return Err(Error::db(format!("cannot record migration {}", job.id), e));
+                    }
+                    if let Err(failure) = self.store.commit().await {
+                        self.store.rollback().await;
+                        return Err(failed(job, job.section.marker_line, failure, 0));
+                    }
+                    return Ok(stats);
+                }
+                Err(failure) => {
+                    self.store.rollback().await;
+                    let line = failing_line(job.section, &failure);
+                    lock_timeout = match self
+                        .after_failure(job, line, attempt, lock_timeout, failure, wait)
+                        .await?
+                    {
+                        AfterFailure::Retry(next) => next,
+                        AfterFailure::GiveUp(failure) => return Err(failed(job, line, failure, 0)),
+                    };
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn run_statements(
+        &self,
+        job: &SectionJob<'_>,
+        bookkeeping: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
+    ) -> Result<RunStats> {
+        let started = Instant::now();
+        let mut execution = Duration::ZERO;
+        let mut attempts = 0;
+        let statements = sql_text::split_statements(&job.section.sql);
+        for (index, statement) in statements.iter().enumerate() {
+            let line = job.section.file_line(statement.offset);
+            // CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which never blocks
+            // the application; a timeout would only leave an INVALID index.
+            let concurrent = leading_words(statement.text, 4)
+                .iter()
+                .any(|w| w == "concurrently");
+            let mut lock_timeout = self.policy.scheduled_timeout(0);
+            let mut attempt = 0;
+            loop {
+                attempts += 1;
+                if concurrent {
+                    self.store
+                        .set_session_timeouts(Duration::ZERO, Duration::ZERO)
+                        .await?;
+                } else {
+                    self.store
+                        .set_session_timeouts(lock_timeout, self.policy.statement_timeout)
+                        .await?;
+                }
+                let execution_started = Instant::now();
+                let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
+                let result = self.store.run_script(statement.text).await;
+                let wait = watch.stop();
+                match result {
+                    Ok(()) => {
+                        execution += execution_started.elapsed();
+                        break;
+                    }
+                    Err(failure) => {
+                        let outcome = self
+                            .after_failure(job, line, attempt, lock_timeout, failure, wait)
+                            .await;
+                        match outcome {
+                            Ok(AfterFailure::Retry(next)) => lock_timeout = next,
+                            Ok(AfterFailure::GiveUp(failure)) => {
+                                self.store.reset_session_timeouts().await;
+                                return Err(failed(job, line, failure, index));
+                            }
+                            Err(e) => {
+                                self.store.reset_session_timeouts().await;
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                attempt += 1;
+            }
+        }
+        self.store.reset_session_timeouts().await;
+        let stats = RunStats {
+            attempts: attempts.max(1),
+            duration: started.elapsed(),
+            execution,
+        };
+        self.store
+            .begin_with_timeouts(self.policy.lock_timeout, self.policy.statement_timeout)
+            .await?;
+        if let Err(e) = self.store.write_bookkeeping(&bookkeeping(&stats)).await {
+            self.store.rollback().await;
+            return Err(Error::db(format!("cannot record migration {}", job.id), e));
+        }
+        if let Err(failure) = self.store.commit().await {
+            return Err(failed(
+                job,
+                job.section.marker_line,
+                failure,
+                statements.len(),
+            ));
+        }
+        Ok(stats)
+    }
+
+    /// After a failed attempt: a lock timeout with retries left is
+    /// reported, backed off from, and retried; exhausted retries become a
+    /// `LockTimeout` error naming the blocker; anything else is given up.
+    async fn after_failure(
+        &self,
+        job: &SectionJob<'_>,
+        line: usize,
+        attempt: u32,
+        lock_timeout: Duration,
+        failure: ScriptFailure,
+        wait: Option<LockWaitSample>,
+    ) -> Result<AfterFailure> {
+        if !failure.is_lock_timeout() {
+            return Ok(AfterFailure::GiveUp(failure));
+        }
+        let attempts = self.policy.attempts();
+        if attempt + 1 >= attempts {
+            return Err(lock_timeout_error(
+                job,
+                line,
+                attempts,
+                lock_timeout,
+                wait.as_ref(),
+            ));
+        }
+        let deadlock_timeout = match &wait {
+            Some(w) if w.blockers.iter().any(|b| b.is_autovacuum()) => self
+                .store
+                .deadlock_timeout_ms()
+                .await
+                .ok()
+                .map(Duration::from_millis),
+            _ => None,
+        };
+        let (next, note) = self
+            .policy
+            .next_timeout(attempt + 1, wait.as_ref(), deadlock_timeout);
+        let sleep = self.policy.backoff(attempt + 1, fastrand::f64());
+        self.reporter.report(Event::LockRetry {
+            target: format!("{}:{} ({})", job.path.display(), line, job.id),
+            attempt: attempt + 1,
+            attempts,
+            lock_timeout_ms: lock_timeout.as_millis() as u64,
+            retry_in_ms: sleep.as_millis() as u64,
+            next_lock_timeout_ms: next.as_millis() as u64,
+            wait,
+            note,
+        });
+        tokio::time::sleep(sleep).await;
+        Ok(AfterFailure::Retry(next))
+    }
+}
+
+/// Sample the lock wait often enough to see it before the timeout fires.
+fn poll_interval(lock_timeout: Duration) -> Duration {
+    (lock_timeout / 3).clamp(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// The file line where the failing statement starts: the statement after the
+/// last one PostgreSQL completed; failing that, PostgreSQL's error position.
+fn failing_line(section: &Section, failure: &ScriptFailure) -> usize {
+    let statements = sql_text::split_statements(&section.sql);
+    if let Some(statement) = statements.get(failure.completed) {
+        return section.file_line(statement.offset);
+    }
+    if let Some(offset) = failure
+        .diagnostic
+        .position
+        .and_then(|p| sql_text::char_to_byte_offset(&section.sql, p as usize))
+    {
+        return section.file_line(offset);
+    }
+    section.marker_line
+}
+
+fn failed(
+    job: &SectionJob<'_>,
+    line: usize,
+    failure: ScriptFailure,
+    applied_before_failure: usize,
+) -> Error {
+    Error::MigrationFailed {
+        path: job.path.to_path_buf(),
+        name: format!("{} ({})", job.id, job.direction),
+        line,
+        diagnostic: Box::new(failure.diagnostic),
+        applied_before_failure,
+    }
+}
+
+fn lock_timeout_error(
+    job: &SectionJob<'_>,
+    line: usize,
+    attempts: u32,
+    lock_timeout: Duration,
+    wait: Option<&LockWaitSample>,
+) -> Error {
+    let mut message = format!(
+        "{}:{}: migration {} ({}) gave up after {} attempts: each timed out waiting for a lock (lock_timeout {}); nothing of it was applied",
+        job.path.display(),
+        line,
+        job.id,
+        job.direction,
+        attempts,
+        timefmt::duration(lock_timeout)
+    );
+    match wait {
+        Some(wait) => {
+            message.push_str(&format!("\n  it waited for {}, held by:", wait.waiting_for));
+            for b in &wait.blockers {
+                message.push_str(&format!("\n    {}", describe_blocker(b)));
+            }
+        }
+        None => message.push_str(
+            "\n  the holder could not be identified (the wait ended before it was sampled)",
+        ),
+    }
+    message.push_str(
+        "\n  next: retry when that session is done, or allow more with --lock-retries / --lock-timeout-max",
+    );
+    Error::LockTimeout { message }
+}
+
+/// `pid 4242 (application_name "psql", idle in transaction since 10:49:19 UTC): SELECT ...`
+pub fn describe_blocker(b: &crate::store::blockers::Blocker) -> String {
+    let kind = if b.is_autovacuum() {
+        "autovacuum worker, ".to_string()
+    } else {
+        String::new()
+    };
+    let since = b
+        .xact_start
+        .or(b.query_start)
+        .map(|t| format!(" since {}", timefmt::utc(&t)))
+        .unwrap_or_default();
+    format!(
+        "pid {} ({}application_name {:?}, {}{}): {}",
+        b.pid,
+        kind,
+        b.application_name,
+        if b.state.is_empty() {
+            "state unknown"
+        } else {
+            &b.state
+        },
+        since,
+        b.query.trim()
+    )
+}

@@ -1,0 +1,149 @@
+//! What the engine tells the outside world while it works. The engine emits
+//! events; a `Reporter` (human or JSON, in the CLI) decides how they look.
+
+use serde::Serialize;
+
+use crate::store::blockers::LockWaitSample;
+
+/// Up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        })
+    }
+}
+
+/// Something that happened (or, in a dry run, would happen).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Dry run: the SQL that would run for one migration.
+    MigrationWouldRun {
+        id: String,
+        direction: Direction,
+        transactional: bool,
+        sql: String,
+    },
+    MigrationStarted {
+        id: String,
+        direction: Direction,
+    },
+    MigrationDone {
+        id: String,
+        direction: Direction,
+        duration_ms: u64,
+        attempts: u32,
+    },
+    /// A statement timed out waiting for a lock; orch backs off and retries.
+    LockRetry {
+        target: String,
+        attempt: u32,
+        attempts: u32,
+        lock_timeout_ms: u64,
+        retry_in_ms: u64,
+        next_lock_timeout_ms: u64,
+        wait: Option<LockWaitSample>,
+        note: Option<String>,
+    },
+    /// `orch advance` started a phase.
+    PhaseStarted {
+        plan: String,
+        position: usize,
+        total: usize,
+        id: String,
+        kind: String,
+        title: String,
+        resumed: bool,
+    },
+    /// A deploy gate opened: the operator deploys, then confirms.
+    GateOpened {
+        plan: String,
+        position: usize,
+        total: usize,
+        id: String,
+        title: String,
+        instructions: String,
+        confirm_command: String,
+    },
+    /// A phase's work finished; it now waits for confirmation.
+    PhaseDone {
+        plan: String,
+        position: usize,
+        id: String,
+        summary: String,
+        confirm_command: String,
+    },
+    /// Checks (or guards) were evaluated.
+    ChecksEvaluated {
+        plan: String,
+        phase: String,
+        purpose: String,
+        outcomes: Vec<crate::engine::checks::CheckOutcome>,
+    },
+    PhaseConfirmed {
+        plan: String,
+        position: usize,
+        id: String,
+        by: String,
+        next: String,
+    },
+    RolledBack {
+        plan: String,
+        position: usize,
+        id: String,
+        state: String,
+        note: String,
+    },
+    /// Backfill: the run started (or resumed).
+    BackfillStarted {
+        table: String,
+        key: Vec<String>,
+        workers: u32,
+        total_estimate: u64,
+        estimate_source: String,
+        rows_done_before: u64,
+    },
+    /// Backfill: one batch committed.
+    BackfillBatch {
+        worker: u32,
+        rows_done: u64,
+        rows_in_batch: u64,
+        batch_ms: u64,
+        batch_size: u64,
+        total_estimate: u64,
+    },
+    /// Backfill: the run ended (finished, paused or interrupted).
+    BackfillEnded {
+        outcome: String,
+        rows_done: u64,
+        summary: String,
+    },
+    /// Plain information for the operator ("nothing to apply", ...).
+    Info {
+        message: String,
+    },
+    Warning {
+        message: String,
+    },
+}
+
+/// Receives the engine's events.
+pub trait Reporter: Send + Sync {
+    fn report(&self, event: Event);
+}
+
+/// Discards every event (tests, internal calls).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: Event) {}
+}

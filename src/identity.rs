@@ -1,0 +1,21 @@
+//! Who is acting: recorded as applied_by / ran_by / confirmed_by, and shown
+//! to other operators through application_name.
+
+/// `$ORCH_OPERATOR`, else `<os user>@<host>`.
+pub fn actor() -> String {
+    if let Ok(name) = std::env::var("ORCH_OPERATOR")
+        && !name.trim().is_empty()
+    {
+        return name.trim().to_string();
+    }
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{}@{}", crate::connect::os_user_name(), host)
+}
+
+/// application_name for a command's connections, e.g. `orch migrate up (alice@web1)`.
+pub fn application_name(command: &str, actor: &str) -> String {
+    format!("orch {command} ({actor})")
+}

@@ -1,0 +1,391 @@
+//! A throwaway PostgreSQL server for the test harness, benchmarks and
+//! `orch demo`: a fresh cluster in a temp dir, reachable only through a unix
+//! socket there, and gone again when dropped or when this process dies.
+
+// crate::Error is large (its MigrationFailed variant); shrinking it is
+// error.rs's business, not this launcher's.
+#![allow(clippy::result_large_err)]
+
+mod bin_dir;
+#[cfg(test)]
+mod tests;
+mod watchdog;
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User};
+use tempfile::TempDir;
+use tracing::debug;
+
+pub use self::bin_dir::find_bin_dir;
+use self::bin_dir::{is_executable, search_path};
+use self::watchdog::Watchdog;
+use crate::{Error, Result};
+
+const SUPERUSER: &str = "postgres";
+/// Only names the socket file: the socket directory is ours alone.
+const PORT: u16 = 5432;
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_TAIL_LINES: usize = 20;
+/// `sun_path` is 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// How to run the throwaway server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Real fsync and full-page writes (benchmarks); off by default for speed.
+    pub durable: bool,
+    pub max_connections: u32,
+    /// Extra `-c name=value` settings, applied last so they win.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            durable: false,
+            max_connections: 300,
+            settings: Vec::new(),
+        }
+    }
+}
+
+/// A running throwaway server. Dropping it stops the server and deletes its
+/// files; if this process dies first, the watchdog does both.
+#[derive(Debug)]
+pub struct PgServer {
+    postmaster: Child,
+    // Field order is drop order: the watchdog exits before the dir goes.
+    watchdog: Watchdog,
+    dir: TempDir,
+    bin_dir: PathBuf,
+}
+
+impl PgServer {
+    /// Create a fresh cluster in a new temp dir and start it; blocking.
+    pub fn start(options: ServerOptions) -> Result<PgServer> {
+        let started = Instant::now();
+        let bin_dir = find_bin_dir()?;
+        let owner = server_owner()?;
+        let dir = make_temp_dir(owner.as_ref())?;
+        let mut watchdog = Watchdog::spawn(dir.path())?;
+        let (data, log) = (dir.path().join("data"), dir.path().join("server.log"));
+
+        let mut initdb = server_command(&bin_dir.join("initdb"), dir.path(), owner.as_ref(), &log)?;
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["--auth=trust", "-U", SUPERUSER]);
+        initdb.args(["--no-instructions", "-E", "UTF8", "--locale=C"]);
+        if !options.durable {
+            initdb.arg("--no-sync");
+        }
+        run_initdb(initdb, &mut watchdog, &log)?;
+        debug!(elapsed_ms = started.elapsed().as_millis(), "initdb done");
+
+        let mut postgres =
+            server_command(&bin_dir.join("postgres"), dir.path(), owner.as_ref(), &log)?;
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(PORT.to_string());
+        for (name, value) in server_settings(&options, dir.path()) {
+            postgres.arg("-c").arg(format!("{name}={value}"));
+        }
+        let postmaster = spawn(&mut postgres, "postgres")?;
+        watchdog.watch(Some(postmaster.id()));
+        let mut server = PgServer {
+            postmaster,
+            watchdog,
+            dir,
+            bin_dir,
+        };
+        server.wait_until_ready(&data.join("postmaster.pid"), &log)?;
+        debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            socket_dir = %server.socket_dir().display(),
+            "throwaway PostgreSQL ready"
+        );
+        Ok(server)
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn port(&self) -> u16 {
+        PORT
+    }
+
+    /// The database superuser name.
+    pub fn user(&self) -> &str {
+        SUPERUSER
+    }
+
+    /// libpq key=value connection string, e.g.
+    /// `host=/tmp/orch-pg-abc port=5432 user=postgres dbname=postgres`.
+    pub fn connection_string(&self, dbname: &str) -> String {
+        connection_string(self.socket_dir(), dbname)
+    }
+
+    /// The same as a `postgresql://` URL, the socket directory percent-encoded as host.
+    pub fn url(&self, dbname: &str) -> String {
+        url(self.socket_dir(), dbname)
+    }
+
+    /// Where initdb and postgres were found.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// A client tool such as `psql` or `pgbench`: from `bin_dir`, else PATH.
+    pub fn find_tool(&self, name: &str) -> Option<PathBuf> {
+        let beside = self.bin_dir.join(name);
+        if is_executable(&beside) {
+            return Some(beside);
+        }
+        search_path(&std::env::var_os("PATH")?, name)
+    }
+
+    /// Stop the server and delete its files (what `Drop` does).
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    fn wait_until_ready(&mut self, pid_file: &Path, log: &Path) -> Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            // PostgreSQL writes its status on the last line of postmaster.pid.
+            let status = fs::read_to_string(pid_file).unwrap_or_default();
+            if status
+                .lines()
+                .last()
+                .is_some_and(|line| line.trim() == "ready")
+            {
+                return Ok(());
+            }
+            if let Ok(Some(exit)) = self.postmaster.try_wait() {
+                return Err(failure(
+                    &format!("postgres exited ({exit}) before it was ready"),
+                    log,
+                ));
+            }
+            if Instant::now() > deadline {
+                let waited = STARTUP_TIMEOUT.as_secs();
+                return Err(failure(
+                    &format!("postgres was not ready after {waited} s"),
+                    log,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fast shutdown first (SIGINT), then immediate (SIGQUIT), then SIGKILL.
+    fn stop_postmaster(&mut self) {
+        let pid = Pid::from_raw(self.postmaster.id() as i32);
+        let steps = [
+            (Signal::SIGINT, 5),
+            (Signal::SIGQUIT, 2),
+            (Signal::SIGKILL, 2),
+        ];
+        for (signal, grace_secs) in steps {
+            // Not yet reaped, so the pid cannot have been reused.
+            if !matches!(self.postmaster.try_wait(), Ok(None)) {
+                break;
+            }
+            debug!(%pid, ?signal, "stopping throwaway PostgreSQL");
+            let _ = kill(pid, signal);
+            if wait_timeout(&mut self.postmaster, Duration::from_secs(grace_secs)).is_some() {
+                break;
+            }
+        }
+        self.watchdog.watch(None);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop_postmaster();
+    }
+}
+
+/// PostgreSQL refuses to run as root, so as root we run it as `postgres`.
+fn server_owner() -> Result<Option<User>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name(SUPERUSER) {
+        Ok(Some(user)) => Ok(Some(user)),
+        _ => Err(start_error(
+            "running as root, which PostgreSQL refuses, and there is no `postgres` OS user to run it as; install the `postgresql` package (it creates that user) or run as a normal user".to_string(),
+        )),
+    }
+}
+
+/// The data dir, socket and log live here, never in the checkout: the
+/// postgres user may not be able to enter that.
+fn make_temp_dir(owner: Option<&User>) -> Result<TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("orch-pg-")
+        .tempdir()
+        .map_err(|err| {
+            Error::io(
+                "cannot create a temp dir for PostgreSQL",
+                std::env::temp_dir(),
+                err,
+            )
+        })?;
+    let socket = dir.path().join(format!(".s.PGSQL.{PORT}"));
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        let shown = socket.display();
+        return Err(start_error(format!(
+            "socket path {shown} is too long; set TMPDIR to a shorter directory"
+        )));
+    }
+    if let Some(user) = owner {
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|err| {
+            Error::io(
+                "cannot hand the temp dir to the postgres user",
+                dir.path(),
+                err.into(),
+            )
+        })?;
+    }
+    Ok(dir)
+}
+
+/// A server-side command: output to the log, in its own process group (a
+/// Ctrl-C reaches orch, which decides), as `owner` when we are root.
+fn server_command(program: &Path, dir: &Path, owner: Option<&User>, log: &Path) -> Result<Command> {
+    let open = || fs::OpenOptions::new().create(true).append(true).open(log);
+    let (stdout, stderr) = open()
+        .and_then(|out| Ok((out, open()?)))
+        .map_err(|err| Error::io("cannot open the server log", log, err))?;
+    let mut command = Command::new(program);
+    command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    command.process_group(0);
+    if let Some(user) = owner {
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    Ok(command)
+}
+
+fn server_settings(options: &ServerOptions, socket_dir: &Path) -> Vec<(String, String)> {
+    let mut settings = vec![
+        ("listen_addresses".to_string(), String::new()),
+        // Quoted: the setting is a list, and the path could hold a comma or space.
+        (
+            "unix_socket_directories".to_string(),
+            format!("\"{}\"", socket_dir.display()),
+        ),
+        (
+            "max_connections".to_string(),
+            options.max_connections.to_string(),
+        ),
+    ];
+    if !options.durable {
+        for name in ["fsync", "full_page_writes", "synchronous_commit"] {
+            settings.push((name.to_string(), "off".to_string()));
+        }
+    }
+    settings.extend(options.settings.iter().cloned());
+    settings
+}
+
+fn run_initdb(mut command: Command, watchdog: &mut Watchdog, log: &Path) -> Result<()> {
+    let mut child = spawn(&mut command, "initdb")?;
+    watchdog.watch(Some(child.id()));
+    let status = wait_timeout(&mut child, STARTUP_TIMEOUT);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    watchdog.watch(None);
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(failure(&format!("initdb failed ({status})"), log)),
+        None => Err(failure("initdb did not finish within a minute", log)),
+    }
+}
+
+fn spawn(command: &mut Command, what: &str) -> Result<Child> {
+    command
+        .spawn()
+        .map_err(|err| Error::io(format!("cannot run {what}"), command.get_program(), err))
+}
+
+/// `None` if the child is still running after `timeout`.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => return None,
+            Ok(Some(status)) => return Some(status),
+            // Only fails if the child was already reaped.
+            Err(_) => return Some(ExitStatus::default()),
+        }
+    }
+}
+
+fn failure(what: &str, log: &Path) -> Error {
+    let text = fs::read_to_string(log)
+        .unwrap_or_else(|err| format!("(cannot read {}: {err})", log.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n  ");
+    start_error(format!("{what}; server log:\n  {tail}"))
+}
+
+fn start_error(message: String) -> Error {
+    Error::ServerStart { message }
+}
+
+fn connection_string(socket_dir: &Path, dbname: &str) -> String {
+    let host = conninfo_value(&socket_dir.to_string_lossy());
+    format!(
+        "host={host} port={PORT} user={SUPERUSER} dbname={}",
+        conninfo_value(dbname)
+    )
+}
+
+/// Quote a libpq key=value value when it needs it.
+fn conninfo_value(value: &str) -> String {
+    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
+        return value.to_string();
+    }
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn url(socket_dir: &Path, dbname: &str) -> String {
+    let host = percent_encode(socket_dir.as_os_str().as_bytes());
+    format!(
+        "postgresql://{SUPERUSER}@{host}:{PORT}/{}",
+        percent_encode(dbname.as_bytes())
+    )
+}
+
+fn percent_encode(bytes: &[u8]) -> String {
+    let keep = |b: &u8| b.is_ascii_alphanumeric() || b"-._~".contains(b);
+    bytes
+        .iter()
+        .map(|b| {
+            if keep(b) {
+                (*b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

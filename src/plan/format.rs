@@ -1,0 +1,148 @@
+//! The plan file format, as serde types. Unknown fields are rejected
+//! everywhere, so a typo is an error instead of a silently ignored setting.
+//! `docs/plan-format.md` documents it for people.
+
+use serde::{Deserialize, Serialize};
+
+/// A plan file: `plans/<name>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// The plan's name; must match the file name without `.yaml`.
+    pub plan: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub phases: Vec<PhaseSpec>,
+}
+
+/// What a phase does when advanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseKind {
+    /// Apply a migration from `migrations/` (by name).
+    Migration,
+    /// A gate: the operator deploys an application version, then confirms.
+    Deploy,
+    /// Update existing rows in short batches.
+    Backfill,
+    /// Evaluate checks only.
+    Check,
+}
+
+impl PhaseKind {
+    pub const ALL: [PhaseKind; 4] = [
+        PhaseKind::Migration,
+        PhaseKind::Deploy,
+        PhaseKind::Backfill,
+        PhaseKind::Check,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseKind::Migration => "migration",
+            PhaseKind::Deploy => "deploy",
+            PhaseKind::Backfill => "backfill",
+            PhaseKind::Check => "check",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PhaseKind> {
+        PhaseKind::ALL.into_iter().find(|k| k.name() == text)
+    }
+}
+
+/// Expand (add, backwards compatible) or contract (remove what the old
+/// application version needed; needs a check before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Expand,
+    Contract,
+}
+
+/// One phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    pub id: String,
+    pub kind: PhaseKind,
+    pub title: String,
+    /// What the operator does or verifies in this phase (Markdown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// For migration phases: expand or contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// For migration phases: the migration's name (`migrations/<version>_<name>.sql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<String>,
+    /// For backfill phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillSpec>,
+    /// Must all hold before `orch advance` runs the phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guard: Vec<CheckSpec>,
+    /// Must all hold before `orch confirm` records the confirmation (and,
+    /// for check phases, when the phase runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckSpec>,
+    /// False for phases that cannot be undone without losing data.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub reversible: bool,
+    /// For irreversible phases: what a forced rollback would lose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_loses: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// A named SQL check: one statement returning one row with one boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: String,
+    pub sql: String,
+}
+
+/// How a backfill phase updates rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSpec {
+    /// `table` or `schema.table`.
+    pub table: String,
+    /// Key columns walked in order; default: the primary key (or a unique
+    /// not-null key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
+    /// The SET list, e.g. `loc = point(lng, lat)`.
+    pub set: String,
+    /// Only rows matching this condition are updated.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Target duration of one batch (default 150ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_time: Option<String>,
+    /// Bounds of the adaptive batch size (rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_batch: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch: Option<u64>,
+    /// Pause between batches (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+    /// Upper bound on rows updated per second, over all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_second: Option<u64>,
+    /// Parallel workers on disjoint key ranges (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// Run VACUUM on the table every N batches (default never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vacuum_every: Option<u64>,
+}

@@ -1,0 +1,367 @@
+//! Reading plan files: YAML syntax and types through serde_yaml, with its
+//! messages rewritten as `file:line:column: field: message`, then the
+//! semantic rules of `validate`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::engine::migrator::{MigrationOwner, Owners};
+use crate::error::{Error, Result};
+use crate::migration::MigrationSet;
+use crate::migration::file::checksum;
+use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
+use crate::plan::validate;
+use crate::yaml_locate::{Locations, PathSeg, render_path};
+
+/// A plan read from its file, with what is needed to point at its parts.
+#[derive(Debug, Clone)]
+pub struct LoadedPlan {
+    pub spec: PlanSpec,
+    pub path: PathBuf,
+    /// Hex SHA-256 of the file's bytes.
+    pub checksum: String,
+    locations: Locations,
+}
+
+impl LoadedPlan {
+    pub fn name(&self) -> &str {
+        &self.spec.plan
+    }
+
+    /// Parse a plan's text (syntax and types only; see `validate`).
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedPlan> {
+        let spec: PlanSpec = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        let locations = Locations::index(text).unwrap_or_default();
+        Ok(LoadedPlan {
+            spec,
+            path: path.to_path_buf(),
+            checksum: checksum(text.as_bytes()),
+            locations,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<LoadedPlan> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("cannot read plan", path, e))?;
+        Self::parse(path, &text)
+    }
+
+    /// An error pointing at the value at `path` (or the nearest existing
+    /// parent, for a missing field).
+    pub fn error_at(&self, path: &[PathSeg], message: impl Into<String>) -> Error {
+        let position = self
+            .locations
+            .value(path)
+            .unwrap_or_else(|| self.locations.nearest(path));
+        Error::InvalidPlan {
+            path: self.path.clone(),
+            line: position.line,
+            column: position.column,
+            field: render_path(path),
+            message: message.into(),
+        }
+    }
+
+    /// Checksum of one phase's definition: what "editing a phase" means.
+    /// Comments and formatting in the YAML do not count.
+    pub fn phase_checksum(&self, index: usize) -> String {
+        phase_checksum(&self.spec.phases[index])
+    }
+
+    /// A phase by id or by 1-based number; returns its 0-based index.
+    pub fn find_phase(&self, reference: &str) -> Option<usize> {
+        if let Some(i) = self.spec.phases.iter().position(|p| p.id == reference) {
+            return Some(i);
+        }
+        let n: usize = reference.parse().ok()?;
+        (1..=self.spec.phases.len()).contains(&n).then(|| n - 1)
+    }
+}
+
+/// Checksum of a phase definition (canonical JSON of the parsed phase).
+pub fn phase_checksum(phase: &PhaseSpec) -> String {
+    let json = serde_json::to_vec(phase).expect("a phase always serialises");
+    checksum(&json)
+}
+
+/// Path segments for `phases[i].field...`.
+pub fn phase_path(index: usize, rest: &[&str]) -> Vec<PathSeg> {
+    let mut path = vec![PathSeg::Key("phases".into()), PathSeg::Index(index)];
+    path.extend(rest.iter().map(|k| PathSeg::Key(k.to_string())));
+    path
+}
+
+/// serde_yaml says e.g. `phases[2].kind: unknown variant `backfil`, expected
+/// one of `migration`, ... at line 14 column 11`; we say
+/// `plans/x.yaml:14:11: phases[2].kind: unknown kind "backfil" (expected one of migration, ...)`.
+fn yaml_error(path: &Path, err: &serde_yaml::Error) -> Error {
+    let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let mut text = err.to_string();
+    if let Some(at) = text.rfind(" at line ") {
+        text.truncate(at);
+    }
+    let (field, message) = split_field(&text);
+    let (field, message) = rewrite(field, message);
+    Error::InvalidPlan {
+        path: path.to_path_buf(),
+        line,
+        column,
+        field: if field.is_empty() {
+            "(syntax)".to_string()
+        } else {
+            field
+        },
+        message,
+    }
+}
+
+/// `phases[2].kind: message` -> ("phases[2].kind", "message"); serde_yaml
+/// only prefixes a path when the error is below the root.
+fn split_field(text: &str) -> (String, String) {
+    if let Some((head, rest)) = text.split_once(": ") {
+        let looks_like_path = !head.is_empty()
+            && !head.contains(' ')
+            && head
+                .chars()
+                .all(|c| c.is_alphanumeric() || "_-.[]".contains(c));
+        if looks_like_path {
+            return (head.trim_start_matches('.').to_string(), rest.to_string());
+        }
+    }
+    (String::new(), text.to_string())
+}
+
+/// Rewrite serde's wording into orch's: quoted names, lists without backticks.
+fn rewrite(field: String, message: String) -> (String, String) {
+    let unticked = |s: &str| s.replace('`', "");
+    let join = |parent: &str, child: &str| {
+        if parent.is_empty() {
+            child.to_string()
+        } else {
+            format!("{parent}.{child}")
+        }
+    };
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, expected ")
+    {
+        let what = field.rsplit('.').next().unwrap_or("value").to_string();
+        let what = what.split('[').next().unwrap_or("value").to_string();
+        return (
+            field,
+            format!(
+                "unknown {what} \"{value}\" (expected {})",
+                unticked(expected)
+            ),
+        );
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((name, expected)) = rest.split_once("`, expected ") {
+            return (
+                join(&field, name),
+                format!("unknown field (expected {})", unticked(expected)),
+            );
+        }
+        if let Some((name, _)) = rest.split_once('`') {
+            return (join(&field, name), "unknown field".to_string());
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.trim_end_matches('`');
+        return (join(&field, name), "required field is missing".to_string());
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        let name = rest.trim_end_matches('`');
+        return (join(&field, name), "field given twice".to_string());
+    }
+    (field, unticked(&message))
+}
+
+/// Every plan of a directory, validated against the migrations.
+#[derive(Debug, Clone, Default)]
+pub struct PlanSet {
+    pub dir: PathBuf,
+    pub plans: Vec<LoadedPlan>,
+}
+
+impl PlanSet {
+    /// Load and validate every `*.yaml` / `*.yml` file of `dir` (a missing
+    /// directory has no plans). Every problem of every file is reported.
+    pub fn load(dir: &Path, migrations: &MigrationSet) -> Result<PlanSet> {
+        let (set, problems) = Self::load_all(dir, migrations)?;
+        match problems.len() {
+            0 => Ok(set),
+            1 => Err(problems.into_iter().next().expect("one problem")),
+            _ => Err(Error::Invalid(problems)),
+        }
+    }
+
+    /// Like `load`, but returns the valid plans and the problems separately
+    /// (for `orch check`, which reports per file).
+    pub fn load_all(dir: &Path, migrations: &MigrationSet) -> Result<(PlanSet, Vec<Error>)> {
+        let mut paths = Vec::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(|e| Error::io("cannot list plans", dir, e))?;
+                    let path = entry.path();
+                    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                    if is_yaml && path.is_file() {
+                        paths.push(path);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot list plans", dir, e)),
+        }
+        paths.sort();
+        let mut problems = Vec::new();
+        let mut plans = Vec::new();
+        for path in paths {
+            match LoadedPlan::load(&path) {
+                Ok(plan) => {
+                    let errors = validate::validate(&plan, migrations);
+                    if errors.is_empty() {
+                        plans.push(plan);
+                    } else {
+                        problems.extend(errors);
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        problems.extend(cross_plan_problems(&plans));
+        Ok((
+            PlanSet {
+                dir: dir.to_path_buf(),
+                plans,
+            },
+            problems,
+        ))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&LoadedPlan> {
+        self.plans.iter().find(|p| p.name() == name)
+    }
+
+    /// Which migration each plan phase owns.
+    pub fn owners(&self) -> Owners {
+        let mut owners = Owners::new();
+        for plan in &self.plans {
+            for (i, phase) in plan.spec.phases.iter().enumerate() {
+                if let (PhaseKind::Migration, Some(name)) = (phase.kind, &phase.migration) {
+                    owners.insert(
+                        name.clone(),
+                        MigrationOwner {
+                            plan: plan.name().to_string(),
+                            position: i + 1,
+                            phase: phase.id.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        owners
+    }
+}
+
+/// Rules across plans: unique names, a migration owned by one plan only.
+fn cross_plan_problems(plans: &[LoadedPlan]) -> Vec<Error> {
+    let mut problems = Vec::new();
+    let mut names: HashMap<&str, &LoadedPlan> = HashMap::new();
+    let mut owned: HashMap<&str, (&LoadedPlan, usize)> = HashMap::new();
+    for plan in plans {
+        if let Some(first) = names.insert(plan.name(), plan) {
+            problems.push(plan.error_at(
+                &[PathSeg::Key("plan".into())],
+                format!(
+                    "plan name {:?} is also used by {}",
+                    plan.name(),
+                    first.path.display()
+                ),
+            ));
+        }
+        for (i, phase) in plan.spec.phases.iter().enumerate() {
+            let Some(migration) = phase.migration.as_deref() else {
+                continue;
+            };
+            if let Some((other, j)) = owned.insert(migration, (plan, i))
+                && other.name() != plan.name()
+            {
+                problems.push(plan.error_at(
+                        &phase_path(i, &["migration"]),
+                        format!(
+                            "migration {migration:?} is already owned by plan {}, phase {} ({}); a migration belongs to one plan",
+                            other.name(),
+                            j + 1,
+                            other.spec.phases[j].id
+                        ),
+                    ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        LoadedPlan::parse(Path::new("plans/p.yaml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn type_errors_name_file_line_column_and_field() {
+        let head =
+            "plan: p\nphases:\n  - id: a\n    kind: migration\n    title: t\n    migration: m\n";
+        let cases = [
+            (
+                format!("{head}  - id: b\n    kind: backfil\n    title: t\n"),
+                "plans/p.yaml:8:11: phases[1].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check)",
+            ),
+            (
+                format!("{head}    bogus: 1\n"),
+                "plans/p.yaml:7:5: phases[0].bogus: unknown field (expected one of id, kind, title,",
+            ),
+            (
+                "plan: p\nphases:\n  - id: a\n    kind: deploy\n".to_string(),
+                "plans/p.yaml:3:5: phases[0].title: required field is missing",
+            ),
+            (
+                "plan: [1]\nphases: []\n".to_string(),
+                "plans/p.yaml:1:7: plan: invalid type: sequence, expected a string",
+            ),
+            (
+                "plan: p\nplan: q\nphases: []\n".to_string(),
+                "plan: field given twice",
+            ),
+            ("plan: p\nphases: [\n".to_string(), "plans/p.yaml:"),
+            (
+                format!("{head}    reversible: maybe\n"),
+                "plans/p.yaml:7:17: phases[0].reversible: invalid type: string \"maybe\", expected a boolean",
+            ),
+        ];
+        for (text, expected) in cases {
+            let got = error(&text);
+            assert!(got.contains(expected), "got {got:?}, expected {expected:?}");
+        }
+    }
+
+    #[test]
+    fn phase_checksum_ignores_formatting() {
+        let a = LoadedPlan::parse(
+            Path::new("p.yaml"),
+            "plan: p\nphases:\n  - {id: a, kind: deploy, title: t}\n",
+        )
+        .unwrap();
+        let b = LoadedPlan::parse(
+            Path::new("p.yaml"),
+            "# comment\nplan: p\nphases:\n  - id: a\n    kind: deploy   # gate\n    title: t\n",
+        )
+        .unwrap();
+        assert_eq!(a.phase_checksum(0), b.phase_checksum(0));
+        assert_ne!(a.checksum, b.checksum);
+    }
+}

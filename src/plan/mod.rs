@@ -1,0 +1,12 @@
+//! Expand/contract plans: the YAML format (`format`), loading with precise
+//! errors (`load`), semantic rules (`validate`) and the phase state machine
+//! (`state`).
+
+pub mod format;
+pub mod load;
+pub mod state;
+pub mod validate;
+
+pub use format::{BackfillSpec, CheckSpec, PhaseKind, PhaseSpec, PlanSpec, Role};
+pub use load::{LoadedPlan, PlanSet};
+pub use state::{PhaseCommand, PhaseState};

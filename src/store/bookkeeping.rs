@@ -1,0 +1,131 @@
+//! What orch records in the same transaction as the work it describes:
+//! migration rows, phase state, events. Written inside the caller's open
+//! transaction, so the record and the change commit (or vanish) together.
+
+use crate::store::Store;
+use crate::store::plans::PhaseRecord;
+
+/// One record to write.
+#[derive(Debug, Clone)]
+pub enum Bookkeeping {
+    MigrationApplied {
+        version: i64,
+        name: String,
+        checksum: String,
+        applied_by: String,
+        duration_ms: i64,
+        execution_ms: i64,
+        attempts: i32,
+        plan: Option<String>,
+        phase: Option<String>,
+    },
+    MigrationReverted {
+        version: i64,
+    },
+    /// The full new row of a phase.
+    Phase(Box<PhaseRecord>),
+    /// An entry of the append-only event log.
+    Event {
+        plan: String,
+        phase: Option<String>,
+        actor: String,
+        action: String,
+        detail: serde_json::Value,
+    },
+    /// Mark a plan complete (Some) or not complete (None).
+    PlanCompleted {
+        plan: String,
+        completed: bool,
+    },
+    /// Forget a backfill's cursors (rolling it back).
+    ClearBackfill {
+        plan: String,
+        phase: String,
+    },
+}
+
+impl Store {
+    /// Write bookkeeping rows inside the caller's open transaction.
+    pub async fn write_bookkeeping(
+        &self,
+        items: &[Bookkeeping],
+    ) -> Result<(), tokio_postgres::Error> {
+        let client = self.client();
+        for item in items {
+            match item {
+                Bookkeeping::MigrationApplied {
+                    version,
+                    name,
+                    checksum,
+                    applied_by,
+                    duration_ms,
+                    execution_ms,
+                    attempts,
+                    plan,
+                    phase,
+                } => {
+                    client
+                        .execute(
+                            "INSERT INTO orch.migrations
+                               (version, name, checksum, applied_by, duration_ms, execution_ms, attempts, plan, phase)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                            &[version, name, checksum, applied_by, duration_ms, execution_ms, attempts, plan, phase],
+                        )
+                        .await?;
+                }
+                Bookkeeping::MigrationReverted { version } => {
+                    client
+                        .execute("DELETE FROM orch.migrations WHERE version = $1", &[version])
+                        .await?;
+                }
+                Bookkeeping::Phase(record) => self.write_phase_row(record).await?,
+                Bookkeeping::Event {
+                    plan,
+                    phase,
+                    actor,
+                    action,
+                    detail,
+                } => {
+                    client
+                        .execute(
+                            "INSERT INTO orch.events (plan, phase, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
+                            &[plan, phase, actor, action, detail],
+                        )
+                        .await?;
+                }
+                Bookkeeping::PlanCompleted { plan, completed } => {
+                    client
+                        .execute(
+                            "UPDATE orch.plans SET completed_at = CASE WHEN $2 THEN clock_timestamp() END WHERE name = $1",
+                            &[plan, completed],
+                        )
+                        .await?;
+                }
+                Bookkeeping::ClearBackfill { plan, phase } => {
+                    client
+                        .execute(
+                            "DELETE FROM orch.backfill_workers WHERE plan = $1 AND phase = $2",
+                            &[plan, phase],
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// BEGIN, write, COMMIT: for records that describe no other work.
+    pub async fn commit_bookkeeping(&self, items: &[Bookkeeping]) -> crate::Result<()> {
+        let result = async {
+            self.client().batch_execute("BEGIN").await?;
+            self.write_bookkeeping(items).await?;
+            self.client().batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = result {
+            self.rollback().await;
+            return Err(crate::Error::db("cannot record orch's state", e));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The store: every SQL statement orch itself issues lives below this module.
+//! The engine calls these functions; it never formats SQL.
+
+pub mod blockers;
+pub mod bookkeeping;
+pub mod locks;
+pub mod migrations;
+pub mod plans;
+pub mod schema;
+pub mod session;
+
+use tokio_postgres::Client;
+
+use crate::connect::ConnectionSettings;
+use crate::error::{Error, Result};
+
+/// A working connection to the target database plus the settings needed to
+/// open side connections (locks, blocker monitoring).
+pub struct Store {
+    client: Client,
+    settings: ConnectionSettings,
+    application_name: String,
+}
+
+impl Store {
+    /// Connect; does not create orch's schema (see `ensure_schema`).
+    pub async fn open(settings: &ConnectionSettings, application_name: &str) -> Result<Store> {
+        let client = settings.connect(application_name).await?;
+        Ok(Store {
+            client,
+            settings: settings.clone(),
+            application_name: application_name.to_string(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &ConnectionSettings {
+        &self.settings
+    }
+
+    pub fn application_name(&self) -> &str {
+        &self.application_name
+    }
+
+    /// Whether orch's schema exists (read-only commands and dry runs must not create it).
+    pub async fn schema_exists(&self) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(schema::EXISTS, &[])
+            .await
+            .map_err(|e| Error::db("cannot inspect orch's schema", e))?;
+        Ok(row.get(0))
+    }
+
+    /// Create orch's schema if it is missing (first use).
+    pub async fn ensure_schema(&self) -> Result<()> {
+        if self.schema_exists().await? {
+            return self.check_schema_version().await;
+        }
+        let lock = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({}, {});",
+            schema::LOCK_CLASS,
+            schema::BOOTSTRAP_LOCK
+        );
+        let result = async {
+            self.client.batch_execute(&lock).await?;
+            self.client.batch_execute(schema::CREATE).await?;
+            self.client
+                .execute(
+                    "INSERT INTO orch.meta (schema_version) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM orch.meta)",
+                    &[&schema::SCHEMA_VERSION],
+                )
+                .await?;
+            self.client.batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(Error::db("cannot create orch's schema", e));
+        }
+        tracing::info!("created orch's schema (version {})", schema::SCHEMA_VERSION);
+        Ok(())
+    }
+
+    async fn check_schema_version(&self) -> Result<()> {
+        let row = self
+            .client
+            .query_opt("SELECT schema_version FROM orch.meta", &[])
+            .await
+            .map_err(|e| Error::db("cannot read orch.meta", e))?;
+        let version: i32 = row.map(|r| r.get(0)).unwrap_or(schema::SCHEMA_VERSION);
+        if version > schema::SCHEMA_VERSION {
+            return Err(Error::refused(
+                format!(
+                    "orch's schema in this database is version {version}, newer than this orch understands ({}); a newer orch has been used here",
+                    schema::SCHEMA_VERSION
+                ),
+                Some("upgrade orch".to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The backend pid of the working connection (to watch what it waits on).
+    pub async fn backend_pid(&self) -> Result<i32> {
+        let row = self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(|e| Error::db("cannot read the backend pid", e))?;
+        Ok(row.get(0))
+    }
+
+    /// `deadlock_timeout` in milliseconds (autovacuum yields to a lock
+    /// waiter only after this long).
+    pub async fn deadlock_timeout_ms(&self) -> Result<u64> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::db("cannot read deadlock_timeout", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+}

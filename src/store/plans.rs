@@ -1,0 +1,458 @@
+//! Plan state in `orch.plans`, `orch.phases`, `orch.check_results` and the
+//! event log `orch.events`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::error::{Error, PgDiagnostic, Result};
+use crate::plan::PhaseState;
+use crate::store::Store;
+
+/// A row of `orch.plans`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRecord {
+    pub name: String,
+    pub file: String,
+    pub started_checksum: String,
+    pub checksum: String,
+    pub definition: serde_json::Value,
+    pub started_at: DateTime<Utc>,
+    pub started_by: String,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A row of `orch.phases`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRecord {
+    pub plan: String,
+    /// 1-based.
+    pub position: i32,
+    pub id: String,
+    pub kind: String,
+    pub state: PhaseState,
+    pub definition_checksum: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub ran_by: Option<String>,
+    pub gate_opened_at: Option<DateTime<Utc>>,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub note: Option<String>,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub pause_requested: bool,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl PhaseRecord {
+    /// A fresh, pending phase row.
+    pub fn pending(plan: &str, position: i32, id: &str, kind: &str) -> PhaseRecord {
+        PhaseRecord {
+            plan: plan.to_string(),
+            position,
+            id: id.to_string(),
+            kind: kind.to_string(),
+            state: PhaseState::Pending,
+            definition_checksum: None,
+            started_at: None,
+            finished_at: None,
+            ran_by: None,
+            gate_opened_at: None,
+            confirmed_by: None,
+            confirmed_at: None,
+            note: None,
+            error: None,
+            result: None,
+            pause_requested: false,
+            updated_at: None,
+        }
+    }
+}
+
+/// The latest result of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResultRecord {
+    pub phase: String,
+    pub check_name: String,
+    pub sql: String,
+    pub passed: bool,
+    pub detail: Option<String>,
+    pub evaluated_at: DateTime<Utc>,
+    pub evaluated_by: String,
+}
+
+/// An entry of the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub plan: Option<String>,
+    pub phase: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+const PHASE_COLUMNS: &str =
+    "plan, position, id, kind, state, definition_checksum, started_at, finished_at, ran_by,
+    gate_opened_at, confirmed_by, confirmed_at, note, error, result, pause_requested, updated_at";
+
+fn phase_from_row(r: &Row) -> PhaseRecord {
+    let state: String = r.get(4);
+    PhaseRecord {
+        plan: r.get(0),
+        position: r.get(1),
+        id: r.get(2),
+        kind: r.get(3),
+        state: PhaseState::parse(&state).unwrap_or(PhaseState::Failed),
+        definition_checksum: r.get(5),
+        started_at: r.get(6),
+        finished_at: r.get(7),
+        ran_by: r.get(8),
+        gate_opened_at: r.get(9),
+        confirmed_by: r.get(10),
+        confirmed_at: r.get(11),
+        note: r.get(12),
+        error: r.get(13),
+        result: r.get(14),
+        pause_requested: r.get(15),
+        updated_at: r.get(16),
+    }
+}
+
+fn plan_from_row(r: &Row) -> PlanRecord {
+    PlanRecord {
+        name: r.get(0),
+        file: r.get(1),
+        started_checksum: r.get(2),
+        checksum: r.get(3),
+        definition: r.get(4),
+        started_at: r.get(5),
+        started_by: r.get(6),
+        completed_at: r.get(7),
+    }
+}
+
+const PLAN_COLUMNS: &str =
+    "name, file, started_checksum, checksum, definition, started_at, started_by, completed_at";
+
+impl Store {
+    /// The database's clock: every timestamp orch records comes from it, so
+    /// checks comparing with the application's `now()` agree.
+    pub async fn server_time(&self) -> Result<DateTime<Utc>> {
+        let row = self
+            .client()
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map_err(|e| Error::db("cannot read the server's clock", e))?;
+        Ok(row.get(0))
+    }
+
+    /// A plan's record and phases (by position), if it has started.
+    pub async fn plan_state(&self, name: &str) -> Result<Option<(PlanRecord, Vec<PhaseRecord>)>> {
+        if !self.schema_exists().await? {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {PLAN_COLUMNS} FROM orch.plans WHERE name = $1");
+        let Some(row) = self
+            .client()
+            .query_opt(&sql, &[&name])
+            .await
+            .map_err(|e| Error::db("cannot read orch.plans", e))?
+        else {
+            return Ok(None);
+        };
+        let phases = self.phases(name).await?;
+        Ok(Some((plan_from_row(&row), phases)))
+    }
+
+    /// Every started plan with its phases.
+    pub async fn all_plan_states(&self) -> Result<Vec<(PlanRecord, Vec<PhaseRecord>)>> {
+        if !self.schema_exists().await? {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {PLAN_COLUMNS} FROM orch.plans ORDER BY name");
+        let rows = self
+            .client()
+            .query(&sql, &[])
+            .await
+            .map_err(|e| Error::db("cannot read orch.plans", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let plan = plan_from_row(&row);
+            let phases = self.phases(&plan.name).await?;
+            out.push((plan, phases));
+        }
+        Ok(out)
+    }
+
+    pub async fn phases(&self, plan: &str) -> Result<Vec<PhaseRecord>> {
+        let sql =
+            format!("SELECT {PHASE_COLUMNS} FROM orch.phases WHERE plan = $1 ORDER BY position");
+        let rows = self
+            .client()
+            .query(&sql, &[&plan])
+            .await
+            .map_err(|e| Error::db("cannot read orch.phases", e))?;
+        Ok(rows.iter().map(phase_from_row).collect())
+    }
+
+    /// Create a plan and its (pending) phases.
+    pub async fn create_plan(&self, plan: &PlanRecord, phases: &[PhaseRecord]) -> Result<()> {
+        let result = async {
+            self.client().batch_execute("BEGIN").await?;
+            self.client()
+                .execute(
+                    "INSERT INTO orch.plans (name, file, started_checksum, checksum, definition, started_by)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&plan.name, &plan.file, &plan.started_checksum, &plan.checksum, &plan.definition, &plan.started_by],
+                )
+                .await?;
+            for phase in phases {
+                self.insert_phase_row(phase).await?;
+            }
+            self.client().batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = result {
+            self.rollback().await;
+            return Err(Error::db(format!("cannot record plan {}", plan.name), e));
+        }
+        Ok(())
+    }
+
+    /// Replace the phases that have not run with the file's, and record the
+    /// new definition (an accepted edit of later phases).
+    pub async fn replace_pending_phases(
+        &self,
+        plan: &str,
+        checksum: &str,
+        definition: &serde_json::Value,
+        first_pending: i32,
+        phases: &[PhaseRecord],
+        event: &crate::store::bookkeeping::Bookkeeping,
+    ) -> Result<()> {
+        let result = async {
+            self.client().batch_execute("BEGIN").await?;
+            self.client()
+                .execute(
+                    "DELETE FROM orch.phases WHERE plan = $1 AND position >= $2",
+                    &[&plan, &first_pending],
+                )
+                .await?;
+            for phase in phases {
+                self.insert_phase_row(phase).await?;
+            }
+            self.client()
+                .execute(
+                    "UPDATE orch.plans SET checksum = $2, definition = $3 WHERE name = $1",
+                    &[&plan, &checksum, definition],
+                )
+                .await?;
+            self.write_bookkeeping(std::slice::from_ref(event)).await?;
+            self.client().batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = result {
+            self.rollback().await;
+            return Err(Error::db(
+                format!("cannot record the edit of plan {plan}"),
+                e,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn insert_phase_row(&self, p: &PhaseRecord) -> Result<(), tokio_postgres::Error> {
+        self.client()
+            .execute(
+                "INSERT INTO orch.phases (plan, position, id, kind, state) VALUES ($1, $2, $3, $4, $5)",
+                &[&p.plan, &p.position, &p.id, &p.kind, &p.state.name()],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Write a phase's full row (inside the caller's transaction).
+    pub(crate) async fn write_phase_row(
+        &self,
+        p: &PhaseRecord,
+    ) -> Result<(), tokio_postgres::Error> {
+        let params: [&(dyn ToSql + Sync); 16] = [
+            &p.plan,
+            &p.position,
+            &p.state.name(),
+            &p.definition_checksum,
+            &p.started_at,
+            &p.finished_at,
+            &p.ran_by,
+            &p.gate_opened_at,
+            &p.confirmed_by,
+            &p.confirmed_at,
+            &p.note,
+            &p.error,
+            &p.result,
+            &p.pause_requested,
+            &p.id,
+            &p.kind,
+        ];
+        self.client()
+            .execute(
+                "UPDATE orch.phases SET state = $3, definition_checksum = $4, started_at = $5, finished_at = $6,
+                    ran_by = $7, gate_opened_at = $8, confirmed_by = $9, confirmed_at = $10, note = $11,
+                    error = $12, result = $13, pause_requested = $14, id = $15, kind = $16,
+                    updated_at = clock_timestamp()
+                 WHERE plan = $1 AND position = $2",
+                &params,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Ask a running backfill to pause after its current batch.
+    pub async fn request_pause(&self, plan: &str, position: i32) -> Result<bool> {
+        let n = self
+            .client()
+            .execute(
+                "UPDATE orch.phases SET pause_requested = true WHERE plan = $1 AND position = $2 AND state = 'running'",
+                &[&plan, &position],
+            )
+            .await
+            .map_err(|e| Error::db("cannot request a pause", e))?;
+        Ok(n == 1)
+    }
+
+    /// Has an operator asked this phase to pause?
+    pub async fn pause_requested(&self, plan: &str, position: i32) -> Result<bool> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT pause_requested FROM orch.phases WHERE plan = $1 AND position = $2",
+                &[&plan, &position],
+            )
+            .await
+            .map_err(|e| Error::db("cannot read the pause flag", e))?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
+    /// Record the latest result of a check (upsert) with an event.
+    pub async fn record_check(&self, plan: &str, result: &CheckResultRecord) -> Result<()> {
+        self.client()
+            .execute(
+                "INSERT INTO orch.check_results (plan, phase, check_name, sql, passed, detail, evaluated_at, evaluated_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (plan, phase, check_name) DO UPDATE
+                 SET sql = EXCLUDED.sql, passed = EXCLUDED.passed, detail = EXCLUDED.detail,
+                     evaluated_at = EXCLUDED.evaluated_at, evaluated_by = EXCLUDED.evaluated_by",
+                &[
+                    &plan,
+                    &result.phase,
+                    &result.check_name,
+                    &result.sql,
+                    &result.passed,
+                    &result.detail,
+                    &result.evaluated_at,
+                    &result.evaluated_by,
+                ],
+            )
+            .await
+            .map_err(|e| Error::db("cannot record a check result", e))?;
+        Ok(())
+    }
+
+    pub async fn check_results(&self, plan: &str) -> Result<Vec<CheckResultRecord>> {
+        if !self.schema_exists().await? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client()
+            .query(
+                "SELECT phase, check_name, sql, passed, detail, evaluated_at, evaluated_by
+                 FROM orch.check_results WHERE plan = $1 ORDER BY phase, check_name",
+                &[&plan],
+            )
+            .await
+            .map_err(|e| Error::db("cannot read check results", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| CheckResultRecord {
+                phase: r.get(0),
+                check_name: r.get(1),
+                sql: r.get(2),
+                passed: r.get(3),
+                detail: r.get(4),
+                evaluated_at: r.get(5),
+                evaluated_by: r.get(6),
+            })
+            .collect())
+    }
+
+    pub async fn events(&self, plan: &str) -> Result<Vec<EventRecord>> {
+        if !self.schema_exists().await? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client()
+            .query(
+                "SELECT id, at, plan, phase, actor, action, detail FROM orch.events WHERE plan = $1 ORDER BY id",
+                &[&plan],
+            )
+            .await
+            .map_err(|e| Error::db("cannot read the event log", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRecord {
+                id: r.get(0),
+                at: r.get(1),
+                plan: r.get(2),
+                phase: r.get(3),
+                actor: r.get(4),
+                action: r.get(5),
+                detail: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Evaluate one check: a single statement returning one boolean, in a
+    /// read-only transaction under `statement_timeout`, with placeholders
+    /// bound as timestamptz parameters.
+    pub async fn evaluate_check(
+        &self,
+        sql: &str,
+        params: &[Option<DateTime<Utc>>],
+        statement_timeout_ms: u64,
+    ) -> Result<std::result::Result<Option<bool>, String>> {
+        let begin =
+            format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {statement_timeout_ms};");
+        self.client()
+            .batch_execute(&begin)
+            .await
+            .map_err(|e| Error::db("cannot start a read-only transaction", e))?;
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let outcome = match self.client().query(sql, &refs).await {
+            Ok(rows) => match rows.as_slice() {
+                [row] if row.len() == 1 => match row.try_get::<_, Option<bool>>(0) {
+                    Ok(value) => Ok(value),
+                    Err(_) => Err(format!(
+                        "returned a {} instead of a boolean",
+                        row.columns()[0].type_().name()
+                    )),
+                },
+                [row] => Err(format!(
+                    "returned {} columns instead of one boolean",
+                    row.len()
+                )),
+                rows => Err(format!("returned {} rows instead of one", rows.len())),
+            },
+            Err(e) => Err(match PgDiagnostic::from_driver(&e) {
+                Some(d) => format!("failed: {d}"),
+                None => format!("failed: {e}"),
+            }),
+        };
+        self.rollback().await;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,119 @@
+//! orch's own schema in the target database, created on first use.
+
+/// Bumped when the DDL below changes; recorded in `orch.meta`.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Advisory lock (two-int form) classid shared by all orch locks: "orch".
+pub const LOCK_CLASS: i32 = 0x6f72_6368;
+/// objid of the lock that serialises migration runs (plans use hashtext(name)).
+pub const MIGRATIONS_LOCK: i32 = 0;
+/// objid of the lock that serialises creating the schema itself.
+pub const BOOTSTRAP_LOCK: i32 = 1;
+
+/// Is the schema there already? (One cheap query on the hot path.)
+pub const EXISTS: &str = "SELECT to_regclass('orch.meta') IS NOT NULL";
+
+/// Created inside one transaction, under a transaction-level advisory lock so
+/// two first runs at once do not race on CREATE SCHEMA.
+pub const CREATE: &str = r#"
+CREATE SCHEMA IF NOT EXISTS orch;
+COMMENT ON SCHEMA orch IS 'State of orch (zero-downtime schema changes): applied migrations, plans, phases, backfill cursors, event log';
+
+CREATE TABLE IF NOT EXISTS orch.meta (
+    schema_version int NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS orch.migrations (
+    version      bigint PRIMARY KEY,
+    name         text NOT NULL,
+    checksum     text NOT NULL,          -- hex sha256 of the file as applied
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    applied_by   text NOT NULL,
+    duration_ms  bigint NOT NULL,        -- wall time, lock waits and retries included
+    execution_ms bigint NOT NULL,        -- the successful attempt's SQL only
+    attempts     int NOT NULL DEFAULT 1,
+    plan         text,                   -- set when a plan phase applied it
+    phase        text
+);
+
+CREATE TABLE IF NOT EXISTS orch.plans (
+    name             text PRIMARY KEY,
+    file             text NOT NULL,
+    started_checksum text NOT NULL,      -- sha256 of the YAML the plan started with
+    checksum         text NOT NULL,      -- sha256 of the YAML last accepted
+    definition       jsonb NOT NULL,     -- the accepted plan, for status when the file is gone
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    started_by       text NOT NULL,
+    completed_at     timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS orch.phases (
+    plan            text NOT NULL REFERENCES orch.plans (name),
+    position        int NOT NULL,        -- 1-based
+    id              text NOT NULL,
+    kind            text NOT NULL,
+    state           text NOT NULL,
+    definition_checksum text,            -- of the phase's definition when it last ran
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    ran_by          text,
+    gate_opened_at  timestamptz,
+    confirmed_by    text,
+    confirmed_at    timestamptz,
+    note            text,
+    error           text,
+    result          jsonb,
+    pause_requested boolean NOT NULL DEFAULT false,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plan, position),
+    UNIQUE (plan, id)
+);
+
+CREATE TABLE IF NOT EXISTS orch.check_results (
+    plan         text NOT NULL,
+    phase        text NOT NULL,
+    check_name   text NOT NULL,
+    sql          text NOT NULL,
+    passed       boolean NOT NULL,
+    detail       text,
+    evaluated_at timestamptz NOT NULL DEFAULT now(),
+    evaluated_by text NOT NULL,
+    PRIMARY KEY (plan, phase, check_name)
+);
+
+CREATE TABLE IF NOT EXISTS orch.backfill_workers (
+    plan         text NOT NULL,
+    phase        text NOT NULL,
+    worker       int NOT NULL,
+    range_start  text[],                 -- exclusive lower bound of the key (NULL: table start)
+    range_end    text[],                 -- inclusive upper bound of the key
+    cursor       text[],                 -- last key done (NULL: nothing yet)
+    rows_done    bigint NOT NULL DEFAULT 0,
+    rows_scanned bigint NOT NULL DEFAULT 0,
+    batches_done bigint NOT NULL DEFAULT 0,
+    done         boolean NOT NULL DEFAULT false,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (plan, phase, worker)
+);
+
+CREATE TABLE IF NOT EXISTS orch.events (
+    id     bigserial PRIMARY KEY,
+    at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    plan   text,
+    phase  text,
+    actor  text NOT NULL,
+    action text NOT NULL,
+    detail jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE OR REPLACE FUNCTION orch.events_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'orch.events is append-only (% refused)', TG_OP;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS events_append_only ON orch.events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON orch.events
+    FOR EACH STATEMENT EXECUTE FUNCTION orch.events_append_only();
+"#;

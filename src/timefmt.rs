@@ -1,0 +1,48 @@
+//! How times and durations are shown to people.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// `2026-11-26 10:49:19 UTC`
+pub fn utc(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// `850 ms`, `2.4 s`, `3m 05s`, `1h 02m`.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+/// Milliseconds as a duration string.
+pub fn millis(ms: i64) -> String {
+    duration(Duration::from_millis(ms.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        let cases = [
+            (0, "0 ms"),
+            (850, "850 ms"),
+            (2_400, "2.4 s"),
+            (185_000, "3m 05s"),
+            (3_720_000, "1h 02m"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(duration(Duration::from_millis(ms)), text);
+        }
+    }
+}

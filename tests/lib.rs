@@ -1,0 +1,7 @@
+//! orch's integration tests: the real binary against a real PostgreSQL, one
+//! fresh database per test (see `support`).
+
+mod support;
+
+mod migrations;
+mod plans;

@@ -1,0 +1,687 @@
+//! Plans end to end: `orch advance / confirm / rollback / status / checklist
+//! / check` driving the real binary against a real PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Run, Session, finish};
+
+const PLAN: &str = "posts-location";
+
+/// The repository's migrations and plans, the posts table created by
+/// `orch migrate up`, and `rows` posts written by application v1.
+fn posts_session(rows: usize) -> Session {
+    let s = Session::new();
+    s.with_repository_files();
+    s.orch(&["migrate", "up"])
+        .success()
+        .stdout_has("applied 20240101000000_create_posts")
+        .stdout_has("stopped before 20240102000000_add_posts_loc: it belongs to plan posts-location, phase 1 (add-loc)");
+    s.execute(&format!(
+        "INSERT INTO posts (url, lat, lng)
+         SELECT 'https://example.com/' || g, (g % 180) - 90 + 0.5, (g % 360) - 180 + 0.25
+         FROM generate_series(1, {rows}) AS g"
+    ));
+    s
+}
+
+fn v2_writes(s: &Session, n: usize) {
+    s.execute(&format!(
+        "INSERT INTO posts (url, lat, lng, loc)
+         SELECT 'https://v2.example.com/' || g, 10.5, 20.25, point(20.25, 10.5) FROM generate_series(1, {n}) AS g"
+    ));
+}
+
+fn v3_writes(s: &Session, n: usize) {
+    s.execute(&format!(
+        "INSERT INTO posts (url, loc) SELECT 'https://v3.example.com/' || g, point(1, 2) FROM generate_series(1, {n}) AS g"
+    ));
+}
+
+fn phase_state(s: &Session, id: &str) -> String {
+    s.value(&format!(
+        "SELECT state FROM orch.phases WHERE plan = '{PLAN}' AND id = '{id}'"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn posts_location_end_to_end() {
+    let s = posts_session(3000);
+    s.orch(&["confirm", PLAN, "--by", "alice"])
+        .code(4)
+        .stderr_has("plan posts-location has not started");
+
+    // Phase 1: expand.
+    s.orch(&["advance", PLAN])
+        .success()
+        .stdout_has("posts-location: running phase 1/5 add-loc (migration)")
+        .stdout_has("review it, then: orch confirm posts-location add-loc --by NAME");
+    assert!(s.columns("posts").contains(&"loc".to_string()));
+    assert_eq!(
+        s.value("SELECT plan || '/' || phase FROM orch.migrations WHERE name = 'add_posts_loc'")
+            .as_deref(),
+        Some("posts-location/add-loc")
+    );
+    // Refusal: the phase before is not confirmed.
+    s.orch(&["advance", PLAN])
+        .code(4)
+        .stderr_has("phase 1 of 5 (add-loc) is not confirmed")
+        .stderr_has("next: orch confirm posts-location add-loc --by NAME");
+    s.orch(&[
+        "confirm",
+        PLAN,
+        "add-loc",
+        "--by",
+        "alice",
+        "--note",
+        "column is there",
+    ])
+    .success()
+    .stdout_has("phase 1 add-loc confirmed by alice")
+    .stdout_has("next: `orch advance posts-location` runs phase 2 of 5 (deploy-dual-write");
+
+    // Phase 2: gate. Confirming before v2 writes anything fails its check.
+    s.orch(&["advance", PLAN])
+        .success()
+        .stdout_has("gate 2/5 deploy-dual-write is open")
+        .stdout_has("Deploy application v2")
+        .stdout_has("orch confirm posts-location deploy-dual-write --by NAME");
+    s.orch(&["confirm", PLAN, "--by", "bob"])
+        .code(4)
+        .stderr_has("a check failed")
+        .stderr_has("check \"new posts carry a correct loc\" returned false")
+        .stderr_has("WHERE created_at >= :gate_opened_at");
+    assert_eq!(phase_state(&s, "deploy-dual-write"), "open");
+    v2_writes(&s, 20);
+    s.orch(&["confirm", PLAN, "--by", "bob"])
+        .success()
+        .stdout_has("[ok  ] deploy-dual-write confirm check \"new posts carry a correct loc\"");
+
+    // Phase 3: backfill.
+    s.orch(&["advance", PLAN])
+        .success()
+        .stdout_has("backfill finished: 3000 rows updated");
+    assert_eq!(
+        s.value("SELECT count(*) FROM posts WHERE loc IS NULL")
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        s.value("SELECT count(*) FROM posts WHERE NOT loc ~= point(lng, lat)")
+            .as_deref(),
+        Some("0")
+    );
+    s.orch(&["confirm", PLAN, "backfill-loc", "--by", "alice"])
+        .success();
+
+    // Phase 4: gate for the loc-only version.
+    s.orch(&["advance", PLAN])
+        .success()
+        .stdout_has("gate 4/5 deploy-write-loc-only is open");
+    v2_writes(&s, 5);
+    s.orch(&["confirm", PLAN, "--by", "bob"])
+        .code(4)
+        .stderr_has("new posts are written by the loc-only version");
+    v3_writes(&s, 5);
+    s.orch(&["confirm", PLAN, "--by", "bob"]).success();
+
+    // Phase 5: contract, guarded and irreversible.
+    s.orch(&["advance", PLAN])
+        .success()
+        .stdout_has("[ok  ] drop-lat-lng guard check \"nothing is left to copy\"")
+        .stdout_has("applied 20240103000000_drop_posts_lat_lng");
+    assert_eq!(s.columns("posts"), ["id", "url", "created_at", "loc"]);
+    s.orch(&["rollback", PLAN])
+        .code(4)
+        .stderr_has("phase 5 (drop-lat-lng) of plan posts-location is irreversible")
+        .stderr_has("the values of lat and lng are deleted with the columns")
+        .stderr_has("orch rollback posts-location --force");
+    assert_eq!(s.columns("posts"), ["id", "url", "created_at", "loc"]);
+    s.orch(&["confirm", PLAN, "--by", "carol", "--note", "release 42"])
+        .success()
+        .stdout_has("plan posts-location is complete");
+    s.orch(&["advance", PLAN])
+        .success()
+        .stdout_has("plan posts-location is complete");
+
+    // The original rows kept their location, now in loc.
+    assert_eq!(
+        s.value(
+            "SELECT count(*) FROM posts WHERE url LIKE 'https://example.com/%'
+               AND loc ~= point((substr(url, 21)::int % 360) - 180 + 0.25, (substr(url, 21)::int % 180) - 90 + 0.5)"
+        )
+        .as_deref(),
+        Some("3000")
+    );
+    assert_eq!(
+        s.value("SELECT count(*) FROM posts").as_deref(),
+        Some("3030")
+    );
+
+    // Status as JSON.
+    let run = s.orch(&["status", "--json"]);
+    run.success();
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let plan = &json.as_array().unwrap()[0];
+    assert_eq!(plan["plan"], PLAN);
+    assert_eq!(plan["state"], "complete");
+    assert_eq!(plan["total"], 5);
+    assert!(plan["current"].is_null());
+    let confirmed_by: Vec<&str> = plan["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["record"]["confirmed_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(confirmed_by, ["alice", "bob", "alice", "bob", "carol"]);
+    assert_eq!(plan["phases"][2]["result"], serde_json::Value::Null);
+    assert_eq!(plan["phases"][2]["record"]["result"]["rows_updated"], 3000);
+
+    // The checklist.
+    let checklist = s.orch(&["checklist", PLAN]);
+    checklist
+        .success()
+        .stdout_has("# Release checklist: posts-location")
+        .stdout_has(
+            "- [x] **1. add-loc** (migration, expand): Add the nullable loc column — *confirmed*",
+        )
+        .stdout_has("confirmed by alice at ")
+        .stdout_has(": \"column is there\"")
+        .stdout_has("- [x] **5. drop-lat-lng** (migration, contract, irreversible)")
+        .stdout_has("check `new posts carry a correct loc`: passed at")
+        .stdout_has("guard `nothing is left to copy`: passed at")
+        .stdout_has("confirm refused `deploy-dual-write` by tester")
+        .stdout_lacks("- [ ]");
+}
+
+#[test]
+fn status_checklist_and_rollback_midway() {
+    let s = posts_session(50);
+    s.orch(&["status"])
+        .success()
+        .stdout_has("posts-location  1/5 add-loc  not started")
+        .stdout_has("orch advance posts-location starts phase 1");
+    s.orch(&["advance", PLAN]).success();
+    s.orch(&["confirm", PLAN, "--by", "alice"]).success();
+    s.orch(&["advance", PLAN]).success();
+    s.orch(&["status"])
+        .success()
+        .stdout_has("posts-location  2/5 deploy-dual-write  open")
+        .stdout_has("the deploy, then confirmation of phase 2 deploy-dual-write: orch confirm posts-location deploy-dual-write --by NAME");
+    s.orch(&["status", PLAN])
+        .success()
+        .stdout_has("plan posts-location: phase 2 of 5 (deploy-dual-write), open")
+        .stdout_has("1  add-loc                migration  confirmed");
+    s.orch(&["checklist", PLAN])
+        .success()
+        .stdout_has("- [ ] **2. deploy-dual-write** (deploy gate): Deploy the app version that writes lat, lng and loc (v2) — *open*")
+        .stdout_has("    > Deploy application v2")
+        .stdout_has("check `new posts carry a correct loc`: not evaluated yet");
+
+    // Roll back the open gate, then the migration.
+    s.orch(&["rollback", PLAN])
+        .success()
+        .stdout_has("rolled back phase 2 deploy-dual-write; it is pending now");
+    s.orch(&["rollback", PLAN]).success().stdout_has(
+        "rolled back phase 1 add-loc; it is pending now (reverted 20240102000000_add_posts_loc)",
+    );
+    assert!(!s.columns("posts").contains(&"loc".to_string()));
+    assert_eq!(s.applied(), ["20240101000000_create_posts"]);
+    s.orch(&["rollback", PLAN])
+        .success()
+        .stdout_has("nothing to roll back");
+    // And forward again.
+    s.orch(&["advance", PLAN]).success();
+    assert!(s.columns("posts").contains(&"loc".to_string()));
+}
+
+#[test]
+fn rolling_back_a_confirmed_gate_reopens_it() {
+    let s = posts_session(10);
+    s.orch(&["advance", PLAN]).success();
+    s.orch(&["confirm", PLAN, "--by", "a"]).success();
+    s.orch(&["advance", PLAN]).success();
+    v2_writes(&s, 3);
+    s.orch(&["confirm", PLAN, "--by", "b"]).success();
+    s.orch(&["rollback", PLAN])
+        .success()
+        .stdout_has("it is open now (gate reopened; confirm it again once the deploy is right)");
+    assert_eq!(phase_state(&s, "deploy-dual-write"), "open");
+    s.orch(&["advance", PLAN])
+        .code(4)
+        .stderr_has("phase 2 of 5 (deploy-dual-write) is not confirmed");
+}
+
+#[test]
+fn forced_rollback_of_the_irreversible_phase() {
+    let s = posts_session(10);
+    for (step, by) in [
+        ("advance", ""),
+        ("confirm", "a"),
+        ("advance", ""),
+        ("v2", ""),
+        ("confirm", "b"),
+        ("advance", ""),
+        ("confirm", "c"),
+        ("advance", ""),
+        ("v3", ""),
+        ("confirm", "d"),
+        ("advance", ""),
+    ] {
+        match step {
+            "v2" => v2_writes(&s, 2),
+            "v3" => v3_writes(&s, 2),
+            "confirm" => {
+                s.orch(&["confirm", PLAN, "--by", by]).success();
+            }
+            _ => {
+                s.orch(&[step, PLAN]).success();
+            }
+        }
+    }
+    assert!(!s.columns("posts").contains(&"lat".to_string()));
+    s.orch(&["rollback", PLAN, "--force"])
+        .success()
+        .stdout_has("rolled back phase 5 drop-lat-lng; it is pending now (reverted 20240103000000_drop_posts_lat_lng)");
+    assert!(s.columns("posts").contains(&"lat".to_string()));
+    assert_eq!(
+        s.value("SELECT detail->>'forced' FROM orch.events WHERE action = 'rolled_back'")
+            .as_deref(),
+        Some("true")
+    );
+}
+
+#[test]
+fn migrate_down_refuses_plan_owned_migrations() {
+    let s = posts_session(1);
+    s.orch(&["advance", PLAN]).success();
+    s.orch(&["migrate", "down"])
+        .code(4)
+        .stderr_has("20240102000000_add_posts_loc belongs to plan posts-location, phase 1 (add-loc); undo it with `orch rollback posts-location`");
+    s.orch(&["migrate", "status"])
+        .success()
+        .stdout_has("plan posts-location, phase 1 (add-loc)");
+}
+
+const SMALL_PLAN: &str = "plan: small
+phases:
+  - id: add-t
+    kind: migration
+    title: Create t
+    migration: create_t
+  - id: gate
+    kind: deploy
+    title: Deploy
+    instructions: deploy it
+  - id: later
+    kind: check
+    title: Later
+    checks:
+      - name: t exists
+        sql: SELECT to_regclass('t') IS NOT NULL
+";
+
+#[test]
+fn failed_phase_is_recorded_and_retried() {
+    let s = Session::new();
+    s.migration("1_create_t.sql", "-- migrate:up\nCREATE TABLE t (a int);\nINSERT INTO t VALUES (1), (1);\nCREATE UNIQUE INDEX ON t (a);\n-- migrate:down\nDROP TABLE t;\n");
+    s.plan("small.yaml", SMALL_PLAN);
+    s.orch(&["advance", "small"])
+        .code(1)
+        .stderr_has("migrations/1_create_t.sql:4:")
+        .stderr_has("SQLSTATE 23505");
+    assert!(
+        !s.has_table("t"),
+        "the failed phase leaves the database as it was"
+    );
+    assert_eq!(s.applied(), Vec::<String>::new());
+    assert_eq!(
+        s.value("SELECT state FROM orch.phases WHERE id = 'add-t'")
+            .as_deref(),
+        Some("failed")
+    );
+    s.orch(&["status"])
+        .success()
+        .stdout_has("failed (migrations/1_create_t.sql:4:");
+    s.orch(&["status", "small"])
+        .success()
+        .stdout_has("phase add-t failed: migrations/1_create_t.sql:4:");
+    // Fix the (not yet applied) migration and retry.
+    s.migration("1_create_t.sql", "-- migrate:up\nCREATE TABLE t (a int);\nCREATE UNIQUE INDEX ON t (a);\n-- migrate:down\nDROP TABLE t;\n");
+    s.orch(&["advance", "small"]).success();
+    assert_eq!(
+        s.value("SELECT state FROM orch.phases WHERE id = 'add-t'")
+            .as_deref(),
+        Some("done")
+    );
+    assert!(s.has_table("t"));
+}
+
+#[test]
+fn editing_a_phase_that_ran_is_refused_later_phases_may_change() {
+    let s = Session::new();
+    s.migration(
+        "1_create_t.sql",
+        "-- migrate:up\nCREATE TABLE t (a int);\n-- migrate:down\nDROP TABLE t;\n",
+    );
+    s.plan("small.yaml", SMALL_PLAN);
+    s.orch(&["advance", "small"]).success();
+    s.plan(
+        "small.yaml",
+        &SMALL_PLAN.replace("title: Create t", "title: Create table t"),
+    );
+    s.orch(&["confirm", "small", "--by", "a"])
+        .code(4)
+        .stderr_has("plans/small.yaml was edited where it may not be")
+        .stderr_has("phase 1 (add-t) has run (done");
+    assert_eq!(
+        s.value("SELECT state FROM orch.phases WHERE id = 'add-t'")
+            .as_deref(),
+        Some("done")
+    );
+    s.plan(
+        "small.yaml",
+        &SMALL_PLAN.replace("instructions: deploy it", "instructions: deploy v2 of it"),
+    );
+    s.orch(&["confirm", "small", "--by", "a"])
+        .success()
+        .stdout_has("plans/small.yaml changed since it was last used; phases that have not run were updated (gate)");
+    assert_eq!(
+        s.value(
+            "SELECT detail->'changed_phases'->>0 FROM orch.events WHERE action = 'plan_edited'"
+        )
+        .as_deref(),
+        Some("gate")
+    );
+    s.orch(&["advance", "small"])
+        .success()
+        .stdout_has("deploy v2 of it");
+}
+
+#[test]
+fn confirm_needs_a_name() {
+    let s = Session::new();
+    s.migration("1_create_t.sql", "-- migrate:up\nCREATE TABLE t (a int);\n");
+    s.plan("small.yaml", SMALL_PLAN);
+    s.orch(&["advance", "small"]).success();
+    let run = Run::from(
+        s.command(&["confirm", "small"])
+            .env_remove("ORCH_OPERATOR")
+            .output()
+            .unwrap(),
+        &["confirm", "small"],
+    );
+    run.code(2).stderr_has("--by <NAME>");
+    let run = Run::from(
+        s.command(&["confirm", "small"])
+            .env("ORCH_OPERATOR", "dana")
+            .output()
+            .unwrap(),
+        &["confirm", "small"],
+    );
+    run.success().stdout_has("confirmed by dana");
+}
+
+#[test]
+fn concurrent_advance_runs_the_phase_once() {
+    let s = Session::new();
+    s.migration("1_create_t.sql", "-- migrate:up\nCREATE TABLE t (a int);\nSELECT pg_sleep(1.5);\nINSERT INTO t VALUES (1);\n");
+    s.plan("small.yaml", SMALL_PLAN);
+    let args = ["advance", "small"];
+    let (a, b) = (s.spawn(&args), s.spawn(&args));
+    let (a, b) = (finish(a, &args), finish(b, &args));
+    let runs = [&a, &b];
+    assert_eq!(
+        runs.iter().filter(|r| r.code == 0).count(),
+        1,
+        "{a:?}\n{b:?}"
+    );
+    let other = runs.iter().find(|r| r.code != 0).unwrap();
+    assert!(
+        (other.code == 5
+            && other
+                .stderr
+                .contains("plan small is locked by another orch process (pid "))
+            || (other.code == 4 && other.stderr.contains("is not confirmed")),
+        "{other:?}"
+    );
+    assert_eq!(s.value("SELECT count(*) FROM t").as_deref(), Some("1"));
+    assert_eq!(
+        s.value("SELECT count(*) FROM orch.events WHERE action = 'migration_applied'")
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn two_plans_advance_at_the_same_time() {
+    let slow_check = |name: &str| {
+        format!(
+            "plan: {name}\nphases:\n  - id: wait\n    kind: check\n    title: Slow check\n    checks:\n      - name: slow\n        sql: SELECT true FROM pg_sleep(1.5)\n"
+        )
+    };
+    let s = Session::new();
+    s.plan("one.yaml", &slow_check("one"))
+        .plan("two.yaml", &slow_check("two"));
+    // Create orch's schema first so both processes start from the same state.
+    s.orch(&["migrate", "up"]).success();
+    let started = Instant::now();
+    let (a, b) = (s.spawn(&["advance", "one"]), s.spawn(&["advance", "two"]));
+    finish(a, &["advance", "one"]).success();
+    finish(b, &["advance", "two"]).success();
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn pause_without_a_running_backfill_is_refused() {
+    let s = posts_session(1);
+    s.orch(&["pause", PLAN])
+        .code(4)
+        .stderr_has("no backfill of plan posts-location is running");
+}
+
+/// A broken plan, and the precise error `orch check` and `orch advance` give.
+struct Broken {
+    name: &'static str,
+    yaml: &'static str,
+    error: &'static str,
+}
+
+const VALID_HEAD: &str = "plan: broken\nphases:\n";
+
+fn corpus() -> Vec<Broken> {
+    vec![
+        Broken {
+            name: "bad yaml indentation",
+            yaml: "plan: broken\n  phases: []\n",
+            error: "plans/broken.yaml:2:9: (syntax): mapping values are not allowed in this context",
+        },
+        Broken {
+            name: "unclosed flow",
+            yaml: "plan: broken\nphases: [\n",
+            error: "plans/broken.yaml:3:",
+        },
+        Broken {
+            name: "tab indentation",
+            yaml: "plan: broken\nphases:\n\t- id: a\n",
+            error: "plans/broken.yaml:3:",
+        },
+        Broken {
+            name: "unknown top field",
+            yaml: "plan: broken\nphases: []\nowner: me\n",
+            error: "plans/broken.yaml:3:1: owner: unknown field (expected one of plan, description, phases)",
+        },
+        Broken {
+            name: "unknown phase field",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    timeout: 5\n",
+            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field",
+        },
+        Broken {
+            name: "misspelled kind",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfil\n    title: t\n",
+            error: "plans/broken.yaml:4:11: phases[0].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check)",
+        },
+        Broken {
+            name: "missing title",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    instructions: i\n",
+            error: "plans/broken.yaml:3:5: phases[0].title: required field is missing",
+        },
+        Broken {
+            name: "missing plan name",
+            yaml: "phases: []\n",
+            error: "plan: required field is missing",
+        },
+        Broken {
+            name: "phases not a list",
+            yaml: "plan: broken\nphases: deploy\n",
+            error: "plans/broken.yaml:2:9: phases: invalid type: string \"deploy\", expected a sequence",
+        },
+        Broken {
+            name: "reversible not bool",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    reversible: sometimes\n",
+            error: "plans/broken.yaml:7:17: phases[0].reversible: invalid type: string \"sometimes\", expected a boolean",
+        },
+        Broken {
+            name: "workers not a number",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      workers: two\n",
+            error: "plans/broken.yaml:9:16: phases[0].backfill.workers: invalid type: string \"two\"",
+        },
+        Broken {
+            name: "unknown backfill field",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      batch: 100\n",
+            error: "plans/broken.yaml:9:7: phases[0].backfill.batch: unknown field",
+        },
+        Broken {
+            name: "check without sql",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: check\n    title: t\n    checks:\n      - name: c\n",
+            error: "plans/broken.yaml:7:9: phases[0].checks[0].sql: required field is missing",
+        },
+        Broken {
+            name: "empty phases",
+            yaml: "plan: broken\nphases: []\n",
+            error: "plans/broken.yaml:2:9: phases: a plan needs at least one phase",
+        },
+        Broken {
+            name: "duplicate ids",
+            yaml: "plan: broken\nphases:\n  - {id: a, kind: deploy, title: t, instructions: i}\n  - {id: a, kind: deploy, title: u, instructions: i}\n",
+            error: "phases[1].id: duplicate phase id \"a\" (phase 1 has it too)",
+        },
+        Broken {
+            name: "dangling migration",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: migration\n    title: t\n    migration: add_nothing\n",
+            error: "plans/broken.yaml:6:16: phases[0].migration: no migration named \"add_nothing\" in migrations (known: create_t, other_t)",
+        },
+        Broken {
+            name: "migration owned by another plan",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: migration\n    title: t\n    migration: other_t\n",
+            error: "phases[0].migration: migration \"other_t\" is already owned by plan owner, phase 1 (mine)",
+        },
+        Broken {
+            name: "contract without check",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: migration\n    role: contract\n    title: t\n    migration: create_t\n",
+            error: "plans/broken.yaml:5:11: phases[0].role: a contract phase needs a check before it",
+        },
+        Broken {
+            name: "invalid table identifier",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: \"posts; DROP TABLE x\"\n      set: a = 1\n",
+            error: "plans/broken.yaml:7:14: phases[0].backfill.table: \"posts; DROP TABLE x\" is not a valid table name",
+        },
+        Broken {
+            name: "invalid key column",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      key: [id, \"Created At\"]\n      set: a = 1\n",
+            error: "phases[0].backfill.key[1]: \"Created At\" is not a valid column name",
+        },
+        Broken {
+            name: "plan name mismatch",
+            yaml: "plan: other-name\nphases:\n  - {id: a, kind: deploy, title: t, instructions: i}\n",
+            error: "plans/broken.yaml:1:7: plan: plan \"other-name\" must be in a file named \"other-name\".yaml",
+        },
+        Broken {
+            name: "deploy without instructions",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n",
+            error: "phases[0].instructions: a deploy gate tells the operator what to deploy",
+        },
+        Broken {
+            name: "unknown placeholder",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    checks:\n      - name: c\n        sql: SELECT now() > :opened_at\n",
+            error: "plans/broken.yaml:9:14: phases[0].checks[0].sql: :opened_at is not a known placeholder",
+        },
+        Broken {
+            name: "two statements in a check",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: check\n    title: t\n    checks:\n      - name: c\n        sql: SELECT true; DROP TABLE t\n",
+            error: "phases[0].checks[0].sql: a check is exactly one SQL statement returning one boolean (found 2)",
+        },
+        Broken {
+            name: "backfill section on a gate",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    backfill: {table: posts, set: a = 1}\n",
+            error: "phases[0].backfill: a deploy phase has no backfill section",
+        },
+        Broken {
+            name: "batch time out of range",
+            yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      batch_time: 1h\n",
+            error: "phases[0].backfill.batch_time: batch_time must be between 10ms and 10s",
+        },
+    ]
+}
+
+#[test]
+fn malformed_plan_corpus_gives_precise_errors_and_touches_nothing() {
+    let s = Session::new();
+    s.migration("1_create_t.sql", "-- migrate:up\nCREATE TABLE t (a int);\n");
+    s.migration(
+        "2_other_t.sql",
+        "-- migrate:up\nCREATE TABLE other_t (a int);\n",
+    );
+    s.plan("owner.yaml", "plan: owner\nphases:\n  - id: mine\n    kind: migration\n    title: t\n    migration: other_t\n");
+    let corpus = corpus();
+    assert!(corpus.len() >= 20);
+    let _ = VALID_HEAD;
+    for case in &corpus {
+        s.plan("broken.yaml", case.yaml);
+        let check = s.orch(&["check"]);
+        assert_eq!(
+            check.code, 3,
+            "{}: orch check should fail with 3\n{check:?}",
+            case.name
+        );
+        assert!(
+            check.stderr.contains(case.error),
+            "{}: expected {:?} in\n{}",
+            case.name,
+            case.error,
+            check.stderr
+        );
+        let advance = s.orch(&["advance", "owner"]);
+        assert_eq!(
+            advance.code, 3,
+            "{}: advance must refuse\n{advance:?}",
+            case.name
+        );
+        assert!(
+            advance.stderr.contains(case.error),
+            "{}: advance stderr\n{}",
+            case.name,
+            advance.stderr
+        );
+        assert_eq!(
+            s.value("SELECT to_regnamespace('orch') IS NULL").as_deref(),
+            Some("t"),
+            "{}: nothing may be created",
+            case.name
+        );
+        assert!(
+            !s.has_table("t") && !s.has_table("other_t"),
+            "{}",
+            case.name
+        );
+    }
+    s.remove("plans/broken.yaml");
+    s.orch(&["check"])
+        .success()
+        .stdout_has("ok: plans/owner.yaml (1 phases)");
+    s.orch(&["check", "owner"]).success();
+}

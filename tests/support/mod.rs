@@ -1,0 +1,416 @@
+//! The test harness: a real PostgreSQL for every test binary run (the server
+//! at `DATABASE_URL` when set, else a throwaway one started here), one fresh
+//! database per test, and a `Session` builder that reads like a user at a
+//! terminal: write files, run `orch`, check output, then check the database.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use orch::connect::ConnectionSettings;
+use orch::pg_server::{PgServer, ServerOptions};
+use tokio::runtime::Runtime;
+
+/// Where test databases are created.
+enum Server {
+    /// `DATABASE_URL` was set: use that server (databases are created on it).
+    External(ConnectionSettings),
+    /// Started by this test process; stopped by its watchdog when we exit.
+    Local(PgServer),
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Server::External(
+            ConnectionSettings::from_connection_string(&url)
+                .expect("DATABASE_URL is not a valid connection string"),
+        ),
+        _ => match PgServer::start(ServerOptions::default()) {
+            Ok(server) => Server::Local(server),
+            Err(e) => {
+                eprintln!("cannot run database tests: {e}");
+                panic!("cannot run database tests: {e}");
+            }
+        },
+    })
+}
+
+/// Connection settings for the maintenance database of the test server.
+fn admin_settings() -> ConnectionSettings {
+    match server() {
+        Server::External(settings) => settings.clone(),
+        Server::Local(server) => {
+            ConnectionSettings::from_connection_string(&server.connection_string("postgres"))
+                .expect("launcher gives a valid connection string")
+        }
+    }
+}
+
+/// The throwaway server, when the tests started one (tools like psql live beside it).
+pub fn local_server() -> Option<&'static PgServer> {
+    match server() {
+        Server::Local(s) => Some(s),
+        Server::External(_) => None,
+    }
+}
+
+/// A fresh, empty database, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub settings: ConnectionSettings,
+    runtime: Runtime,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let name = format!(
+            "orch_test_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = admin_settings();
+        runtime.block_on(async {
+            let client = admin
+                .connect("orch test harness")
+                .await
+                .expect("connect to the test server");
+            client
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+                .await
+                .expect("create test database");
+        });
+        let settings = admin.with_dbname(&name);
+        TestDb {
+            name,
+            settings,
+            runtime,
+        }
+    }
+
+    /// Connection string for child processes (includes any password; never print it).
+    pub fn connection_string(&self) -> String {
+        self.settings.to_connection_string()
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// A new connection, driven by this database's runtime.
+    pub fn connect(&self) -> Conn<'_> {
+        let client = self
+            .block_on(self.settings.connect("orch test session"))
+            .expect("connect to test database");
+        Conn { db: self, client }
+    }
+
+    /// Run SQL and return every row as text cells (NULL -> None).
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.connect().query(sql)
+    }
+
+    /// The single value of a one-row, one-column query.
+    pub fn value(&self, sql: &str) -> Option<String> {
+        let rows = self.query(sql);
+        assert_eq!(rows.len(), 1, "{sql} returned {} rows", rows.len());
+        rows[0][0].clone()
+    }
+
+    pub fn execute(&self, sql: &str) {
+        self.connect().execute(sql)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = admin_settings();
+        let name = self.name.clone();
+        self.runtime.block_on(async move {
+            if let Ok(client) = admin.connect("orch test harness").await {
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    }
+}
+
+/// One extra session on a test database, e.g. to hold a lock.
+pub struct Conn<'a> {
+    db: &'a TestDb,
+    pub client: tokio_postgres::Client,
+}
+
+impl Conn<'_> {
+    pub fn execute(&self, sql: &str) {
+        self.db
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
+    pub fn try_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.db.block_on(self.client.batch_execute(sql))
+    }
+
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let messages = self
+            .db
+            .block_on(self.client.simple_query(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.query("SELECT pg_backend_pid()")[0][0]
+            .as_ref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// A project directory (migrations/, plans/) bound to a fresh database.
+pub struct Session {
+    pub dir: tempfile::TempDir,
+    pub db: TestDb,
+}
+
+impl Session {
+    pub fn new() -> Session {
+        let dir = tempfile::Builder::new()
+            .prefix("orch-project-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
+        std::fs::create_dir_all(dir.path().join("plans")).unwrap();
+        Session {
+            dir,
+            db: TestDb::new(),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Write `migrations/<file_name>`.
+    pub fn migration(&self, file_name: &str, text: &str) -> &Self {
+        self.write(&format!("migrations/{file_name}"), text)
+    }
+
+    /// Write `plans/<file_name>`.
+    pub fn plan(&self, file_name: &str, text: &str) -> &Self {
+        self.write(&format!("plans/{file_name}"), text)
+    }
+
+    pub fn write(&self, relative: &str, text: &str) -> &Self {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    pub fn remove(&self, relative: &str) -> &Self {
+        std::fs::remove_file(self.path(relative)).unwrap();
+        self
+    }
+
+    /// Copy the repository's own migrations and plans into this project.
+    pub fn with_repository_files(&self) -> &Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for sub in ["migrations", "plans"] {
+            for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), self.path(sub).join(entry.file_name())).unwrap();
+            }
+        }
+        self
+    }
+
+    /// The `orch` command, ready to run in this project against this database.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("DATABASE_URL", self.db.connection_string())
+            .env("ORCH_OPERATOR", "tester")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Run `orch args...` to completion.
+    pub fn orch(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run orch"), args)
+    }
+
+    /// Start `orch args...` in the background.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn orch")
+    }
+
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.db.query(sql)
+    }
+
+    pub fn value(&self, sql: &str) -> Option<String> {
+        self.db.value(sql)
+    }
+
+    pub fn execute(&self, sql: &str) {
+        self.db.execute(sql)
+    }
+
+    /// Does this table exist in the public schema?
+    pub fn has_table(&self, table: &str) -> bool {
+        self.value(&format!("SELECT to_regclass('public.{table}') IS NOT NULL"))
+            .as_deref()
+            == Some("t")
+    }
+
+    /// The columns of a table, in order.
+    pub fn columns(&self, table: &str) -> Vec<String> {
+        self.query(&format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}' ORDER BY ordinal_position"
+        ))
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
+    }
+
+    /// Rows of orch.migrations as `version_name`, in version order.
+    pub fn applied(&self) -> Vec<String> {
+        if self
+            .value("SELECT to_regclass('orch.migrations') IS NOT NULL")
+            .as_deref()
+            != Some("t")
+        {
+            return Vec::new();
+        }
+        self.query("SELECT version || '_' || name FROM orch.migrations ORDER BY version")
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect()
+    }
+}
+
+/// The outcome of one `orch` run, with assertions that print everything on failure.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(output: Output, args: &[&str]) -> Run {
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "orch {}\n--- exit code {}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success\n{}", self.describe());
+        self
+    }
+
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            code,
+            "expected exit code {code}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout should contain {text:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr should contain {text:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.stdout.contains(text),
+            "stdout should not contain {text:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+}
+
+/// Wait for a child and collect its output.
+pub fn finish(child: std::process::Child, args: &[&str]) -> Run {
+    Run::from(child.wait_with_output().expect("wait for orch"), args)
+}
+
+/// Poll `condition` every 20 ms for up to `timeout`.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
