@@ -2,17 +2,15 @@
 //! `orch demo`: a fresh cluster in a temp dir, reachable only through a unix
 //! socket there, and gone again when dropped or when this process dies.
 
-// crate::Error is large (its MigrationFailed variant); shrinking it is
-// error.rs's business, not this launcher's.
-#![allow(clippy::result_large_err)]
-
 mod bin_dir;
+mod conninfo;
 #[cfg(test)]
 mod tests;
 mod watchdog;
 
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -81,12 +79,12 @@ impl PgServer {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["--auth=trust", "-U", SUPERUSER]);
-        initdb.args(["--no-instructions", "-E", "UTF8", "--locale=C"]);
+            .args(["--auth=trust", "-U", SUPERUSER, "-E", "UTF8"]);
+        initdb.args(["--locale=C", "--no-instructions"]);
         if !options.durable {
             initdb.arg("--no-sync");
         }
-        run_initdb(initdb, &mut watchdog, &log)?;
+        run_initdb(initdb, &mut watchdog, &log, owner.is_some())?;
         debug!(elapsed_ms = started.elapsed().as_millis(), "initdb done");
 
         let mut postgres =
@@ -132,12 +130,12 @@ impl PgServer {
     /// libpq key=value connection string, e.g.
     /// `host=/tmp/orch-pg-abc port=5432 user=postgres dbname=postgres`.
     pub fn connection_string(&self, dbname: &str) -> String {
-        connection_string(self.socket_dir(), dbname)
+        conninfo::connection_string(self.socket_dir(), PORT, dbname)
     }
 
     /// The same as a `postgresql://` URL, the socket directory percent-encoded as host.
     pub fn url(&self, dbname: &str) -> String {
-        url(self.socket_dir(), dbname)
+        conninfo::url(self.socket_dir(), PORT, dbname)
     }
 
     /// Where initdb and postgres were found.
@@ -162,13 +160,7 @@ impl PgServer {
     fn wait_until_ready(&mut self, pid_file: &Path, log: &Path) -> Result<()> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            // PostgreSQL writes its status on the last line of postmaster.pid.
-            let status = fs::read_to_string(pid_file).unwrap_or_default();
-            if status
-                .lines()
-                .last()
-                .is_some_and(|line| line.trim() == "ready")
-            {
+            if says_ready(pid_file) {
                 return Ok(());
             }
             if let Ok(Some(exit)) = self.postmaster.try_wait() {
@@ -197,7 +189,7 @@ impl PgServer {
             (Signal::SIGKILL, 2),
         ];
         for (signal, grace_secs) in steps {
-            // Not yet reaped, so the pid cannot have been reused.
+            // Checked before each signal: an unreaped child's pid is never reused.
             if !matches!(self.postmaster.try_wait(), Ok(None)) {
                 break;
             }
@@ -215,6 +207,14 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop_postmaster();
     }
+}
+
+/// PostgreSQL writes its status on the last line of postmaster.pid.
+fn says_ready(pid_file: &Path) -> bool {
+    let text = fs::read_to_string(pid_file).unwrap_or_default();
+    text.lines()
+        .last()
+        .is_some_and(|line| line.trim() == "ready")
 }
 
 /// PostgreSQL refuses to run as root, so as root we run it as `postgres`.
@@ -235,14 +235,10 @@ fn server_owner() -> Result<Option<User>> {
 fn make_temp_dir(owner: Option<&User>) -> Result<TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("orch-pg-")
+        // Trust auth: only the owner (and root) may reach the socket.
+        .permissions(fs::Permissions::from_mode(0o700))
         .tempdir()
-        .map_err(|err| {
-            Error::io(
-                "cannot create a temp dir for PostgreSQL",
-                std::env::temp_dir(),
-                err,
-            )
-        })?;
+        .map_err(|err| io_failure("cannot create a temp dir", &std::env::temp_dir(), err))?;
     let socket = dir.path().join(format!(".s.PGSQL.{PORT}"));
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         let shown = socket.display();
@@ -251,10 +247,11 @@ fn make_temp_dir(owner: Option<&User>) -> Result<TempDir> {
         )));
     }
     if let Some(user) = owner {
-        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|err| {
-            Error::io(
-                "cannot hand the temp dir to the postgres user",
-                dir.path(),
+        let path = dir.path();
+        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(|err| {
+            io_failure(
+                "cannot chown the temp dir to the postgres user",
+                path,
                 err.into(),
             )
         })?;
@@ -268,7 +265,7 @@ fn server_command(program: &Path, dir: &Path, owner: Option<&User>, log: &Path) 
     let open = || fs::OpenOptions::new().create(true).append(true).open(log);
     let (stdout, stderr) = open()
         .and_then(|out| Ok((out, open()?)))
-        .map_err(|err| Error::io("cannot open the server log", log, err))?;
+        .map_err(|err| io_failure("cannot open the server log", log, err))?;
     let mut command = Command::new(program);
     command
         .current_dir(dir)
@@ -283,29 +280,40 @@ fn server_command(program: &Path, dir: &Path, owner: Option<&User>, log: &Path) 
 }
 
 fn server_settings(options: &ServerOptions, socket_dir: &Path) -> Vec<(String, String)> {
+    let setting = |name: &str, value: String| (name.to_string(), value);
     let mut settings = vec![
-        ("listen_addresses".to_string(), String::new()),
-        // Quoted: the setting is a list, and the path could hold a comma or space.
-        (
-            "unix_socket_directories".to_string(),
+        setting("listen_addresses", String::new()),
+        // Quoted: the setting is a list, and a path may hold spaces.
+        setting(
+            "unix_socket_directories",
             format!("\"{}\"", socket_dir.display()),
         ),
-        (
-            "max_connections".to_string(),
-            options.max_connections.to_string(),
-        ),
+        setting("max_connections", options.max_connections.to_string()),
     ];
     if !options.durable {
         for name in ["fsync", "full_page_writes", "synchronous_commit"] {
-            settings.push((name.to_string(), "off".to_string()));
+            settings.push(setting(name, "off".to_string()));
         }
     }
     settings.extend(options.settings.iter().cloned());
     settings
 }
 
-fn run_initdb(mut command: Command, watchdog: &mut Watchdog, log: &Path) -> Result<()> {
-    let mut child = spawn(&mut command, "initdb")?;
+fn run_initdb(
+    mut command: Command,
+    watchdog: &mut Watchdog,
+    log: &Path,
+    as_root: bool,
+) -> Result<()> {
+    let mut child = command.spawn().map_err(|err| {
+        let hint = match as_root {
+            // The usual cause: TMPDIR is somewhere like /root/tmp.
+            true => "; as root it runs as the `postgres` user, who must be able to enter the temp dir (set TMPDIR to one it can reach, e.g. /tmp)",
+            false => "",
+        };
+        let program = Path::new(command.get_program()).display();
+        start_error(format!("cannot run initdb ({program}): {err}{hint}"))
+    })?;
     watchdog.watch(Some(child.id()));
     let status = wait_timeout(&mut child, STARTUP_TIMEOUT);
     if status.is_none() {
@@ -321,9 +329,13 @@ fn run_initdb(mut command: Command, watchdog: &mut Watchdog, log: &Path) -> Resu
 }
 
 fn spawn(command: &mut Command, what: &str) -> Result<Child> {
-    command
-        .spawn()
-        .map_err(|err| Error::io(format!("cannot run {what}"), command.get_program(), err))
+    command.spawn().map_err(|err| {
+        io_failure(
+            &format!("cannot run {what}"),
+            Path::new(command.get_program()),
+            err,
+        )
+    })
 }
 
 /// `None` if the child is still running after `timeout`.
@@ -348,44 +360,11 @@ fn failure(what: &str, log: &Path) -> Error {
     start_error(format!("{what}; server log:\n  {tail}"))
 }
 
+/// Exit code 7 like every start failure, so the cause goes into the message.
+fn io_failure(what: &str, path: &Path, err: io::Error) -> Error {
+    start_error(format!("{what} ({}): {err}", path.display()))
+}
+
 fn start_error(message: String) -> Error {
     Error::ServerStart { message }
-}
-
-fn connection_string(socket_dir: &Path, dbname: &str) -> String {
-    let host = conninfo_value(&socket_dir.to_string_lossy());
-    format!(
-        "host={host} port={PORT} user={SUPERUSER} dbname={}",
-        conninfo_value(dbname)
-    )
-}
-
-/// Quote a libpq key=value value when it needs it.
-fn conninfo_value(value: &str) -> String {
-    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
-        return value.to_string();
-    }
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn url(socket_dir: &Path, dbname: &str) -> String {
-    let host = percent_encode(socket_dir.as_os_str().as_bytes());
-    format!(
-        "postgresql://{SUPERUSER}@{host}:{PORT}/{}",
-        percent_encode(dbname.as_bytes())
-    )
-}
-
-fn percent_encode(bytes: &[u8]) -> String {
-    let keep = |b: &u8| b.is_ascii_alphanumeric() || b"-._~".contains(b);
-    bytes
-        .iter()
-        .map(|b| {
-            if keep(b) {
-                (*b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

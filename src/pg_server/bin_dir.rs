@@ -67,6 +67,7 @@ impl BinSearch {
         let output = Command::new(pg_config)
             .arg("--bindir")
             .stdin(Stdio::null())
+            .stderr(Stdio::null())
             .output()
             .ok()?;
         let dir = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim());

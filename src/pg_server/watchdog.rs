@@ -13,13 +13,18 @@ use crate::Result;
 
 /// Runs after we are gone: reads the pid to guard from a pipe only our process
 /// holds; at EOF (we exited, however) kills it and deletes the temp dir ($1).
+/// A zombie counts as dead: PID 1 in a container may be slow to reap it.
 const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  ! { read -r _ _ state _ <"/proc/$1/stat" && [ "$state" = Z ]; } 2>/dev/null
+}
 pid=
 while read -r line; do pid=$line; done
 if [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null; then
   i=0
-  while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-  kill -KILL "$pid" 2>/dev/null
+  while alive "$pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  alive "$pid" && kill -KILL "$pid"
 fi
 rm -rf "$1"
 "#;
@@ -43,7 +48,7 @@ impl Watchdog {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         command.current_dir("/").process_group(0);
-        let mut child = spawn(&mut command, "/bin/sh")?;
+        let mut child = spawn(&mut command, "the watchdog")?;
         let pipe = child.stdin.take();
         Ok(Watchdog { child, pipe })
     }
