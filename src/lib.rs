@@ -7,6 +7,7 @@
 pub mod backfill;
 pub mod cli;
 pub mod connect;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod events;

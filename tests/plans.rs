@@ -578,7 +578,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "migration owned by another plan",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: migration\n    title: t\n    migration: other_t\n",
-            error: "phases[0].migration: migration \"other_t\" is already owned by plan owner, phase 1 (mine)",
+            error: "6:16: phases[0].migration: migration \"other_t\" is already owned by plan ",
         },
         Broken {
             name: "contract without check",

@@ -155,6 +155,8 @@ pub enum Command {
     Pause { plan: String },
     /// A plan as a Markdown release checklist, with live state.
     Checklist { plan: String },
+    /// The posts plan under live simulated traffic, on a throwaway PostgreSQL.
+    Demo(DemoArgs),
     /// Validate plans and migrations without a database (for CI).
     Check {
         /// Only these plans (default: all).
@@ -248,4 +250,35 @@ pub enum MigrateCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `orch demo` options.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Posts in the table before the plan starts.
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// Concurrent application writers.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// Writes per second per writer.
+    #[arg(long, default_value_t = 50)]
+    pub rate: u32,
+    /// Run the same change as one textbook migration instead, to see what breaks.
+    #[arg(long)]
+    pub naive: bool,
+    /// Hold a long transaction on posts while phase 1 runs (default 3s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", num_args = 0..=1, default_missing_value = "3s")]
+    pub long_reader: Option<Duration>,
+    /// Traffic time in each phase besides the work itself.
+    #[arg(long, value_parser = parse_duration, default_value = "1500ms")]
+    pub dwell: Duration,
+    /// Backfill workers.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Print the final report as JSON on stdout (the narration goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub locks: LockArgs,
 }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod check;
 pub mod checklist;
+pub mod demo;
 pub mod migrate;
 pub mod plans;
 pub mod report;
@@ -88,5 +89,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
         args::Command::Check { plans, online } => check::run(&ctx, &plans, online).await,
+        args::Command::Demo(demo_args) => demo::run(&ctx, &demo_args).await,
     }
 }

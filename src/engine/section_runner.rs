@@ -345,22 +345,18 @@ pub fn describe_blocker(b: &crate::store::blockers::Blocker) -> String {
     } else {
         String::new()
     };
-    let since = b
-        .xact_start
-        .or(b.query_start)
-        .map(|t| format!(" since {}", timefmt::utc(&t)))
-        .unwrap_or_default();
+    let state = if b.state.is_empty() { "state unknown" } else { &b.state };
+    let mut times = String::new();
+    if let Some(t) = b.xact_start {
+        times.push_str(&format!(", transaction started {}", timefmt::utc(&t)));
+    }
+    if let Some(t) = b.query_start {
+        times.push_str(&format!(", query started {}", timefmt::utc(&t)));
+    }
     format!(
-        "pid {} ({}application_name {:?}, {}{}): {}",
+        "pid {} ({kind}application_name {:?}, {state}{times}): {}",
         b.pid,
-        kind,
         b.application_name,
-        if b.state.is_empty() {
-            "state unknown"
-        } else {
-            &b.state
-        },
-        since,
         b.query.trim()
     )
 }

@@ -1,0 +1,395 @@
+//! The simulated application of `orch demo`: writers inserting posts and
+//! updating random posts' location at a steady rate, and a reader, all in
+//! the write/read mode of the app version currently "deployed". Its SQL is
+//! the application's, not orch's, so it lives here and not in the store.
+//!
+//! Each writer owns the posts whose id is congruent to its number (modulo
+//! the writer count), so the location it last wrote for a post is exactly
+//! what the table must hold at the end: no two writers race on one row.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, RwLock};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+use crate::connect::ConnectionSettings;
+use crate::error::Result;
+
+/// The deployed application version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum AppVersion {
+    /// Writes and reads lat, lng.
+    V1,
+    /// Writes lat, lng and loc; reads lat, lng.
+    V2,
+    /// Writes and reads only loc.
+    V3,
+}
+
+impl AppVersion {
+    pub fn describe(self) -> &'static str {
+        match self {
+            AppVersion::V1 => "v1 (writes and reads lat, lng)",
+            AppVersion::V2 => "v2 (writes lat, lng and loc; reads lat, lng)",
+            AppVersion::V3 => "v3 (writes and reads only loc)",
+        }
+    }
+}
+
+/// The location a post must have: `loc = point(lng, lat)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    pub lng: f64,
+    pub lat: f64,
+}
+
+/// Where the initial rows' locations come from (the fill uses the same formula).
+pub fn initial_location(id: i64) -> Location {
+    Location {
+        lat: ((id * 37) % 1800 - 900) as f64 / 10.0,
+        lng: ((id * 91) % 3600 - 1800) as f64 / 10.0,
+    }
+}
+
+/// The SQL that fills the table with `rows` v1 posts, matching `initial_location`.
+pub fn fill_sql(rows: u64) -> String {
+    format!(
+        "INSERT INTO posts (url, lat, lng)
+         SELECT 'https://example.com/post/' || g, ((g * 37) % 1800 - 900) / 10.0, ((g * 91) % 3600 - 1800) / 10.0
+         FROM generate_series(1, {rows}) AS g"
+    )
+}
+
+/// Write and read figures of one stage (one plan phase).
+#[derive(Debug, Default, Clone)]
+struct StageCounters {
+    /// Latency of every write attempt, failed or not: a write that waited
+    /// two seconds and then failed still kept the user waiting.
+    write_micros: Vec<u32>,
+    writes_ok: u64,
+    writes_failed: u64,
+    reads_ok: u64,
+    reads_failed: u64,
+    first_error: Option<String>,
+    started: Option<Instant>,
+    ended: Option<Instant>,
+}
+
+/// A stage's figures as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageStats {
+    pub stage: String,
+    pub seconds: f64,
+    pub writes_ok: u64,
+    pub writes_failed: u64,
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    /// Latency percentiles over every write attempt (failed ones included).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub first_error: Option<String>,
+}
+
+/// How the app should behave.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub writers: usize,
+    /// Writes per second per writer.
+    pub rate: u32,
+    /// Share of writes that are inserts (the rest are updates).
+    pub insert_share: f64,
+    pub initial_rows: u64,
+}
+
+struct Shared {
+    version: RwLock<AppVersion>,
+    stage: AtomicUsize,
+    stages: std::sync::Mutex<Vec<(String, StageCounters)>>,
+    stop: AtomicBool,
+    inserts_by_version: [AtomicU64; 3],
+}
+
+impl Shared {
+    fn record<F: FnOnce(&mut StageCounters)>(&self, stage: usize, f: F) {
+        let mut stages = self.stages.lock().unwrap();
+        if let Some((_, counters)) = stages.get_mut(stage) {
+            f(counters);
+        }
+    }
+}
+
+/// What one writer wrote: post id -> the location it must have.
+type Written = HashMap<i64, Location>;
+
+/// The running application.
+pub struct App {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<Result<Option<Written>>>>,
+    inserted: Arc<Mutex<Vec<i64>>>,
+}
+
+/// What the app did, for verification.
+pub struct AppRecord {
+    /// Every post the app wrote, with the location it must have.
+    pub written: Written,
+    /// Ids of the posts it inserted.
+    pub inserted: Vec<i64>,
+}
+
+impl App {
+    /// Connect the writers and the reader and start them in v1, stage `first_stage`.
+    pub async fn start(settings: &ConnectionSettings, options: &AppOptions, first_stage: &str) -> Result<App> {
+        let shared = Arc::new(Shared {
+            version: RwLock::new(AppVersion::V1),
+            stage: AtomicUsize::new(0),
+            stages: std::sync::Mutex::new(vec![(
+                first_stage.to_string(),
+                StageCounters {
+                    started: Some(Instant::now()),
+                    ..StageCounters::default()
+                },
+            )]),
+            stop: AtomicBool::new(false),
+            inserts_by_version: Default::default(),
+        });
+        let inserted = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for writer in 0..options.writers {
+            let client = settings.connect(&format!("demo app writer {writer}")).await?;
+            let shared = shared.clone();
+            let inserted = inserted.clone();
+            let options = options.clone();
+            tasks.push(tokio::spawn(async move {
+                write_loop(client, shared, writer, options, inserted).await.map(Some)
+            }));
+        }
+        let reader = settings.connect("demo app reader").await?;
+        let reader_shared = shared.clone();
+        let rows = options.initial_rows;
+        let rate = options.rate;
+        tasks.push(tokio::spawn(async move {
+            read_loop(reader, reader_shared, rows, rate).await;
+            Ok(None)
+        }));
+        Ok(App {
+            shared,
+            tasks,
+            inserted,
+        })
+    }
+
+    /// Start attributing operations to a new stage.
+    pub fn begin_stage(&self, name: &str) {
+        let mut stages = self.shared.stages.lock().unwrap();
+        if let Some((_, last)) = stages.last_mut() {
+            last.ended = Some(Instant::now());
+        }
+        stages.push((
+            name.to_string(),
+            StageCounters {
+                started: Some(Instant::now()),
+                ..StageCounters::default()
+            },
+        ));
+        self.shared.stage.store(stages.len() - 1, Ordering::SeqCst);
+    }
+
+    /// "Deploy" a version: wait until no operation of the old version is in
+    /// flight (the old instances drain), then every new operation uses the new one.
+    pub async fn deploy(&self, version: AppVersion) {
+        *self.shared.version.write().await = version;
+    }
+
+    /// Inserts done so far by a version.
+    pub fn inserts_by(&self, version: AppVersion) -> u64 {
+        self.shared.inserts_by_version[version as usize].load(Ordering::SeqCst)
+    }
+
+    /// Wait until `version` has inserted at least `n` more posts (or timeout).
+    pub async fn wait_for_inserts(&self, version: AppVersion, n: u64, timeout: Duration) -> bool {
+        let start = self.inserts_by(version);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.inserts_by(version) >= start + n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Stop every task; return what the app wrote and the per-stage figures.
+    pub async fn stop(self) -> Result<(AppRecord, Vec<StageStats>)> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let mut written = Written::new();
+        for task in self.tasks {
+            if let Some(part) = task.await.expect("app task panicked")? {
+                written.extend(part);
+            }
+        }
+        let stats = {
+            let mut stages = self.shared.stages.lock().unwrap();
+            if let Some((_, last)) = stages.last_mut() {
+                last.ended.get_or_insert_with(Instant::now);
+            }
+            stages.iter().map(|(name, c)| summarize(name, c)).collect()
+        };
+        let inserted = self.inserted.lock().await.clone();
+        Ok((AppRecord { written, inserted }, stats))
+    }
+}
+
+fn summarize(name: &str, c: &StageCounters) -> StageStats {
+    let mut micros = c.write_micros.clone();
+    micros.sort_unstable();
+    let pick = |q: f64| -> f64 {
+        if micros.is_empty() {
+            return 0.0;
+        }
+        let index = ((micros.len() as f64 - 1.0) * q).round() as usize;
+        f64::from(micros[index]) / 1000.0
+    };
+    let seconds = match (c.started, c.ended) {
+        (Some(s), Some(e)) => e.duration_since(s).as_secs_f64(),
+        _ => 0.0,
+    };
+    StageStats {
+        stage: name.to_string(),
+        seconds,
+        writes_ok: c.writes_ok,
+        writes_failed: c.writes_failed,
+        reads_ok: c.reads_ok,
+        reads_failed: c.reads_failed,
+        p50_ms: pick(0.5),
+        p99_ms: pick(0.99),
+        max_ms: micros.last().map_or(0.0, |m| f64::from(*m) / 1000.0),
+        first_error: c.first_error.clone(),
+    }
+}
+
+/// A location with one decimal, exactly representable as NUMERIC and
+/// round-tripping through float8 unchanged.
+fn random_location() -> Location {
+    Location {
+        lat: fastrand::i32(-900..=900) as f64 / 10.0,
+        lng: fastrand::i32(-1800..=1800) as f64 / 10.0,
+    }
+}
+
+async fn write_loop(
+    client: Client,
+    shared: Arc<Shared>,
+    writer: usize,
+    options: AppOptions,
+    inserted: Arc<Mutex<Vec<i64>>>,
+) -> Result<Written> {
+    let writers = options.writers as i64;
+    let mut written = Written::new();
+    let mut own_inserts: Vec<i64> = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serial = 0u64;
+    while !shared.stop.load(Ordering::SeqCst) {
+        ticker.tick().await;
+        let version_guard = shared.version.read().await;
+        let version = *version_guard;
+        let stage = shared.stage.load(Ordering::SeqCst);
+        let location = random_location();
+        let lat = format!("{:.1}", location.lat);
+        let lng = format!("{:.1}", location.lng);
+        let insert = fastrand::f64() < options.insert_share;
+        let started = Instant::now();
+        let outcome: std::result::Result<i64, tokio_postgres::Error> = if insert {
+            serial += 1;
+            let url = format!("https://example.com/w{writer}/{serial}");
+            let sql = match version {
+                AppVersion::V1 => "INSERT INTO posts (url, lat, lng) VALUES ($1, $2::text::numeric, $3::text::numeric) RETURNING id",
+                AppVersion::V2 => "INSERT INTO posts (url, lat, lng, loc) VALUES ($1, $2::text::numeric, $3::text::numeric, point($3::text::float8, $2::text::float8)) RETURNING id",
+                AppVersion::V3 => "INSERT INTO posts (url, loc) VALUES ($1, point($3::text::float8, $2::text::float8)) RETURNING id",
+            };
+            client.query_one(sql, &[&url, &lat, &lng]).await.map(|row| row.get::<_, i32>(0) as i64)
+        } else {
+            // An own post: an initial one (id = writer + 1 + k * writers) or one it inserted.
+            let pick_inserted = !own_inserts.is_empty() && fastrand::f64() < 0.3;
+            let id = if pick_inserted {
+                own_inserts[fastrand::usize(..own_inserts.len())]
+            } else {
+                let slots = (options.initial_rows as i64 - writer as i64 - 1) / writers + 1;
+                writer as i64 + 1 + fastrand::i64(0..slots.max(1)) * writers
+            };
+            let sql = match version {
+                AppVersion::V1 => "UPDATE posts SET lat = $2::text::numeric, lng = $3::text::numeric WHERE id = $1",
+                AppVersion::V2 => "UPDATE posts SET lat = $2::text::numeric, lng = $3::text::numeric, loc = point($3::text::float8, $2::text::float8) WHERE id = $1",
+                AppVersion::V3 => "UPDATE posts SET loc = point($3::text::float8, $2::text::float8) WHERE id = $1",
+            };
+            let id32 = id as i32;
+            client.execute(sql, &[&id32, &lat, &lng]).await.map(|n| if n == 1 { id } else { -1 })
+        };
+        let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        drop(version_guard);
+        match outcome {
+            Ok(id) if id > 0 => {
+                written.insert(id, location);
+                if insert {
+                    own_inserts.push(id);
+                    inserted.lock().await.push(id);
+                    shared.inserts_by_version[version as usize].fetch_add(1, Ordering::SeqCst);
+                }
+                shared.record(stage, |c| {
+                    c.writes_ok += 1;
+                    c.write_micros.push(micros);
+                });
+            }
+            Ok(_) => shared.record(stage, |c| {
+                c.writes_failed += 1;
+                c.write_micros.push(micros);
+                c.first_error.get_or_insert_with(|| "an update found no row".to_string());
+            }),
+            Err(e) => {
+                let text = crate::error::PgDiagnostic::from_driver(&e).map_or_else(|| e.to_string(), |d| d.message);
+                shared.record(stage, |c| {
+                    c.writes_failed += 1;
+                    c.write_micros.push(micros);
+                    c.first_error.get_or_insert(text);
+                });
+            }
+        }
+    }
+    Ok(written)
+}
+
+async fn read_loop(client: Client, shared: Arc<Shared>, rows: u64, rate: u32) {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shared.stop.load(Ordering::SeqCst) {
+        ticker.tick().await;
+        let version_guard = shared.version.read().await;
+        let stage = shared.stage.load(Ordering::SeqCst);
+        let id = fastrand::i32(1..=rows.max(1) as i32);
+        let sql = match *version_guard {
+            AppVersion::V1 | AppVersion::V2 => "SELECT lat::float8, lng::float8 FROM posts WHERE id = $1",
+            AppVersion::V3 => "SELECT loc[1], loc[0] FROM posts WHERE id = $1",
+        };
+        let result = client.query_opt(sql, &[&id]).await;
+        drop(version_guard);
+        match result {
+            Ok(Some(_)) => shared.record(stage, |c| c.reads_ok += 1),
+            Ok(None) => shared.record(stage, |c| {
+                c.reads_failed += 1;
+                c.first_error.get_or_insert_with(|| format!("post {id} not found"));
+            }),
+            Err(e) => {
+                let text = crate::error::PgDiagnostic::from_driver(&e).map_or_else(|| e.to_string(), |d| d.message);
+                shared.record(stage, |c| {
+                    c.reads_failed += 1;
+                    c.first_error.get_or_insert(text);
+                });
+            }
+        }
+    }
+}
