@@ -5,3 +5,4 @@ mod support;
 
 mod migrations;
 mod plans;
+mod zero_downtime;

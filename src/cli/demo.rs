@@ -37,7 +37,8 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         demo::run(&options, ctx.reporter.as_ref()).await?
     };
     if args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
         println!("{text}");
     } else {
         print!("{}", render(&report));
@@ -47,16 +48,27 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         Some(problem) if report.mode == "naive" => Err(Error::failed(format!(
             "as expected, the textbook migration broke the application: {problem}; `orch demo` without --naive runs the plan instead"
         ))),
-        Some(problem) => Err(Error::failed(format!("the demo found a problem: {problem}"))),
+        Some(problem) => Err(Error::failed(format!(
+            "the demo found a problem: {problem}"
+        ))),
     }
 }
 
 /// The per-phase table and the verification summary.
 pub fn render(report: &DemoReport) -> String {
     let mut rows = vec![
-        ["PHASE", "SECONDS", "WRITES", "FAILED", "READS FAILED", "P50 MS", "P99 MS", "MAX MS"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "PHASE",
+            "SECONDS",
+            "WRITES",
+            "FAILED",
+            "READS FAILED",
+            "P50 MS",
+            "P99 MS",
+            "MAX MS",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for s in &report.stages {
         rows.push(vec![

@@ -143,7 +143,11 @@ pub struct AppRecord {
 
 impl App {
     /// Connect the writers and the reader and start them in v1, stage `first_stage`.
-    pub async fn start(settings: &ConnectionSettings, options: &AppOptions, first_stage: &str) -> Result<App> {
+    pub async fn start(
+        settings: &ConnectionSettings,
+        options: &AppOptions,
+        first_stage: &str,
+    ) -> Result<App> {
         let shared = Arc::new(Shared {
             version: RwLock::new(AppVersion::V1),
             stage: AtomicUsize::new(0),
@@ -160,12 +164,16 @@ impl App {
         let inserted = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for writer in 0..options.writers {
-            let client = settings.connect(&format!("demo app writer {writer}")).await?;
+            let client = settings
+                .connect(&format!("demo app writer {writer}"))
+                .await?;
             let shared = shared.clone();
             let inserted = inserted.clone();
             let options = options.clone();
             tasks.push(tokio::spawn(async move {
-                write_loop(client, shared, writer, options, inserted).await.map(Some)
+                write_loop(client, shared, writer, options, inserted)
+                    .await
+                    .map(Some)
             }));
         }
         let reader = settings.connect("demo app reader").await?;
@@ -291,7 +299,9 @@ async fn write_loop(
     let writers = options.writers as i64;
     let mut written = Written::new();
     let mut own_inserts: Vec<i64> = Vec::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1))));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(
+        1.0 / f64::from(options.rate.max(1)),
+    ));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut serial = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -308,11 +318,20 @@ async fn write_loop(
             serial += 1;
             let url = format!("https://example.com/w{writer}/{serial}");
             let sql = match version {
-                AppVersion::V1 => "INSERT INTO posts (url, lat, lng) VALUES ($1, $2::text::numeric, $3::text::numeric) RETURNING id",
-                AppVersion::V2 => "INSERT INTO posts (url, lat, lng, loc) VALUES ($1, $2::text::numeric, $3::text::numeric, point($3::text::float8, $2::text::float8)) RETURNING id",
-                AppVersion::V3 => "INSERT INTO posts (url, loc) VALUES ($1, point($3::text::float8, $2::text::float8)) RETURNING id",
+                AppVersion::V1 => {
+                    "INSERT INTO posts (url, lat, lng) VALUES ($1, $2::text::numeric, $3::text::numeric) RETURNING id"
+                }
+                AppVersion::V2 => {
+                    "INSERT INTO posts (url, lat, lng, loc) VALUES ($1, $2::text::numeric, $3::text::numeric, point($3::text::float8, $2::text::float8)) RETURNING id"
+                }
+                AppVersion::V3 => {
+                    "INSERT INTO posts (url, loc) VALUES ($1, point($3::text::float8, $2::text::float8)) RETURNING id"
+                }
             };
-            client.query_one(sql, &[&url, &lat, &lng]).await.map(|row| row.get::<_, i32>(0) as i64)
+            client
+                .query_one(sql, &[&url, &lat, &lng])
+                .await
+                .map(|row| row.get::<_, i32>(0) as i64)
         } else {
             // An own post: an initial one (id = writer + 1 + k * writers) or one it inserted.
             let pick_inserted = !own_inserts.is_empty() && fastrand::f64() < 0.3;
@@ -323,12 +342,21 @@ async fn write_loop(
                 writer as i64 + 1 + fastrand::i64(0..slots.max(1)) * writers
             };
             let sql = match version {
-                AppVersion::V1 => "UPDATE posts SET lat = $2::text::numeric, lng = $3::text::numeric WHERE id = $1",
-                AppVersion::V2 => "UPDATE posts SET lat = $2::text::numeric, lng = $3::text::numeric, loc = point($3::text::float8, $2::text::float8) WHERE id = $1",
-                AppVersion::V3 => "UPDATE posts SET loc = point($3::text::float8, $2::text::float8) WHERE id = $1",
+                AppVersion::V1 => {
+                    "UPDATE posts SET lat = $2::text::numeric, lng = $3::text::numeric WHERE id = $1"
+                }
+                AppVersion::V2 => {
+                    "UPDATE posts SET lat = $2::text::numeric, lng = $3::text::numeric, loc = point($3::text::float8, $2::text::float8) WHERE id = $1"
+                }
+                AppVersion::V3 => {
+                    "UPDATE posts SET loc = point($3::text::float8, $2::text::float8) WHERE id = $1"
+                }
             };
             let id32 = id as i32;
-            client.execute(sql, &[&id32, &lat, &lng]).await.map(|n| if n == 1 { id } else { -1 })
+            client
+                .execute(sql, &[&id32, &lat, &lng])
+                .await
+                .map(|n| if n == 1 { id } else { -1 })
         };
         let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         drop(version_guard);
@@ -348,10 +376,12 @@ async fn write_loop(
             Ok(_) => shared.record(stage, |c| {
                 c.writes_failed += 1;
                 c.write_micros.push(micros);
-                c.first_error.get_or_insert_with(|| "an update found no row".to_string());
+                c.first_error
+                    .get_or_insert_with(|| "an update found no row".to_string());
             }),
             Err(e) => {
-                let text = crate::error::PgDiagnostic::from_driver(&e).map_or_else(|| e.to_string(), |d| d.message);
+                let text = crate::error::PgDiagnostic::from_driver(&e)
+                    .map_or_else(|| e.to_string(), |d| d.message);
                 shared.record(stage, |c| {
                     c.writes_failed += 1;
                     c.write_micros.push(micros);
@@ -372,7 +402,9 @@ async fn read_loop(client: Client, shared: Arc<Shared>, rows: u64, rate: u32) {
         let stage = shared.stage.load(Ordering::SeqCst);
         let id = fastrand::i32(1..=rows.max(1) as i32);
         let sql = match *version_guard {
-            AppVersion::V1 | AppVersion::V2 => "SELECT lat::float8, lng::float8 FROM posts WHERE id = $1",
+            AppVersion::V1 | AppVersion::V2 => {
+                "SELECT lat::float8, lng::float8 FROM posts WHERE id = $1"
+            }
             AppVersion::V3 => "SELECT loc[1], loc[0] FROM posts WHERE id = $1",
         };
         let result = client.query_opt(sql, &[&id]).await;
@@ -381,10 +413,12 @@ async fn read_loop(client: Client, shared: Arc<Shared>, rows: u64, rate: u32) {
             Ok(Some(_)) => shared.record(stage, |c| c.reads_ok += 1),
             Ok(None) => shared.record(stage, |c| {
                 c.reads_failed += 1;
-                c.first_error.get_or_insert_with(|| format!("post {id} not found"));
+                c.first_error
+                    .get_or_insert_with(|| format!("post {id} not found"));
             }),
             Err(e) => {
-                let text = crate::error::PgDiagnostic::from_driver(&e).map_or_else(|| e.to_string(), |d| d.message);
+                let text = crate::error::PgDiagnostic::from_driver(&e)
+                    .map_or_else(|| e.to_string(), |d| d.message);
                 shared.record(stage, |c| {
                     c.reads_failed += 1;
                     c.first_error.get_or_insert(text);

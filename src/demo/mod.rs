@@ -47,7 +47,10 @@ const PROJECT_FILES: [(&str, &str); 4] = [
         "migrations/20240103000000_drop_posts_lat_lng.sql",
         include_str!("../../migrations/20240103000000_drop_posts_lat_lng.sql"),
     ),
-    ("plans/posts-location.yaml", include_str!("../../plans/posts-location.yaml")),
+    (
+        "plans/posts-location.yaml",
+        include_str!("../../plans/posts-location.yaml"),
+    ),
 ];
 
 /// The textbook migration `--naive` runs: one transaction, under traffic.
@@ -160,7 +163,10 @@ async fn target(options: &DemoOptions) -> Result<Target> {
                     "the demo needs an empty database, and {} already has a posts table or an orch schema; it will not touch them",
                     settings.describe()
                 ),
-                Some("create an empty database for it, or run `orch demo` without --database-url".to_string()),
+                Some(
+                    "create an empty database for it, or run `orch demo` without --database-url"
+                        .to_string(),
+                ),
             ));
         }
         let description = format!("using the database at {}", settings.describe());
@@ -195,7 +201,11 @@ async fn target(options: &DemoOptions) -> Result<Target> {
     })
 }
 
-async fn run_on(options: &DemoOptions, target: &Target, narrator: &Narrator<'_>) -> Result<DemoReport> {
+async fn run_on(
+    options: &DemoOptions,
+    target: &Target,
+    narrator: &Narrator<'_>,
+) -> Result<DemoReport> {
     let project = tempfile::Builder::new()
         .prefix("orch-demo-")
         .tempdir()
@@ -234,7 +244,10 @@ async fn run_on(options: &DemoOptions, target: &Target, narrator: &Narrator<'_>)
         up.applied.join(", "),
         up.stopped_before
             .as_ref()
-            .map(|(id, o)| format!("; stopped before {id}, which belongs to plan {} phase {}", o.plan, o.position))
+            .map(|(id, o)| format!(
+                "; stopped before {id}, which belongs to plan {} phase {}",
+                o.plan, o.position
+            ))
             .unwrap_or_default()
     ));
 
@@ -358,17 +371,26 @@ async fn walk_plan(
         } {
             app.deploy(version).await;
             line.push_str(&format!("; deployed app {}", version.describe()));
-            if !app.wait_for_inserts(version, 10, Duration::from_secs(20)).await {
-                return Err(Error::failed(format!("app {version:?} wrote nothing within 20 s")));
+            if !app
+                .wait_for_inserts(version, 10, Duration::from_secs(20))
+                .await
+            {
+                return Err(Error::failed(format!(
+                    "app {version:?} wrote nothing within 20 s"
+                )));
             }
         }
         tokio::time::sleep(options.dwell).await;
-        engine.confirm(PLAN, Some(&phase.id), OPERATOR, Some("orch demo")).await?;
+        engine
+            .confirm(PLAN, Some(&phase.id), OPERATOR, Some("orch demo"))
+            .await?;
         let checks = narrator
             .take()
             .iter()
             .filter_map(|e| match e {
-                Event::ChecksEvaluated { outcomes, .. } => Some(outcomes.iter().filter(|o| o.passed).count()),
+                Event::ChecksEvaluated { outcomes, .. } => {
+                    Some(outcomes.iter().filter(|o| o.passed).count())
+                }
                 _ => None,
             })
             .sum::<usize>();
@@ -389,7 +411,9 @@ fn summary(events: &[Event], elapsed: Duration) -> String {
         match event {
             Event::GateOpened { title, .. } => parts.push(format!("gate opened ({title})")),
             Event::PhaseDone { summary, .. } => parts.push(summary.clone()),
-            Event::ChecksEvaluated { purpose, outcomes, .. } if purpose == "guard" => {
+            Event::ChecksEvaluated {
+                purpose, outcomes, ..
+            } if purpose == "guard" => {
                 parts.push(format!("guard passed ({} check(s))", outcomes.len()))
             }
             Event::LockRetry { .. } => retries += 1,
@@ -428,7 +452,12 @@ async fn hold_posts(
 }
 
 /// `--naive`: the same change as one textbook migration, under the same traffic.
-async fn naive(options: &DemoOptions, store: &Store, app: &App, narrator: &Narrator<'_>) -> Result<()> {
+async fn naive(
+    options: &DemoOptions,
+    store: &Store,
+    app: &App,
+    narrator: &Narrator<'_>,
+) -> Result<()> {
     app.begin_stage("1 textbook migration (one transaction)");
     narrator.say("running the textbook migration in one transaction: add loc, copy every row, drop lat and lng".to_string());
     let started = Instant::now();

@@ -28,7 +28,10 @@ pub struct Verification {
 
 impl Verification {
     pub fn passed(&self) -> bool {
-        self.rows_missing == 0 && self.rows_wrong == 0 && self.rows_unexpected == 0 && self.rows_found == self.rows_expected
+        self.rows_missing == 0
+            && self.rows_wrong == 0
+            && self.rows_unexpected == 0
+            && self.rows_found == self.rows_expected
     }
 }
 
@@ -101,11 +104,16 @@ pub async fn verify(client: &Client, initial_rows: u64, app: &AppRecord) -> Resu
             }
         }
     }
-    let missing_initial = (1..=initial_rows as i64).filter(|id| !seen.contains(id)).count() as u64;
+    let missing_initial = (1..=initial_rows as i64)
+        .filter(|id| !seen.contains(id))
+        .count() as u64;
     let missing_inserted = inserted.iter().filter(|id| !seen.contains(id)).count() as u64;
     v.rows_missing = missing_initial + missing_inserted;
     if v.rows_missing > 0 {
-        v.examples.push(format!("{} posts the app wrote are missing", v.rows_missing));
+        v.examples.push(format!(
+            "{} posts the app wrote are missing",
+            v.rows_missing
+        ));
     }
     Ok(v)
 }

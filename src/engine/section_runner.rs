@@ -345,7 +345,11 @@ pub fn describe_blocker(b: &crate::store::blockers::Blocker) -> String {
     } else {
         String::new()
     };
-    let state = if b.state.is_empty() { "state unknown" } else { &b.state };
+    let state = if b.state.is_empty() {
+        "state unknown"
+    } else {
+        &b.state
+    };
     let mut times = String::new();
     if let Some(t) = b.xact_start {
         times.push_str(&format!(", transaction started {}", timefmt::utc(&t)));
