@@ -59,8 +59,8 @@ impl ConnectionSettings {
         Self::resolve_with(Some(text), |_| None)
     }
 
-    /// `host=... port=... user=... dbname=...`, without the password.
-    pub fn describe(&self) -> String {
+    /// The hosts, comma-separated (socket directories as paths).
+    fn hosts(&self) -> String {
         let hosts: Vec<String> = self
             .config
             .get_hosts()
@@ -70,11 +70,20 @@ impl ConnectionSettings {
                 Host::Unix(path) => path.display().to_string(),
             })
             .collect();
+        hosts.join(",")
+    }
+
+    fn ports(&self) -> String {
         let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
+        ports.join(",")
+    }
+
+    /// `host=... port=... user=... dbname=...`, without the password.
+    pub fn describe(&self) -> String {
         format!(
             "host={} port={} user={} dbname={}",
-            hosts.join(","),
-            ports.join(","),
+            self.hosts(),
+            self.ports(),
             self.config.get_user().unwrap_or("?"),
             self.config.get_dbname().unwrap_or("?")
         )
@@ -97,19 +106,9 @@ impl ConnectionSettings {
         fn quote(value: &str) -> String {
             format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
         }
-        let hosts: Vec<String> = self
-            .config
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
         let mut parts = vec![
-            format!("host={}", quote(&hosts.join(","))),
-            format!("port={}", quote(&ports.join(","))),
+            format!("host={}", quote(&self.hosts())),
+            format!("port={}", quote(&self.ports())),
         ];
         if let Some(user) = self.config.get_user() {
             parts.push(format!("user={}", quote(user)));
