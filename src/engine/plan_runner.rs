@@ -161,6 +161,20 @@ impl PlanEngine<'_> {
         }
     }
 
+    /// Commit a phase's new row together with the event that explains it.
+    async fn record_phase(
+        &self,
+        plan: &str,
+        record: PhaseRecord,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let event = self.event(plan, Some(&record.id), action, detail);
+        self.store
+            .commit_bookkeeping(&[Bookkeeping::Phase(Box::new(record)), event])
+            .await
+    }
+
     fn times(&self, record: &PlanRecord, phases: &[PhaseRecord], index: usize) -> CheckTimes {
         let gate_opened_at = phases[..=index]
             .iter()
@@ -296,17 +310,13 @@ impl PlanEngine<'_> {
     ) -> Result<()> {
         let spec = &plan.spec.phases[index];
         open.gate_opened_at = Some(now);
-        self.store
-            .commit_bookkeeping(&[
-                Bookkeeping::Phase(Box::new(open)),
-                self.event(
-                    plan.name(),
-                    Some(&spec.id),
-                    "gate_opened",
-                    json!({ "opened_at": now }),
-                ),
-            ])
-            .await?;
+        self.record_phase(
+            plan.name(),
+            open,
+            "gate_opened",
+            json!({ "opened_at": now }),
+        )
+        .await?;
         self.reporter.report(Event::GateOpened {
             plan: plan.name().to_string(),
             position: index + 1,
@@ -325,15 +335,9 @@ impl PlanEngine<'_> {
         record.state = PhaseState::Failed;
         record.error = Some(error.to_string());
         record.finished_at = self.store.server_time().await.ok();
-        let event = self.event(
-            plan.name(),
-            Some(&phase),
-            "phase_failed",
-            json!({ "error": error.to_string() }),
-        );
+        let detail = json!({ "error": error.to_string() });
         if let Err(e) = self
-            .store
-            .commit_bookkeeping(&[Bookkeeping::Phase(Box::new(record)), event])
+            .record_phase(plan.name(), record, "phase_failed", detail)
             .await
         {
             tracing::error!("cannot record the failure of phase {phase}: {e}");
@@ -505,17 +509,13 @@ impl PlanEngine<'_> {
         done.state = PhaseState::Done;
         done.finished_at = Some(self.store.server_time().await?);
         done.result = Some(json!({ "checks": outcomes }));
-        self.store
-            .commit_bookkeeping(&[
-                Bookkeeping::Phase(Box::new(done)),
-                self.event(
-                    plan.name(),
-                    Some(&spec.id),
-                    "checks_passed",
-                    json!({ "checks": outcomes }),
-                ),
-            ])
-            .await?;
+        self.record_phase(
+            plan.name(),
+            done,
+            "checks_passed",
+            json!({ "checks": outcomes }),
+        )
+        .await?;
         self.reporter.report(Event::PhaseDone {
             plan: plan.name().to_string(),
             position: index + 1,
@@ -538,20 +538,12 @@ impl PlanEngine<'_> {
             .backfill
             .as_ref()
             .expect("validated: backfill phases have a backfill");
-        self.store
-            .commit_bookkeeping(&[
-                Bookkeeping::Phase(Box::new(running.clone())),
-                self.event(
-                    plan.name(),
-                    Some(&spec.id),
-                    if resumed {
-                        "backfill_resumed"
-                    } else {
-                        "backfill_started"
-                    },
-                    json!({}),
-                ),
-            ])
+        let action = if resumed {
+            "backfill_resumed"
+        } else {
+            "backfill_started"
+        };
+        self.record_phase(plan.name(), running.clone(), action, json!({}))
             .await?;
         let job = BackfillJob {
             settings: self.store.settings(),
@@ -594,11 +586,7 @@ impl PlanEngine<'_> {
         record.pause_requested = false;
         let stats_json = serde_json::to_value(stats).unwrap_or_default();
         record.result = Some(stats_json.clone());
-        self.store
-            .commit_bookkeeping(&[
-                Bookkeeping::Phase(Box::new(record)),
-                self.event(plan.name(), Some(&spec.id), action, stats_json),
-            ])
+        self.record_phase(plan.name(), record, action, stats_json)
             .await?;
         let resume = format!(
             "resume with `orch advance {}` (it continues from the saved cursor)",
