@@ -122,7 +122,7 @@ fn posts_location_end_to_end() {
     s.orch(&["confirm", PLAN, "--by", "bob"])
         .code(4)
         .stderr_has("new posts are written by the loc-only version");
-    v3_writes(&s, 5);
+    v3_writes(&s, 20);
     s.orch(&["confirm", PLAN, "--by", "bob"]).success();
 
     // Phase 5: contract, guarded and irreversible.
@@ -155,7 +155,7 @@ fn posts_location_end_to_end() {
     );
     assert_eq!(
         s.value("SELECT count(*) FROM posts").as_deref(),
-        Some("3030")
+        Some("3045")
     );
 
     // Status as JSON.

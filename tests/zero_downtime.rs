@@ -89,7 +89,8 @@ fn add_column_behind_a_long_transaction_retries_without_stalling_writers() {
         .stderr_has("lock timeout (200 ms) at")
         .stderr_has("held by pid ")
         .stderr_has("application_name \"demo long report\"")
-        .stderr_has("lock timeout(s) and retries");
+        .stderr_has("phase 1/5 add-loc: applied 20240102000000_add_posts_loc in ")
+        .stderr_has(" attempts); confirmed");
     let phase1 = stage(&report, "1 add-loc");
     assert!(
         phase1["seconds"].as_f64().unwrap() >= 2.0,

@@ -2,22 +2,10 @@
 
 use crate::cli::Context;
 use crate::cli::args::DemoArgs;
+use crate::cli::report::HumanReporter;
 use crate::cli::table;
 use crate::demo::{self, DemoOptions, DemoReport};
 use crate::error::{Error, Result};
-use crate::events::{Event, Reporter};
-
-/// With `--json`, narration goes to stderr so stdout is only the report.
-struct ToStderr<'a>(&'a dyn Reporter);
-
-impl Reporter for ToStderr<'_> {
-    fn report(&self, event: Event) {
-        match event {
-            Event::Info { message } => eprintln!("{message}"),
-            other => self.0.report(other),
-        }
-    }
-}
 
 pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let options = DemoOptions {
@@ -31,8 +19,9 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         policy: args.locks.policy(),
         backfill_workers: args.workers,
     };
+    // With --json, narration goes to stderr so stdout is only the report.
     let report = if args.json {
-        demo::run(&options, &ToStderr(ctx.reporter.as_ref())).await?
+        demo::run(&options, &HumanReporter::on_stderr()).await?
     } else {
         demo::run(&options, ctx.reporter.as_ref()).await?
     };

@@ -16,6 +16,8 @@ use crate::timefmt;
 pub struct HumanReporter {
     progress: Mutex<Progress>,
     terminal: bool,
+    /// False when stdout is reserved for machine-readable output.
+    results_to_stdout: bool,
 }
 
 #[derive(Default)]
@@ -35,15 +37,31 @@ impl HumanReporter {
         HumanReporter {
             progress: Mutex::new(Progress::default()),
             terminal: std::io::stderr().is_terminal(),
+            results_to_stdout: true,
+        }
+    }
+
+    /// Everything to stderr (stdout carries JSON).
+    pub fn on_stderr() -> HumanReporter {
+        HumanReporter {
+            results_to_stdout: false,
+            ..HumanReporter::new()
         }
     }
 
     /// Print above the progress bar if one is showing.
     fn out(&self, line: &str) {
+        let print = |line: &str| {
+            if self.results_to_stdout {
+                out(line)
+            } else {
+                err(line)
+            }
+        };
         let progress = self.progress.lock().unwrap();
         match &progress.bar {
-            Some(bar) => bar.suspend(|| out(line)),
-            None => out(line),
+            Some(bar) => bar.suspend(|| print(line)),
+            None => print(line),
         }
     }
 

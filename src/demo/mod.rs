@@ -406,7 +406,6 @@ async fn walk_plan(
 /// One phrase for what `advance` did, from the engine's events.
 fn summary(events: &[Event], elapsed: Duration) -> String {
     let mut parts = Vec::new();
-    let mut retries = 0;
     for event in events {
         match event {
             Event::GateOpened { title, .. } => parts.push(format!("gate opened ({title})")),
@@ -416,12 +415,8 @@ fn summary(events: &[Event], elapsed: Duration) -> String {
             } if purpose == "guard" => {
                 parts.push(format!("guard passed ({} check(s))", outcomes.len()))
             }
-            Event::LockRetry { .. } => retries += 1,
             _ => {}
         }
-    }
-    if retries > 0 {
-        parts.push(format!("after {retries} lock timeout(s) and retries"));
     }
     if parts.is_empty() {
         parts.push(format!("done in {}", timefmt::duration(elapsed)));

@@ -1,6 +1,7 @@
 //! The store: every SQL statement orch itself issues lives below this module.
 //! The engine calls these functions; it never formats SQL.
 
+pub mod backfill;
 pub mod blockers;
 pub mod bookkeeping;
 pub mod locks;

@@ -82,17 +82,25 @@ CREATE TABLE IF NOT EXISTS orch.check_results (
 );
 
 CREATE TABLE IF NOT EXISTS orch.backfill_workers (
-    plan         text NOT NULL,
-    phase        text NOT NULL,
-    worker       int NOT NULL,
-    range_start  text[],                 -- exclusive lower bound of the key (NULL: table start)
-    range_end    text[],                 -- inclusive upper bound of the key
-    cursor       text[],                 -- last key done (NULL: nothing yet)
-    rows_done    bigint NOT NULL DEFAULT 0,
-    rows_scanned bigint NOT NULL DEFAULT 0,
-    batches_done bigint NOT NULL DEFAULT 0,
-    done         boolean NOT NULL DEFAULT false,
-    updated_at   timestamptz NOT NULL DEFAULT now(),
+    plan           text NOT NULL,
+    phase          text NOT NULL,
+    worker         int NOT NULL,
+    key_columns    text[] NOT NULL,      -- the key walked, for status and resume
+    range_start    text[],               -- exclusive lower bound of the key (NULL: table start)
+    range_end      text[] NOT NULL,      -- inclusive upper bound (the max key when the backfill started)
+    cursor         text[],               -- last key done (NULL: nothing yet)
+    rows_updated   bigint NOT NULL DEFAULT 0,
+    rows_scanned   bigint NOT NULL DEFAULT 0,
+    batches_done   bigint NOT NULL DEFAULT 0,
+    batch_ms_total bigint NOT NULL DEFAULT 0,
+    batch_ms_max   int NOT NULL DEFAULT 0,
+    rows_estimate  bigint NOT NULL,      -- rows in this worker's range when it started
+    estimate_source text NOT NULL,
+    table_bytes_before bigint NOT NULL,
+    total_bytes_before bigint NOT NULL,
+    done           boolean NOT NULL DEFAULT false,
+    started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (plan, phase, worker)
 );
 
