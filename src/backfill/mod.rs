@@ -66,8 +66,8 @@ pub struct Settings {
     pub statement_timeout: Duration,
 }
 
-/// Defaults: 150 ms batches of 100 to 200,000 keys, one worker.
-pub const DEFAULT_BATCH_TIME: Duration = Duration::from_millis(150);
+/// Defaults: 100 ms batches of 100 to 200,000 keys, one worker.
+pub const DEFAULT_BATCH_TIME: Duration = Duration::from_millis(100);
 
 impl Settings {
     pub fn new(

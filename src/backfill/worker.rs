@@ -98,6 +98,14 @@ pub async fn work(
         {
             Ok(done) => {
                 let took = batch_started.elapsed();
+                tracing::debug!(
+                    "backfill worker {}: {} keys asked, {} visited, {} updated in {} ms",
+                    row.worker,
+                    size,
+                    done.rows_scanned,
+                    done.rows_updated,
+                    took.as_millis()
+                );
                 retries = 0;
                 sizer.observe(done.rows_scanned, took);
                 scanned_this_run += done.rows_scanned;

@@ -125,7 +125,7 @@ pub struct BackfillSpec {
     /// Only rows matching this condition are updated.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    /// Target duration of one batch (default 150ms).
+    /// Target duration of one batch (default 100ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_time: Option<String>,
     /// Bounds of the adaptive batch size (rows).

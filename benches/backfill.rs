@@ -1,0 +1,275 @@
+//! Benchmark: filling `posts.loc = point(lng, lat)` on a posts table of
+//! 1,000,000 rows, in the same run: one big UPDATE, the tutorial's batching
+//! loop, and orch's backfill (the library code `orch advance` runs) with 1
+//! and with 2 workers. Each contender gets a freshly loaded, vacuumed table
+//! on a durable (fsync on) throwaway server; median of 3 runs.
+//!
+//!     cargo bench --bench backfill                   # -- --rows 5000000 --runs 1
+//!
+//! Uses the server at DATABASE_URL instead when that is set.
+
+use std::time::{Duration, Instant};
+
+use orch::backfill::{self, BackfillEnd, BackfillJob, BackfillOverrides};
+use orch::connect::ConnectionSettings;
+use orch::events::Silent;
+use orch::pg_server::{PgServer, ServerOptions};
+use orch::plan::BackfillSpec;
+use orch::stop::StopSignal;
+use orch::store::Store;
+
+struct Args {
+    rows: u64,
+    runs: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        rows: 1_000_000,
+        runs: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rows" => args.rows = it.next().and_then(|v| v.parse().ok()).expect("--rows N"),
+            "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            _ => {}
+        }
+    }
+    args
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Contender {
+    SingleUpdate,
+    TutorialLoop,
+    Orch(u32),
+}
+
+impl Contender {
+    fn name(self) -> String {
+        match self {
+            Contender::SingleUpdate => "single UPDATE".to_string(),
+            Contender::TutorialLoop => "tutorial loop (IN (SELECT .. LIMIT 5000))".to_string(),
+            Contender::Orch(1) => "orch backfill, 1 worker".to_string(),
+            Contender::Orch(n) => format!("orch backfill, {n} workers"),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Measure {
+    seconds: f64,
+    batch_p50_ms: Option<u64>,
+    batch_max_ms: Option<u64>,
+    growth_percent: f64,
+}
+
+const SETUP: &str = "
+    DROP TABLE IF EXISTS posts;
+    CREATE TABLE posts (
+        id SERIAL PRIMARY KEY, url VARCHAR(300), lat NUMERIC, lng NUMERIC,
+        created_at timestamptz NOT NULL DEFAULT now(), loc POINT);";
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_server, admin) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (
+            None,
+            ConnectionSettings::from_connection_string(&url).unwrap(),
+        ),
+        _ => {
+            let server = PgServer::start(ServerOptions {
+                durable: true,
+                ..ServerOptions::default()
+            })
+            .expect("start a throwaway PostgreSQL");
+            let admin =
+                ConnectionSettings::from_connection_string(&server.connection_string("postgres"))
+                    .unwrap();
+            (Some(server), admin)
+        }
+    };
+    let settings = runtime.block_on(async {
+        let client = admin.connect("orch bench").await.unwrap();
+        client
+            .batch_execute("DROP DATABASE IF EXISTS bench_backfill")
+            .await
+            .unwrap();
+        client
+            .batch_execute("CREATE DATABASE bench_backfill")
+            .await
+            .unwrap();
+        admin.with_dbname("bench_backfill")
+    });
+    println!(
+        "backfill benchmark: loc = point(lng, lat) on {} posts rows, median of {} runs, durable local server, 2 cores",
+        args.rows, args.runs
+    );
+    let contenders = [
+        Contender::SingleUpdate,
+        Contender::TutorialLoop,
+        Contender::Orch(1),
+        Contender::Orch(2),
+    ];
+    let mut results: Vec<Vec<Measure>> = vec![Vec::new(); contenders.len()];
+    for run in 0..args.runs {
+        for (i, contender) in contenders.iter().enumerate() {
+            let m = runtime.block_on(measure(&settings, *contender, args.rows, run));
+            eprintln!(
+                "  run {}: {:<45} {:>7.2} s",
+                run + 1,
+                contender.name(),
+                m.seconds
+            );
+            results[i].push(m);
+        }
+    }
+    let median = |ms: &[Measure]| -> Measure {
+        let mut sorted = ms.to_vec();
+        sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        sorted[sorted.len() / 2].clone()
+    };
+    let medians: Vec<Measure> = results.iter().map(|r| median(r)).collect();
+    let single = medians[0].seconds;
+    println!(
+        "\n  {:<45} {:>8} {:>10} {:>14} {:>10} {:>10} {:>8}",
+        "contender", "seconds", "rows/s", "vs UPDATE", "batch p50", "batch max", "growth"
+    );
+    for (contender, m) in contenders.iter().zip(&medians) {
+        let ms = |v: Option<u64>| {
+            v.map(|v| format!("{v} ms"))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        println!(
+            "  {:<45} {:>8.2} {:>10.0} {:>13.2}x {:>10} {:>10} {:>7.0}%",
+            contender.name(),
+            m.seconds,
+            args.rows as f64 / m.seconds,
+            single / m.seconds,
+            ms(m.batch_p50_ms),
+            ms(m.batch_max_ms),
+            m.growth_percent
+        );
+    }
+    let (tutorial, one, two) = (medians[1].seconds, &medians[2], medians[3].seconds);
+    println!("\n  targets:");
+    let check = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "    orch 1 worker >= 0.9x the single UPDATE's throughput: {:.2}x, {}",
+        single / one.seconds,
+        check(single / one.seconds >= 0.9)
+    );
+    println!(
+        "    orch 1 worker max batch < 250 ms: {} ms, {}",
+        one.batch_max_ms.unwrap_or(0),
+        check(one.batch_max_ms.unwrap_or(0) < 250)
+    );
+    println!(
+        "    orch 2 workers faster than the single UPDATE: {:.2}x, {}",
+        single / two,
+        check(two < single)
+    );
+    println!(
+        "    orch 1 worker >= 2.5x the tutorial loop: {:.2}x, {}",
+        tutorial / one.seconds,
+        check(tutorial / one.seconds >= 2.5)
+    );
+}
+
+async fn measure(
+    settings: &ConnectionSettings,
+    contender: Contender,
+    rows: u64,
+    run: usize,
+) -> Measure {
+    let client = settings.connect("orch bench").await.unwrap();
+    client.batch_execute(SETUP).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO posts (url, lat, lng)
+             SELECT 'https://example.com/post/' || g, ((g * 37) % 1800 - 900) / 10.0, ((g * 91) % 3600 - 1800) / 10.0
+             FROM generate_series(1, {rows}) AS g"
+        ))
+        .await
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE posts").await.unwrap();
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let size = || async {
+        client
+            .query_one("SELECT pg_relation_size('posts')", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = size().await;
+    let started = Instant::now();
+    let mut m = Measure::default();
+    match contender {
+        Contender::SingleUpdate => {
+            client
+                .batch_execute("UPDATE posts SET loc = point(lng, lat)")
+                .await
+                .unwrap();
+        }
+        Contender::TutorialLoop => loop {
+            let n = client
+                .execute(
+                    "UPDATE posts SET loc = point(lng, lat) WHERE id IN (SELECT id FROM posts WHERE loc IS NULL LIMIT 5000)",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+        },
+        Contender::Orch(workers) => {
+            let store = Store::open(settings, "orch bench").await.unwrap();
+            store.ensure_schema().await.unwrap();
+            let phase = format!("bench-{run}-{workers}");
+            let spec = BackfillSpec {
+                table: "posts".to_string(),
+                key: None,
+                set: "loc = point(lng, lat)".to_string(),
+                condition: Some("loc IS NULL".to_string()),
+                batch_time: None,
+                min_batch: None,
+                max_batch: None,
+                pause: None,
+                max_rows_per_second: None,
+                workers: Some(workers),
+                vacuum_every: None,
+            };
+            let stop = StopSignal::new();
+            let job = BackfillJob {
+                settings,
+                plan: "bench",
+                phase: &phase,
+                position: 1,
+                spec: &spec,
+                overrides: &BackfillOverrides::default(),
+                lock_timeout: Duration::from_millis(500),
+                reporter: &Silent,
+                stop: &stop,
+            };
+            match backfill::run(job).await.unwrap() {
+                BackfillEnd::Finished(stats) => {
+                    m.batch_p50_ms = Some(stats.batch_ms_p50);
+                    m.batch_max_ms = Some(stats.batch_ms_max);
+                }
+                other => panic!("backfill did not finish: {other:?}"),
+            }
+        }
+    }
+    m.seconds = started.elapsed().as_secs_f64();
+    let nulls: i64 = client
+        .query_one("SELECT count(*) FROM posts WHERE loc IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nulls, 0, "{} left rows without loc", contender.name());
+    m.growth_percent = (size().await - before) as f64 * 100.0 / before as f64;
+    m
+}
