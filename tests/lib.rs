@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backfill;
 mod migrations;
 mod plans;
 mod zero_downtime;

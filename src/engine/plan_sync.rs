@@ -1,11 +1,13 @@
 //! Keeping a plan's file and its recorded state consistent: a phase that has
 //! run is history and may not be edited; phases that have not run may be
-//! (the edit is accepted and logged). Pure, so the rules are unit-tested.
+//! (the edit is accepted and logged), and so may a phase that failed, so the
+//! operator can fix it (it starts again from pending). Pure, so the rules
+//! are unit-tested.
 
 use crate::error::Error;
-use crate::plan::LoadedPlan;
 use crate::plan::format::PlanSpec;
 use crate::plan::load::phase_checksum;
+use crate::plan::{LoadedPlan, PhaseState};
 use crate::store::plans::{PhaseRecord, PlanRecord};
 use crate::timefmt;
 
@@ -29,7 +31,8 @@ pub fn compare(
 ) -> Result<Sync, Error> {
     let mut problems = Vec::new();
     let mut last_run = 0;
-    for p in phases.iter().filter(|p| p.state.has_run()) {
+    let is_history = |p: &&PhaseRecord| p.state.has_run() && p.state != PhaseState::Failed;
+    for p in phases.iter().filter(is_history) {
         last_run = last_run.max(p.position);
         let index = (p.position - 1) as usize;
         let when = p
@@ -107,7 +110,6 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::PhaseState;
     use std::path::Path;
 
     const PLAN: &str = "plan: p
@@ -199,6 +201,22 @@ phases:
             assert_eq!(err.code(), 4);
             assert!(err.to_string().contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn a_failed_phase_may_be_fixed() {
+        let (record, mut phases) = recorded(PLAN, 1);
+        phases[1].state = PhaseState::Failed;
+        phases[1].definition_checksum = Some("old".into());
+        let fixed = PLAN.replace("title: Two", "title: Two, fixed");
+        let got = compare(&loaded(&fixed), &record, &phases).unwrap();
+        assert_eq!(
+            got,
+            Sync::AcceptEdit {
+                first_pending: 2,
+                changed: vec!["two".into()]
+            }
+        );
     }
 
     #[test]

@@ -236,6 +236,15 @@ impl Store {
     ) -> Result<()> {
         let result = async {
             self.client().batch_execute("BEGIN").await?;
+            // Replaced phases start over: a failed backfill's cursor belongs
+            // to the definition it ran with.
+            self.client()
+                .execute(
+                    "DELETE FROM orch.backfill_workers WHERE plan = $1 AND phase IN
+                       (SELECT id FROM orch.phases WHERE plan = $1 AND position >= $2)",
+                    &[&plan, &first_pending],
+                )
+                .await?;
             self.client()
                 .execute(
                     "DELETE FROM orch.phases WHERE plan = $1 AND position >= $2",

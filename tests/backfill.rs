@@ -1,0 +1,427 @@
+//! The backfill through `orch advance`: correctness on awkward keys, under
+//! concurrent writers, across kill -9, Ctrl-C and pause, with parallel
+//! workers, and behind a row lock.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::{Session, finish, wait_until};
+
+/// A one-phase plan backfilling `table` (with optional extra backfill settings).
+fn plan(table: &str, set: &str, condition: &str, extra: &str) -> String {
+    format!(
+        "plan: fill\nphases:\n  - id: fill\n    kind: backfill\n    title: Fill {table}\n    backfill:\n      table: {table}\n      set: {set}\n      where: {condition}\n{extra}"
+    )
+}
+
+/// `t(id, a, b, s)` with `n` rows, `s` to be filled with `a + b`.
+fn numbers_table(s: &Session, n: u64) {
+    s.execute(&format!(
+        "CREATE TABLE t (id serial PRIMARY KEY, a int NOT NULL, b int NOT NULL, s int, touched int NOT NULL DEFAULT 0);
+         INSERT INTO t (a, b) SELECT g, g * 2 FROM generate_series(1, {n}) AS g;
+         ANALYZE t;"
+    ));
+}
+
+const SUM_PLAN_SET: &str = "s = a + b, touched = touched + 1";
+const SUM_PLAN_WHERE: &str = "s IS DISTINCT FROM a + b";
+
+fn progress(s: &Session) -> (i64, i64, i64) {
+    let row = &s.query(
+        "SELECT coalesce(sum(rows_scanned), 0), coalesce(sum(rows_updated), 0), coalesce(sum(batches_done), 0) FROM orch.backfill_workers",
+    )[0];
+    let n = |i: usize| row[i].as_deref().unwrap().parse::<i64>().unwrap();
+    (n(0), n(1), n(2))
+}
+
+fn wrong_rows(s: &Session) -> String {
+    s.value("SELECT count(*) FROM t WHERE s IS DISTINCT FROM a + b")
+        .unwrap()
+}
+
+#[test]
+fn keys_with_gaps() {
+    let s = Session::new();
+    numbers_table(&s, 30_000);
+    // Holes of every size, and a far-away tail.
+    s.execute("DELETE FROM t WHERE id % 3 = 0 OR id BETWEEN 5000 AND 12000; UPDATE t SET id = id + 1000000000 WHERE id > 29000;");
+    s.plan(
+        "fill.yaml",
+        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      max_batch: 2000\n"),
+    );
+    s.orch(&["advance", "fill"])
+        .success()
+        .stdout_has("backfill finished");
+    assert_eq!(wrong_rows(&s), "0");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 1")
+            .as_deref(),
+        Some("0")
+    );
+    let rows: i64 = s.value("SELECT count(*) FROM t").unwrap().parse().unwrap();
+    let (scanned, updated, batches) = progress(&s);
+    assert_eq!((scanned, updated), (rows, rows));
+    assert!(
+        batches >= rows / 2000,
+        "{batches} batches for {rows} rows of at most 2000"
+    );
+}
+
+#[test]
+fn composite_and_text_keys() {
+    let s = Session::new();
+    s.execute(
+        "CREATE TABLE events (tenant text NOT NULL, n bigint NOT NULL, v int NOT NULL, w int, PRIMARY KEY (tenant, n));
+         INSERT INTO events SELECT 'tenant-' || (g % 7), g, g, NULL FROM generate_series(1, 20000) AS g;
+         CREATE TABLE codes (code text PRIMARY KEY, v int NOT NULL, w int);
+         INSERT INTO codes SELECT md5(g::text), g, NULL FROM generate_series(1, 20000) AS g;
+         ANALYZE events; ANALYZE codes;",
+    );
+    for (table, key) in [("events", "(tenant, n)"), ("codes", "(code)")] {
+        s.plan(
+            "fill.yaml",
+            &plan(table, "w = v * 10", "w IS NULL", "      max_batch: 3000\n"),
+        );
+        s.execute("DROP SCHEMA IF EXISTS orch CASCADE");
+        s.orch(&["advance", "fill"])
+            .success()
+            .stdout_has(&format!("backfill of public.{table} by {key}"));
+        assert_eq!(
+            s.value(&format!(
+                "SELECT count(*) FROM {table} WHERE w IS DISTINCT FROM v * 10"
+            ))
+            .as_deref(),
+            Some("0"),
+            "{table}"
+        );
+        assert_eq!(progress(&s).0, 20_000, "{table}: every row visited once");
+    }
+}
+
+#[test]
+fn declared_key_must_be_unique_and_not_null() {
+    let s = Session::new();
+    s.execute(
+        "CREATE TABLE nokey (a int, b int);
+         INSERT INTO nokey SELECT g, NULL FROM generate_series(1, 10) AS g;
+         CREATE TABLE nullable (a int UNIQUE, b int);",
+    );
+    s.plan("fill.yaml", &plan("nokey", "b = a", "b IS NULL", ""));
+    s.orch(&["check"]).success();
+    s.orch(&["check", "--online"])
+        .code(3)
+        .stderr_has("phases[0].backfill.table: table nokey has no usable key for a backfill: it has no primary key and no unique index");
+    s.orch(&["advance", "fill"])
+        .code(1)
+        .stderr_has("table nokey has no usable key for a backfill");
+    assert_eq!(
+        s.value("SELECT count(*) FROM nokey WHERE b IS NULL")
+            .as_deref(),
+        Some("10")
+    );
+    s.plan(
+        "fill.yaml",
+        &plan("nullable", "b = a", "b IS NULL", "      key: [a]\n"),
+    );
+    s.orch(&["advance", "fill"])
+        .code(1)
+        .stderr_has("the declared key (a) is not the column list of a unique btree index whose columns are all NOT NULL");
+}
+
+#[test]
+fn concurrent_inserts_and_updates_are_never_overwritten() {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            "s = a + b",
+            SUM_PLAN_WHERE,
+            "      max_batch: 1000\n      max_rows_per_second: 10000\n",
+        ),
+    );
+    let child = s.spawn(&["advance", "fill"]);
+    // The application (the new version) keeps updating a and s together and
+    // inserting rows while the backfill runs: every value it wrote must stay.
+    let writer = s.db.connect();
+    let mut updated = Vec::new();
+    for i in 0..300u32 {
+        let id = 1 + (i * 67) % 20_000;
+        let a = 1_000_000 + i as i32;
+        writer.execute(&format!(
+            "UPDATE t SET a = {a}, s = {a} + b WHERE id = {id}"
+        ));
+        updated.push((id, a));
+        writer.execute(&format!("INSERT INTO t (a, b, s) VALUES ({i}, 1, {i} + 1)"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    finish(child, &["advance", "fill"]).success();
+    assert_eq!(wrong_rows(&s), "0");
+    for (id, a) in updated.iter().rev().take(50) {
+        let got = s
+            .value(&format!("SELECT a FROM t WHERE id = {id}"))
+            .unwrap();
+        assert!(
+            got.parse::<i32>().unwrap() >= *a,
+            "row {id}: the application's a was lost"
+        );
+    }
+    assert_eq!(s.value("SELECT count(*) FROM t").as_deref(), Some("20300"));
+}
+
+/// Start a throttled backfill, wait until it has visited `at_least` rows.
+fn start_until(s: &Session, at_least: i64, args: &[&str]) -> std::process::Child {
+    let child = s.spawn(args);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            s.value("SELECT to_regclass('orch.backfill_workers') IS NOT NULL")
+                .as_deref()
+                == Some("t")
+                && progress(s).0 >= at_least
+        }),
+        "the backfill made no progress"
+    );
+    child
+}
+
+#[test]
+fn kill_9_at_several_points_then_resume() {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            SUM_PLAN_SET,
+            SUM_PLAN_WHERE,
+            "      max_batch: 500\n      max_rows_per_second: 8000\n",
+        ),
+    );
+    let mut last_cursor = 0i64;
+    for at in [2_000, 7_000, 13_000] {
+        let mut child = start_until(&s, at, &["advance", "fill"]);
+        std::thread::sleep(Duration::from_millis(fastrand_ms(at)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (scanned, updated, batches) = progress(&s);
+        let cursor: i64 = s
+            .value("SELECT cursor[1] FROM orch.backfill_workers")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            cursor >= last_cursor,
+            "cursor went back from {last_cursor} to {cursor}"
+        );
+        last_cursor = cursor;
+        // Data and cursor commit together: exactly the rows up to the cursor are done.
+        assert_eq!(
+            s.value("SELECT count(*) FROM t WHERE s IS NOT NULL")
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+            updated
+        );
+        assert_eq!(
+            s.value(&format!("SELECT count(*) FROM t WHERE id <= {cursor}"))
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+            scanned
+        );
+        assert_eq!(
+            s.value(&format!(
+                "SELECT count(*) FROM t WHERE id > {cursor} AND s IS NOT NULL"
+            ))
+            .as_deref(),
+            Some("0")
+        );
+        // Batches of at most 500 keys, none empty before the end.
+        assert!(
+            batches >= scanned / 500 && batches <= scanned + 1,
+            "{batches} batches for {scanned} rows"
+        );
+        assert_eq!(
+            s.value("SELECT state FROM orch.phases").as_deref(),
+            Some("running")
+        );
+        s.orch(&["status"]).success().stdout_has("running");
+    }
+    s.orch(&["advance", "fill"])
+        .success()
+        .stdout_has("resuming phase 1/1 fill")
+        .stdout_has("resuming after");
+    assert_eq!(wrong_rows(&s), "0");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 1")
+            .as_deref(),
+        Some("0"),
+        "no row updated twice"
+    );
+    assert_eq!(progress(&s).0, 20_000);
+}
+
+fn fastrand_ms(seed: i64) -> u64 {
+    (seed as u64 * 7919) % 120
+}
+
+#[test]
+fn ctrl_c_stops_after_the_batch_and_resumes() {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            SUM_PLAN_SET,
+            SUM_PLAN_WHERE,
+            "      max_batch: 500\n      max_rows_per_second: 8000\n",
+        ),
+    );
+    let child = start_until(&s, 3_000, &["advance", "fill"]);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let run = finish(child, &["advance", "fill"]);
+    run.code(130)
+        .stderr_has(
+            "interrupted; resume with `orch advance fill` (it continues from the saved cursor)",
+        )
+        .stdout_has("backfill interrupted after");
+    assert_eq!(
+        s.value("SELECT state FROM orch.phases").as_deref(),
+        Some("paused")
+    );
+    let (scanned, _, _) = progress(&s);
+    assert!(scanned > 0 && scanned < 20_000);
+    s.orch(&["status"])
+        .success()
+        .stdout_has("phase 1 fill paused: orch advance fill resumes it");
+    s.orch(&["advance", "fill"])
+        .success()
+        .stdout_has("backfill finished");
+    assert_eq!(wrong_rows(&s), "0");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 1")
+            .as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
+fn pause_from_another_process_then_resume_and_status_shows_progress() {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            SUM_PLAN_SET,
+            SUM_PLAN_WHERE,
+            "      max_batch: 500\n      max_rows_per_second: 8000\n",
+        ),
+    );
+    let child = start_until(&s, 2_000, &["advance", "fill"]);
+    s.orch(&["status"])
+        .success()
+        .stdout_has("phase 1 fill running: ")
+        .stdout_has("rows visited (");
+    s.orch(&["status", "fill", "--json"])
+        .success()
+        .stdout_has("\"rows_scanned\"");
+    s.orch(&["pause", "fill"])
+        .success()
+        .stdout_has("asked backfill fill of plan fill to pause");
+    let run = finish(child, &["advance", "fill"]);
+    run.success().stdout_has("backfill paused on request");
+    assert_eq!(
+        s.value("SELECT state FROM orch.phases").as_deref(),
+        Some("paused")
+    );
+    s.orch(&["advance", "fill"])
+        .success()
+        .stdout_has("backfill finished");
+    assert_eq!(wrong_rows(&s), "0");
+    s.orch(&["status", "fill"])
+        .success()
+        .stdout_has("20000 of ~20000 rows visited (100%)");
+}
+
+#[test]
+fn parallel_workers_cover_every_row_exactly_once() {
+    let s = Session::new();
+    numbers_table(&s, 30_000);
+    s.execute("DELETE FROM t WHERE id BETWEEN 10000 AND 15000");
+    s.plan(
+        "fill.yaml",
+        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      max_batch: 2000\n"),
+    );
+    s.orch(&["advance", "fill", "--workers", "3"])
+        .success()
+        .stdout_has("with 3 worker(s)");
+    assert_eq!(wrong_rows(&s), "0");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 1")
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        s.value("SELECT count(*) FROM orch.backfill_workers")
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        s.value("SELECT bool_and(done) FROM orch.backfill_workers")
+            .as_deref(),
+        Some("t")
+    );
+}
+
+#[test]
+fn a_locked_row_times_out_the_batch_which_retries_then_progresses() {
+    let s = Session::new();
+    numbers_table(&s, 5_000);
+    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    let holder = s.db.connect();
+    holder.execute("BEGIN; SELECT * FROM t WHERE id = 2500 FOR UPDATE;");
+    let child = s.spawn(&["-v", "advance", "fill", "--lock-timeout", "100ms"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    holder.execute("COMMIT");
+    let run = finish(child, &["advance", "fill"]);
+    run.success()
+        .stderr_has("canceling statement due to lock timeout")
+        .stdout_has("backfill finished");
+    assert_eq!(wrong_rows(&s), "0");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 1")
+            .as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
+fn vacuum_every_n_batches_and_size_figures_are_recorded() {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            "s = a + b",
+            SUM_PLAN_WHERE,
+            "      max_batch: 2000\n      vacuum_every: 3\n",
+        ),
+    );
+    s.orch(&["advance", "fill"])
+        .success()
+        .stdout_has("VACUUM run(s) took");
+    let result = s.value("SELECT result::text FROM orch.phases").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert!(json["vacuums"].as_u64().unwrap() >= 2, "{json:#}");
+    assert!(json["table_bytes_after"].as_i64().unwrap() > 0);
+    assert!(json["table_bytes_before"].as_i64().unwrap() > 0);
+    assert_eq!(json["rows_updated"], 20_000);
+    assert!(json["batch_ms_max"].as_u64().is_some());
+    assert_eq!(json["estimate_source"], "estimated from pg_class.reltuples");
+}
