@@ -4,7 +4,7 @@
 //! and with 2 workers. Each contender gets a freshly loaded, vacuumed table
 //! on a durable (fsync on) throwaway server; median of 3 runs.
 //!
-//!     cargo bench --bench backfill                   # -- --rows 5000000 --runs 1
+//!     cargo bench --bench backfill            # or: -- --rows 5000000 --runs 1 --no-tutorial
 //!
 //! Uses the server at DATABASE_URL instead when that is set.
 
@@ -21,6 +21,8 @@ use orch::store::Store;
 struct Args {
     rows: u64,
     runs: usize,
+    /// Skip the tutorial loop (slow on big tables: it re-scans for NULLs).
+    no_tutorial: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +35,7 @@ fn args() -> Args {
         match a.as_str() {
             "--rows" => args.rows = it.next().and_then(|v| v.parse().ok()).expect("--rows N"),
             "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--no-tutorial" => args.no_tutorial = true,
             _ => {}
         }
     }
@@ -44,6 +47,8 @@ enum Contender {
     SingleUpdate,
     TutorialLoop,
     Orch(u32),
+    /// 1 worker with VACUUM every N batches (to show its effect on bloat).
+    OrchVacuum(u64),
 }
 
 impl Contender {
@@ -53,6 +58,7 @@ impl Contender {
             Contender::TutorialLoop => "tutorial loop (IN (SELECT .. LIMIT 5000))".to_string(),
             Contender::Orch(1) => "orch backfill, 1 worker".to_string(),
             Contender::Orch(n) => format!("orch backfill, {n} workers"),
+            Contender::OrchVacuum(n) => format!("orch backfill, 1 worker, VACUUM every {n}"),
         }
     }
 }
@@ -112,10 +118,18 @@ fn main() {
         Contender::TutorialLoop,
         Contender::Orch(1),
         Contender::Orch(2),
+        Contender::OrchVacuum(10),
     ];
     let mut results: Vec<Vec<Measure>> = vec![Vec::new(); contenders.len()];
     for run in 0..args.runs {
         for (i, contender) in contenders.iter().enumerate() {
+            if args.no_tutorial && *contender == Contender::TutorialLoop {
+                results[i].push(Measure {
+                    seconds: f64::NAN,
+                    ..Measure::default()
+                });
+                continue;
+            }
             let m = runtime.block_on(measure(&settings, *contender, args.rows, run));
             eprintln!(
                 "  run {}: {:<45} {:>7.2} s",
@@ -225,10 +239,15 @@ async fn measure(
                 break;
             }
         },
-        Contender::Orch(workers) => {
+        Contender::Orch(_) | Contender::OrchVacuum(_) => {
+            let (workers, vacuum_every) = match contender {
+                Contender::OrchVacuum(every) => (1, Some(every)),
+                Contender::Orch(workers) => (workers, None),
+                _ => unreachable!(),
+            };
             let store = Store::open(settings, "orch bench").await.unwrap();
             store.ensure_schema().await.unwrap();
-            let phase = format!("bench-{run}-{workers}");
+            let phase = format!("bench-{run}-{}", contender.name().len());
             let spec = BackfillSpec {
                 table: "posts".to_string(),
                 key: None,
@@ -240,7 +259,7 @@ async fn measure(
                 pause: None,
                 max_rows_per_second: None,
                 workers: Some(workers),
-                vacuum_every: None,
+                vacuum_every,
             };
             let stop = StopSignal::new();
             let job = BackfillJob {

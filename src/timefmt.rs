@@ -9,10 +9,12 @@ pub fn utc(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// `850 ms`, `2.4 s`, `3m 05s`, `1h 02m`.
+/// `0.4 ms`, `850 ms`, `2.4 s`, `3m 05s`, `1h 02m`.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 {
+    if ms < 10 {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    } else if ms < 1000 {
         format!("{ms} ms")
     } else if ms < 60_000 {
         format!("{:.1} s", d.as_secs_f64())
@@ -35,7 +37,8 @@ mod tests {
     #[test]
     fn durations_read_naturally() {
         let cases = [
-            (0, "0 ms"),
+            (0, "0.0 ms"),
+            (7, "7.0 ms"),
             (850, "850 ms"),
             (2_400, "2.4 s"),
             (185_000, "3m 05s"),
