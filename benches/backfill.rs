@@ -29,6 +29,7 @@ fn args() -> Args {
     let mut args = Args {
         rows: 1_000_000,
         runs: 3,
+        no_tutorial: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
