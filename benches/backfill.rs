@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use orch::backfill::{self, BackfillEnd, BackfillJob, BackfillOverrides};
 use orch::connect::ConnectionSettings;
 use orch::events::Silent;
-use orch::pg_server::{PgServer, ServerOptions};
+use orch::pg_server::{ServerOptions, database_url_or_throwaway};
 use orch::plan::BackfillSpec;
 use orch::stop::StopSignal;
 use orch::store::Store;
@@ -81,23 +81,11 @@ const SETUP: &str = "
 fn main() {
     let args = args();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (_server, admin) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => (
-            None,
-            ConnectionSettings::from_connection_string(&url).unwrap(),
-        ),
-        _ => {
-            let server = PgServer::start(ServerOptions {
-                durable: true,
-                ..ServerOptions::default()
-            })
-            .expect("start a throwaway PostgreSQL");
-            let admin =
-                ConnectionSettings::from_connection_string(&server.connection_string("postgres"))
-                    .unwrap();
-            (Some(server), admin)
-        }
-    };
+    let (_server, admin) = database_url_or_throwaway(ServerOptions {
+        durable: true,
+        ..ServerOptions::default()
+    })
+    .expect("a PostgreSQL to benchmark against");
     let settings = runtime.block_on(async {
         let client = admin.connect("orch bench").await.unwrap();
         client

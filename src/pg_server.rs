@@ -203,6 +203,28 @@ impl PgServer {
     }
 }
 
+/// The server at `DATABASE_URL` when it is set (no server is started), else
+/// a throwaway one, kept running as long as the returned `PgServer` lives.
+/// The settings point at its `postgres` database. Tests and benchmarks use
+/// this, so both honour `DATABASE_URL` the same way.
+pub fn database_url_or_throwaway(
+    options: ServerOptions,
+) -> Result<(Option<PgServer>, crate::connect::ConnectionSettings)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Ok((
+            None,
+            crate::connect::ConnectionSettings::from_connection_string(&url)?,
+        )),
+        _ => {
+            let server = PgServer::start(options)?;
+            let settings = crate::connect::ConnectionSettings::from_connection_string(
+                &server.connection_string("postgres"),
+            )?;
+            Ok((Some(server), settings))
+        }
+    }
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop_postmaster();

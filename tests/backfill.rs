@@ -36,6 +36,16 @@ fn progress(s: &Session) -> (i64, i64, i64) {
     (n(0), n(1), n(2))
 }
 
+/// Every row of `t` has `s = a + b`, and the backfill updated each row once.
+fn assert_every_row_right_once(s: &Session) {
+    assert_eq!(wrong_rows(s), "0");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 1")
+            .as_deref(),
+        Some("0")
+    );
+}
+
 fn wrong_rows(s: &Session) -> String {
     s.value("SELECT count(*) FROM t WHERE s IS DISTINCT FROM a + b")
         .unwrap()
@@ -54,12 +64,7 @@ fn keys_with_gaps() {
     s.orch(&["advance", "fill"])
         .success()
         .stdout_has("backfill finished");
-    assert_eq!(wrong_rows(&s), "0");
-    assert_eq!(
-        s.value("SELECT count(*) FROM t WHERE touched <> 1")
-            .as_deref(),
-        Some("0")
-    );
+    assert_every_row_right_once(&s);
     let rows: i64 = s.value("SELECT count(*) FROM t").unwrap().parse().unwrap();
     let (scanned, updated, batches) = progress(&s);
     assert_eq!((scanned, updated), (rows, rows));
@@ -301,12 +306,7 @@ fn ctrl_c_stops_after_the_batch_and_resumes() {
     s.orch(&["advance", "fill"])
         .success()
         .stdout_has("backfill finished");
-    assert_eq!(wrong_rows(&s), "0");
-    assert_eq!(
-        s.value("SELECT count(*) FROM t WHERE touched <> 1")
-            .as_deref(),
-        Some("0")
-    );
+    assert_every_row_right_once(&s);
 }
 
 #[test]
@@ -360,12 +360,7 @@ fn parallel_workers_cover_every_row_exactly_once() {
     s.orch(&["advance", "fill", "--workers", "3"])
         .success()
         .stdout_has("with 3 worker(s)");
-    assert_eq!(wrong_rows(&s), "0");
-    assert_eq!(
-        s.value("SELECT count(*) FROM t WHERE touched <> 1")
-            .as_deref(),
-        Some("0")
-    );
+    assert_every_row_right_once(&s);
     assert_eq!(
         s.value("SELECT count(*) FROM orch.backfill_workers")
             .as_deref(),
@@ -392,12 +387,7 @@ fn a_locked_row_times_out_the_batch_which_retries_then_progresses() {
     run.success()
         .stderr_has("canceling statement due to lock timeout")
         .stdout_has("backfill finished");
-    assert_eq!(wrong_rows(&s), "0");
-    assert_eq!(
-        s.value("SELECT count(*) FROM t WHERE touched <> 1")
-            .as_deref(),
-        Some("0")
-    );
+    assert_every_row_right_once(&s);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::backfill::{self, BackfillEnd, BackfillJob, BackfillOverrides};
-use crate::engine::checks::{self, CheckTimes};
+use crate::engine::checks::{self, CheckOutcome, CheckTimes};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::migrator::{MigrationOwner, record as migration_record};
 use crate::engine::plan_sync::{self, Sync};
@@ -17,7 +17,7 @@ use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::MigrationSet;
-use crate::plan::format::{PhaseKind, PhaseSpec};
+use crate::plan::format::{CheckSpec, PhaseKind, PhaseSpec};
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::plan::{LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
@@ -175,6 +175,28 @@ impl PlanEngine<'_> {
             .await
     }
 
+    /// Evaluate and record `checks` of a phase, and report the outcomes.
+    async fn evaluate(
+        &self,
+        plan: &str,
+        spec: &PhaseSpec,
+        list: &[CheckSpec],
+        times: &CheckTimes,
+        purpose: &str,
+    ) -> Result<Vec<CheckOutcome>> {
+        let outcomes =
+            checks::evaluate(self.store, plan, &spec.id, list, times, &self.options.actor).await?;
+        if !outcomes.is_empty() {
+            self.reporter.report(Event::ChecksEvaluated {
+                plan: plan.to_string(),
+                phase: spec.id.clone(),
+                purpose: purpose.to_string(),
+                outcomes: outcomes.clone(),
+            });
+        }
+        Ok(outcomes)
+    }
+
     fn times(&self, record: &PlanRecord, phases: &[PhaseRecord], index: usize) -> CheckTimes {
         let gate_opened_at = phases[..=index]
             .iter()
@@ -231,21 +253,10 @@ impl PlanEngine<'_> {
             )
         })?;
         if !spec.guard.is_empty() {
-            let outcomes = checks::evaluate(
-                self.store,
-                name,
-                &spec.id,
-                &spec.guard,
-                &self.times(&record, &phases, index),
-                &self.options.actor,
-            )
-            .await?;
-            self.reporter.report(Event::ChecksEvaluated {
-                plan: name.to_string(),
-                phase: spec.id.clone(),
-                purpose: "guard".to_string(),
-                outcomes: outcomes.clone(),
-            });
+            let times = self.times(&record, &phases, index);
+            let outcomes = self
+                .evaluate(name, spec, &spec.guard, &times, "guard")
+                .await?;
             if let Some(failures) = checks::describe_failures(&outcomes) {
                 self.store
                     .commit_bookkeeping(&[self.event(
@@ -481,21 +492,9 @@ impl PlanEngine<'_> {
         let spec = &plan.spec.phases[index];
         let mut times = self.times(record, phases, index);
         times.phase_started_at = running.started_at;
-        let outcomes = checks::evaluate(
-            self.store,
-            plan.name(),
-            &spec.id,
-            &spec.checks,
-            &times,
-            &self.options.actor,
-        )
-        .await?;
-        self.reporter.report(Event::ChecksEvaluated {
-            plan: plan.name().to_string(),
-            phase: spec.id.clone(),
-            purpose: "check phase".to_string(),
-            outcomes: outcomes.clone(),
-        });
+        let outcomes = self
+            .evaluate(plan.name(), spec, &spec.checks, &times, "check phase")
+            .await?;
         if let Some(failures) = checks::describe_failures(&outcomes) {
             let error = Error::failed(format!(
                 "phase {} ({}) of plan {} failed:\n  {failures}",
@@ -662,23 +661,10 @@ impl PlanEngine<'_> {
         }
         let next = transition(spec.kind, current.state, PhaseCommand::Confirm)
             .map_err(|e| Error::refused(e.to_string(), None))?;
-        let outcomes = checks::evaluate(
-            self.store,
-            name,
-            &spec.id,
-            &spec.checks,
-            &self.times(&record, &phases, index),
-            &self.options.actor,
-        )
-        .await?;
-        if !outcomes.is_empty() {
-            self.reporter.report(Event::ChecksEvaluated {
-                plan: name.to_string(),
-                phase: spec.id.clone(),
-                purpose: "confirm".to_string(),
-                outcomes: outcomes.clone(),
-            });
-        }
+        let times = self.times(&record, &phases, index);
+        let outcomes = self
+            .evaluate(name, spec, &spec.checks, &times, "confirm")
+            .await?;
         if let Some(failures) = checks::describe_failures(&outcomes) {
             self.store
                 .commit_bookkeeping(&[self.event(

@@ -189,7 +189,9 @@ fn build(
             let p = &phases[i];
             // A pending phase has waited since the one before was confirmed.
             let since = match (p.state, i.checked_sub(1)) {
-                (PhaseState::Pending, Some(before)) => phases[before].record.as_ref().and_then(|r| r.confirmed_at),
+                (PhaseState::Pending, Some(before)) => {
+                    phases[before].record.as_ref().and_then(|r| r.confirmed_at)
+                }
                 _ => p.record.as_ref().and_then(|r| r.updated_at),
             };
             (p.state.name().to_string(), since, waiting_on(name, p))

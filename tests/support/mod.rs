@@ -12,53 +12,39 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use orch::connect::ConnectionSettings;
-use orch::pg_server::{PgServer, ServerOptions};
+use orch::pg_server::{PgServer, ServerOptions, database_url_or_throwaway};
 use tokio::runtime::Runtime;
 
-/// Where test databases are created.
-enum Server {
-    /// `DATABASE_URL` was set: use that server (databases are created on it).
-    External(ConnectionSettings),
-    /// Started by this test process; stopped by its watchdog when we exit.
-    Local(PgServer),
+/// The server test databases are created on: the one at `DATABASE_URL`, or
+/// a throwaway one started here (stopped by its watchdog when we exit).
+struct Server {
+    local: Option<PgServer>,
+    admin: ConnectionSettings,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 fn server() -> &'static Server {
-    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Server::External(
-            ConnectionSettings::from_connection_string(&url)
-                .expect("DATABASE_URL is not a valid connection string"),
-        ),
-        _ => match PgServer::start(ServerOptions::default()) {
-            Ok(server) => Server::Local(server),
+    SERVER.get_or_init(
+        || match database_url_or_throwaway(ServerOptions::default()) {
+            Ok((local, admin)) => Server { local, admin },
             Err(e) => {
                 eprintln!("cannot run database tests: {e}");
                 panic!("cannot run database tests: {e}");
             }
         },
-    })
+    )
 }
 
 /// Connection settings for the maintenance database of the test server.
 fn admin_settings() -> ConnectionSettings {
-    match server() {
-        Server::External(settings) => settings.clone(),
-        Server::Local(server) => {
-            ConnectionSettings::from_connection_string(&server.connection_string("postgres"))
-                .expect("launcher gives a valid connection string")
-        }
-    }
+    server().admin.clone()
 }
 
 /// The throwaway server, when the tests started one (tools like psql live beside it).
 pub fn local_server() -> Option<&'static PgServer> {
-    match server() {
-        Server::Local(s) => Some(s),
-        Server::External(_) => None,
-    }
+    server().local.as_ref()
 }
 
 /// A fresh, empty database, dropped when the value is dropped.
