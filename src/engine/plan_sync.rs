@@ -208,7 +208,7 @@ phases:
         let (record, mut phases) = recorded(PLAN, 1);
         phases[1].state = PhaseState::Failed;
         phases[1].definition_checksum = Some("old".into());
-        let fixed = PLAN.replace("title: Two", "title: Two, fixed");
+        let fixed = PLAN.replace("title: Two", "title: Two fixed");
         let got = compare(&loaded(&fixed), &record, &phases).unwrap();
         assert_eq!(
             got,
