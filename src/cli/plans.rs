@@ -38,7 +38,7 @@ fn options(ctx: &Context, locks: &LockArgs, backfill: Option<&BackfillArgs>) -> 
     PlanOptions {
         actor: ctx.actor.clone(),
         policy: locks.policy(),
-        plan_lock_wait: std::time::Duration::ZERO,
+        plan_lock_wait: locks.lock_wait,
         migration_lock_wait: locks.lock_wait,
         backfill: backfill.map(BackfillArgs::overrides).unwrap_or_default(),
     }

@@ -331,7 +331,7 @@ async fn walk_plan(
     let plan_options = PlanOptions {
         actor: OPERATOR.to_string(),
         policy: options.policy.clone(),
-        plan_lock_wait: Duration::ZERO,
+        plan_lock_wait: Duration::from_secs(5),
         migration_lock_wait: Duration::from_secs(5),
         backfill: crate::backfill::BackfillOverrides {
             workers: options.backfill_workers,

@@ -311,6 +311,18 @@ pub struct UpOutcome {
 }
 
 impl Migrator<'_> {
+    /// Run `work` holding the migration lock (not in a dry run), releasing
+    /// it before returning so a command that follows never finds it held.
+    async fn locked<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if self.options.dry_run {
+            return work.await;
+        }
+        let lock = self.lock().await?;
+        let result = work.await;
+        lock.release().await;
+        result
+    }
+
     async fn lock(&self) -> Result<locks::LockGuard> {
         locks::acquire(
             self.store.settings(),
@@ -323,11 +335,10 @@ impl Migrator<'_> {
 
     /// `orch migrate up`.
     pub async fn up(&self, target: UpTarget) -> Result<UpOutcome> {
-        let _lock = if self.options.dry_run {
-            None
-        } else {
-            Some(self.lock().await?)
-        };
+        self.locked(self.up_locked(target)).await
+    }
+
+    async fn up_locked(&self, target: UpTarget) -> Result<UpOutcome> {
         let applied = self.store.applied_migrations().await?;
         let plan = plan_up(self.set, &applied, self.owners, target, self.options)?;
         let mut outcome = UpOutcome {
@@ -368,11 +379,10 @@ impl Migrator<'_> {
 
     /// `orch migrate down N`; returns the reverted ids, newest first.
     pub async fn down(&self, count: usize) -> Result<Vec<String>> {
-        let _lock = if self.options.dry_run {
-            None
-        } else {
-            Some(self.lock().await?)
-        };
+        self.locked(self.down_locked(count)).await
+    }
+
+    async fn down_locked(&self, count: usize) -> Result<Vec<String>> {
         let applied = self.store.applied_migrations().await?;
         let revert = plan_down(self.set, &applied, self.owners, count, self.options)?;
         if revert.is_empty() {
@@ -397,11 +407,10 @@ impl Migrator<'_> {
 
     /// `orch migrate redo`: down 1, then up the same migration, under one lock.
     pub async fn redo(&self) -> Result<Option<String>> {
-        let _lock = if self.options.dry_run {
-            None
-        } else {
-            Some(self.lock().await?)
-        };
+        self.locked(self.redo_locked()).await
+    }
+
+    async fn redo_locked(&self) -> Result<Option<String>> {
         let applied = self.store.applied_migrations().await?;
         let revert = plan_down(self.set, &applied, self.owners, 1, self.options)?;
         let Some(file) = revert.first().copied() else {

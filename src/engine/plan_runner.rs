@@ -70,6 +70,20 @@ impl PlanEngine<'_> {
         })
     }
 
+    /// Run `work` holding the plan's lock, and release the lock before
+    /// returning (not just when the connection closes), so a command that
+    /// follows at once never finds it still held.
+    async fn locked<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let lock = self.lock(name).await?;
+        let result = work.await;
+        lock.release().await;
+        result
+    }
+
     async fn lock(&self, name: &str) -> Result<LockGuard> {
         locks::acquire(
             self.store.settings(),
@@ -212,8 +226,11 @@ impl PlanEngine<'_> {
 
     /// `orch advance PLAN`: run exactly the next phase.
     pub async fn advance(&self, name: &str) -> Result<()> {
+        self.locked(name, self.advance_locked(name)).await
+    }
+
+    async fn advance_locked(&self, name: &str) -> Result<()> {
         let plan = self.plan(name)?;
-        let _lock = self.lock(name).await?;
         self.store.ensure_schema().await?;
         let (record, phases) = self
             .sync(plan, true)
@@ -625,8 +642,19 @@ impl PlanEngine<'_> {
         by: &str,
         note: Option<&str>,
     ) -> Result<()> {
+        self.locked(name, self.confirm_locked(name, phase, by, note))
+            .await
+    }
+
+    async fn confirm_locked(
+        &self,
+        name: &str,
+        phase: Option<&str>,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
         let plan = self.plan(name)?;
-        let _lock = self.lock(name).await?;
+
         let Some((record, phases)) = self.sync(plan, false).await? else {
             return Err(Error::refused(
                 format!("plan {name} has not started; nothing to confirm"),
@@ -736,8 +764,11 @@ impl PlanEngine<'_> {
 
     /// `orch rollback PLAN [--force]`: undo the latest phase that ran.
     pub async fn rollback(&self, name: &str, force: bool) -> Result<()> {
+        self.locked(name, self.rollback_locked(name, force)).await
+    }
+
+    async fn rollback_locked(&self, name: &str, force: bool) -> Result<()> {
         let plan = self.plan(name)?;
-        let _lock = self.lock(name).await?;
         let Some((_, phases)) = self.sync(plan, false).await? else {
             self.reporter.report(Event::Info {
                 message: format!("plan {name} has not started; nothing to roll back"),
