@@ -44,18 +44,25 @@ impl StopSignal {
         }
     }
 
-    /// Request a stop on the first Ctrl-C (SIGINT) or SIGTERM.
+    /// Request a stop on the first Ctrl-C (SIGINT) or SIGTERM; exit at once
+    /// (code 130) on the second, for work that has no safe point to stop at
+    /// (an open transaction is rolled back when its connection closes).
     pub fn on_interrupt(&self) {
         let signal = self.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            for count in 0.. {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+                if count > 0 {
+                    eprintln!("interrupted again: stopping now");
+                    std::process::exit(130);
+                }
+                eprintln!("stop requested: finishing the current batch (Ctrl-C again to stop at once)");
+                signal.request();
             }
-            tracing::warn!("stop requested: finishing the current batch");
-            signal.request();
         });
     }
 }
