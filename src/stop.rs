@@ -50,7 +50,8 @@ impl StopSignal {
     pub fn on_interrupt(&self) {
         let signal = self.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             for count in 0.. {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
@@ -60,7 +61,9 @@ impl StopSignal {
                     eprintln!("interrupted again: stopping now");
                     std::process::exit(130);
                 }
-                eprintln!("stop requested: finishing the current batch (Ctrl-C again to stop at once)");
+                eprintln!(
+                    "stop requested: finishing the current batch (Ctrl-C again to stop at once)"
+                );
                 signal.request();
             }
         });

@@ -5,6 +5,9 @@
 pub mod checks;
 pub mod lock_retry;
 pub mod migrator;
+pub mod plan_advance;
+pub mod plan_confirm;
+pub mod plan_rollback;
 pub mod plan_runner;
 pub mod plan_status;
 pub mod plan_sync;

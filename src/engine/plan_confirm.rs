@@ -1,0 +1,168 @@
+//! `orch confirm PLAN [PHASE] --by NAME`: run the phase's checks, then
+//! record who confirmed it, when, and their note.
+
+use serde_json::json;
+
+use crate::engine::checks::{self};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::plan::state::{PhaseCommand, PhaseState, transition};
+use crate::store::bookkeeping::Bookkeeping;
+use crate::store::plans::PhaseRecord;
+
+/// Settings of the plan commands.
+use crate::engine::plan_runner::{PlanEngine, confirm_command};
+
+impl PlanEngine<'_> {
+    /// `orch confirm PLAN [PHASE] --by NAME [--note TEXT]`.
+    pub async fn confirm(
+        &self,
+        name: &str,
+        phase: Option<&str>,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
+        self.locked(name, self.confirm_locked(name, phase, by, note))
+            .await
+    }
+
+    async fn confirm_locked(
+        &self,
+        name: &str,
+        phase: Option<&str>,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
+        let plan = self.plan(name)?;
+
+        let Some((record, phases)) = self.sync(plan, false).await? else {
+            return Err(Error::refused(
+                format!("plan {name} has not started; nothing to confirm"),
+                Some(format!("orch advance {name}")),
+            ));
+        };
+        let index = match phase {
+            Some(reference) => plan.find_phase(reference).ok_or_else(|| {
+                let ids: Vec<&str> = plan.spec.phases.iter().map(|p| p.id.as_str()).collect();
+                Error::Usage(format!(
+                    "plan {name} has no phase {reference:?} (phases: {})",
+                    ids.join(", ")
+                ))
+            })?,
+            None => match phases.iter().position(|p| p.state.awaits_confirmation()) {
+                Some(i) => i,
+                None => return Err(nothing_to_confirm(name, &phases)),
+            },
+        };
+        let current = &phases[index];
+        let spec = &plan.spec.phases[index];
+        if !current.state.awaits_confirmation() {
+            return Err(Error::refused(
+                format!(
+                    "phase {} ({}) of plan {name} is {}, not waiting for confirmation",
+                    index + 1,
+                    current.id,
+                    current.state.name()
+                ),
+                next_step(name, current),
+            ));
+        }
+        let next = transition(spec.kind, current.state, PhaseCommand::Confirm)
+            .map_err(|e| Error::refused(e.to_string(), None))?;
+        let times = self.times(&record, &phases, index);
+        let outcomes = self
+            .evaluate(name, spec, &spec.checks, &times, "confirm")
+            .await?;
+        if let Some(failures) = checks::describe_failures(&outcomes) {
+            self.store
+                .commit_bookkeeping(&[self.event(
+                    name,
+                    Some(&spec.id),
+                    "confirm_refused",
+                    json!({
+                        "by": by,
+                        "checks": outcomes,
+                    }),
+                )])
+                .await?;
+            return Err(Error::refused(
+                format!(
+                    "not confirming phase {} ({}) of plan {name}: a check failed\n  {failures}",
+                    index + 1,
+                    spec.id
+                ),
+                Some(format!(
+                    "make the check pass, then run `{}` again",
+                    confirm_command(name, &spec.id)
+                )),
+            ));
+        }
+        let now = self.store.server_time().await?;
+        let mut confirmed = current.clone();
+        confirmed.state = next;
+        confirmed.confirmed_by = Some(by.to_string());
+        confirmed.confirmed_at = Some(now);
+        confirmed.note = note.map(str::to_string);
+        let last = index + 1 == phases.len();
+        let mut records = vec![
+            Bookkeeping::Phase(Box::new(confirmed)),
+            self.event(
+                name,
+                Some(&spec.id),
+                "confirmed",
+                json!({ "by": by, "note": note, "checks": outcomes }),
+            ),
+        ];
+        if last {
+            records.push(Bookkeeping::PlanCompleted {
+                plan: name.to_string(),
+                completed: true,
+            });
+        }
+        self.store.commit_bookkeeping(&records).await?;
+        let next = if last {
+            format!("plan {name} is complete")
+        } else {
+            let following = &plan.spec.phases[index + 1];
+            format!(
+                "next: `orch advance {name}` runs phase {} of {} ({}: {})",
+                index + 2,
+                phases.len(),
+                following.id,
+                following.title
+            )
+        };
+        self.reporter.report(Event::PhaseConfirmed {
+            plan: name.to_string(),
+            position: index + 1,
+            id: spec.id.clone(),
+            by: by.to_string(),
+            next,
+        });
+        Ok(())
+    }
+}
+
+fn next_step(plan: &str, phase: &PhaseRecord) -> Option<String> {
+    match phase.state {
+        PhaseState::Pending | PhaseState::Failed | PhaseState::Paused | PhaseState::Running => {
+            Some(format!("orch advance {plan}"))
+        }
+        _ => None,
+    }
+}
+
+fn nothing_to_confirm(plan: &str, phases: &[PhaseRecord]) -> Error {
+    match phases.iter().find(|p| p.state != PhaseState::Confirmed) {
+        None => Error::refused(format!("plan {plan} is complete; nothing to confirm"), None),
+        Some(p) => Error::refused(
+            format!(
+                "no phase of plan {plan} is waiting for confirmation: phase {} ({}) is {}",
+                p.position,
+                p.id,
+                p.state.name()
+            ),
+            next_step(plan, p),
+        ),
+    }
+}
