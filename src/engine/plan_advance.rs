@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::backfill::{self, BackfillEnd, BackfillJob};
-use crate::engine::checks::{self};
+use crate::engine::checks;
 use crate::engine::migrator::{MigrationOwner, record as migration_record};
 use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
@@ -19,7 +19,6 @@ use crate::store::locks::{self, LockScope};
 use crate::store::plans::{PhaseRecord, PlanRecord};
 use crate::timefmt;
 
-/// Settings of the plan commands.
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 
 impl PlanEngine<'_> {

@@ -3,14 +3,13 @@
 
 use serde_json::json;
 
-use crate::engine::checks::{self};
+use crate::engine::checks;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::plans::PhaseRecord;
 
-/// Settings of the plan commands.
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 
 impl PlanEngine<'_> {

@@ -12,7 +12,6 @@ use crate::store::bookkeeping::Bookkeeping;
 use crate::store::locks::{self, LockScope};
 use crate::store::plans::PhaseRecord;
 
-/// Settings of the plan commands.
 use crate::engine::plan_runner::PlanEngine;
 
 impl PlanEngine<'_> {
