@@ -260,7 +260,7 @@ impl Reporter for HumanReporter {
                     let bar = ProgressBar::new(total_estimate.max(rows_done_before));
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} rows ({per_sec}, ETA {eta}) {msg}",
+                            "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} rows, ETA {eta}: {msg}",
                         )
                         .expect("valid template")
                         .progress_chars("=> "),
@@ -284,8 +284,10 @@ impl Reporter for HumanReporter {
                     if total_estimate > bar.length().unwrap_or(0) {
                         bar.set_length(total_estimate);
                     }
+                    let elapsed = progress.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                    let rate = (rows_done - progress.rows_at_start.min(rows_done)) as f64 / elapsed.max(0.001);
                     bar.set_position(rows_done);
-                    bar.set_message(format!("batch {batch_size} rows in {batch_ms} ms"));
+                    bar.set_message(format!("{rate:.0} rows/s, batch {batch_size} rows in {batch_ms} ms"));
                 } else {
                     let due = progress.last_line.is_none_or(|t| t.elapsed() >= LOG_EVERY);
                     if due {
