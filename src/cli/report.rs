@@ -280,37 +280,34 @@ impl Reporter for HumanReporter {
             } => {
                 let mut progress = self.progress.lock().unwrap();
                 progress.rows_done = rows_done;
+                let elapsed = progress.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let rate =
+                    (rows_done - progress.rows_at_start.min(rows_done)) as f64 / elapsed.max(0.001);
                 if let Some(bar) = &progress.bar {
                     if total_estimate > bar.length().unwrap_or(0) {
                         bar.set_length(total_estimate);
                     }
-                    let elapsed = progress.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                    let rate = (rows_done - progress.rows_at_start.min(rows_done)) as f64 / elapsed.max(0.001);
                     bar.set_position(rows_done);
-                    bar.set_message(format!("{rate:.0} rows/s, batch {batch_size} rows in {batch_ms} ms"));
-                } else {
-                    let due = progress.last_line.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-                    if due {
-                        progress.last_line = Some(Instant::now());
-                        let elapsed = progress.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                        let rate = (rows_done - progress.rows_at_start.min(rows_done)) as f64
-                            / elapsed.max(0.001);
-                        let pct = if total_estimate > 0 {
-                            rows_done as f64 * 100.0 / total_estimate as f64
-                        } else {
-                            0.0
-                        };
-                        let eta = if rate > 0.0 && total_estimate > rows_done {
-                            timefmt::duration(Duration::from_secs_f64(
-                                (total_estimate - rows_done) as f64 / rate,
-                            ))
-                        } else {
-                            "-".to_string()
-                        };
-                        err(&format!(
-                            "backfill: {rows_done}/{total_estimate} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}, batch {batch_size} rows in {batch_ms} ms"
-                        ));
-                    }
+                    bar.set_message(format!(
+                        "{rate:.0} rows/s, batch {batch_size} rows in {batch_ms} ms"
+                    ));
+                } else if progress.last_line.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    progress.last_line = Some(Instant::now());
+                    let pct = if total_estimate > 0 {
+                        rows_done as f64 * 100.0 / total_estimate as f64
+                    } else {
+                        0.0
+                    };
+                    let eta = if rate > 0.0 && total_estimate > rows_done {
+                        timefmt::duration(Duration::from_secs_f64(
+                            (total_estimate - rows_done) as f64 / rate,
+                        ))
+                    } else {
+                        "-".to_string()
+                    };
+                    err(&format!(
+                        "backfill: {rows_done}/{total_estimate} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}, batch {batch_size} rows in {batch_ms} ms"
+                    ));
                 }
             }
             Event::BackfillEnded {
