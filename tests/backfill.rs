@@ -177,6 +177,19 @@ fn concurrent_inserts_and_updates_are_never_overwritten() {
     assert_eq!(s.value("SELECT count(*) FROM t").as_deref(), Some("20300"));
 }
 
+/// 20,000 rows and a plan slow enough (500-row batches, 8,000 rows/s) to
+/// interrupt in the middle.
+fn slow_backfill_session() -> Session {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    let throttle = "      max_batch: 500\n      max_rows_per_second: 8000\n";
+    s.plan(
+        "fill.yaml",
+        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, throttle),
+    );
+    s
+}
+
 /// Start a throttled backfill, wait until it has visited `at_least` rows.
 fn start_until(s: &Session, at_least: i64, args: &[&str]) -> std::process::Child {
     let child = s.spawn(args);
@@ -194,17 +207,7 @@ fn start_until(s: &Session, at_least: i64, args: &[&str]) -> std::process::Child
 
 #[test]
 fn kill_9_at_several_points_then_resume() {
-    let s = Session::new();
-    numbers_table(&s, 20_000);
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      max_batch: 500\n      max_rows_per_second: 8000\n",
-        ),
-    );
+    let s = slow_backfill_session();
     let mut last_cursor = 0i64;
     for at in [2_000, 7_000, 13_000] {
         let mut child = start_until(&s, at, &["advance", "fill"]);
@@ -275,17 +278,7 @@ fn fastrand_ms(seed: i64) -> u64 {
 
 #[test]
 fn ctrl_c_stops_after_the_batch_and_resumes() {
-    let s = Session::new();
-    numbers_table(&s, 20_000);
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      max_batch: 500\n      max_rows_per_second: 8000\n",
-        ),
-    );
+    let s = slow_backfill_session();
     let child = start_until(&s, 3_000, &["advance", "fill"]);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let run = finish(child, &["advance", "fill"]);
@@ -311,17 +304,7 @@ fn ctrl_c_stops_after_the_batch_and_resumes() {
 
 #[test]
 fn pause_from_another_process_then_resume_and_status_shows_progress() {
-    let s = Session::new();
-    numbers_table(&s, 20_000);
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      max_batch: 500\n      max_rows_per_second: 8000\n",
-        ),
-    );
+    let s = slow_backfill_session();
     let child = start_until(&s, 2_000, &["advance", "fill"]);
     s.orch(&["status"])
         .success()
