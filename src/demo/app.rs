@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, RwLock};
 use tokio::task::JoinHandle;
-use tokio_postgres::Client;
 
 use crate::connect::ConnectionSettings;
 use crate::error::Result;
@@ -162,21 +162,21 @@ impl App {
             inserts_by_version: Default::default(),
         });
         let inserted = Arc::new(Mutex::new(Vec::new()));
+        // Like a web application: every request checks a connection out of a pool.
+        let pool = settings.pool("demo app", options.writers + 1)?;
         let mut tasks = Vec::new();
         for writer in 0..options.writers {
-            let client = settings
-                .connect(&format!("demo app writer {writer}"))
-                .await?;
+            let pool = pool.clone();
             let shared = shared.clone();
             let inserted = inserted.clone();
             let options = options.clone();
             tasks.push(tokio::spawn(async move {
-                write_loop(client, shared, writer, options, inserted)
+                write_loop(pool, shared, writer, options, inserted)
                     .await
                     .map(Some)
             }));
         }
-        let reader = settings.connect("demo app reader").await?;
+        let reader = pool.clone();
         let reader_shared = shared.clone();
         let rows = options.initial_rows;
         let rate = options.rate;
@@ -280,6 +280,11 @@ fn summarize(name: &str, c: &StageCounters) -> StageStats {
     }
 }
 
+/// PostgreSQL's message for a failed statement (what the app would log).
+fn error_text(e: &tokio_postgres::Error) -> String {
+    crate::error::PgDiagnostic::from_driver(e).map_or_else(|| e.to_string(), |d| d.message)
+}
+
 /// A location with one decimal, exactly representable as NUMERIC and
 /// round-tripping through float8 unchanged.
 fn random_location() -> Location {
@@ -290,7 +295,7 @@ fn random_location() -> Location {
 }
 
 async fn write_loop(
-    client: Client,
+    pool: Pool,
     shared: Arc<Shared>,
     writer: usize,
     options: AppOptions,
@@ -314,6 +319,18 @@ async fn write_loop(
         let lng = format!("{:.1}", location.lng);
         let insert = fastrand::f64() < options.insert_share;
         let started = Instant::now();
+        let client = match pool.get().await {
+            Ok(client) => client,
+            Err(e) => {
+                drop(version_guard);
+                shared.record(stage, |c| {
+                    c.writes_failed += 1;
+                    c.first_error
+                        .get_or_insert_with(|| format!("no connection: {e}"));
+                });
+                continue;
+            }
+        };
         let outcome: std::result::Result<i64, tokio_postgres::Error> = if insert {
             serial += 1;
             let url = format!("https://example.com/w{writer}/{serial}");
@@ -380,8 +397,7 @@ async fn write_loop(
                     .get_or_insert_with(|| "an update found no row".to_string());
             }),
             Err(e) => {
-                let text = crate::error::PgDiagnostic::from_driver(&e)
-                    .map_or_else(|| e.to_string(), |d| d.message);
+                let text = error_text(&e);
                 shared.record(stage, |c| {
                     c.writes_failed += 1;
                     c.write_micros.push(micros);
@@ -393,7 +409,7 @@ async fn write_loop(
     Ok(written)
 }
 
-async fn read_loop(client: Client, shared: Arc<Shared>, rows: u64, rate: u32) {
+async fn read_loop(pool: Pool, shared: Arc<Shared>, rows: u64, rate: u32) {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !shared.stop.load(Ordering::SeqCst) {
@@ -407,7 +423,13 @@ async fn read_loop(client: Client, shared: Arc<Shared>, rows: u64, rate: u32) {
             }
             AppVersion::V3 => "SELECT loc[1], loc[0] FROM posts WHERE id = $1",
         };
-        let result = client.query_opt(sql, &[&id]).await;
+        let result = match pool.get().await {
+            Ok(client) => client
+                .query_opt(sql, &[&id])
+                .await
+                .map_err(|e| error_text(&e)),
+            Err(e) => Err(format!("no connection: {e}")),
+        };
         drop(version_guard);
         match result {
             Ok(Some(_)) => shared.record(stage, |c| c.reads_ok += 1),
@@ -416,14 +438,10 @@ async fn read_loop(client: Client, shared: Arc<Shared>, rows: u64, rate: u32) {
                 c.first_error
                     .get_or_insert_with(|| format!("post {id} not found"));
             }),
-            Err(e) => {
-                let text = crate::error::PgDiagnostic::from_driver(&e)
-                    .map_or_else(|| e.to_string(), |d| d.message);
-                shared.record(stage, |c| {
-                    c.reads_failed += 1;
-                    c.first_error.get_or_insert(text);
-                });
-            }
+            Err(text) => shared.record(stage, |c| {
+                c.reads_failed += 1;
+                c.first_error.get_or_insert(text);
+            }),
         }
     }
 }

@@ -18,7 +18,8 @@ use tokio::runtime::Runtime;
 /// The server test databases are created on: the one at `DATABASE_URL`, or
 /// a throwaway one started here (stopped by its watchdog when we exit).
 struct Server {
-    local: Option<PgServer>,
+    /// Kept alive for the whole test run (None with DATABASE_URL).
+    _local: Option<PgServer>,
     admin: ConnectionSettings,
 }
 
@@ -28,7 +29,10 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 fn server() -> &'static Server {
     SERVER.get_or_init(
         || match database_url_or_throwaway(ServerOptions::default()) {
-            Ok((local, admin)) => Server { local, admin },
+            Ok((local, admin)) => Server {
+                _local: local,
+                admin,
+            },
             Err(e) => {
                 eprintln!("cannot run database tests: {e}");
                 panic!("cannot run database tests: {e}");
@@ -40,11 +44,6 @@ fn server() -> &'static Server {
 /// Connection settings for the maintenance database of the test server.
 fn admin_settings() -> ConnectionSettings {
     server().admin.clone()
-}
-
-/// The throwaway server, when the tests started one (tools like psql live beside it).
-pub fn local_server() -> Option<&'static PgServer> {
-    server().local.as_ref()
 }
 
 /// A fresh, empty database, dropped when the value is dropped.
