@@ -61,7 +61,7 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
     }
     let signoffs: Vec<&EventRecord> = events.iter().filter(|e| e.action == "confirmed").collect();
     if !events.is_empty() {
-        let _ = writeln!(out, "## Log\n");
+        let _ = writeln!(out, "\n## Log\n");
         for e in events {
             let phase = e
                 .phase
@@ -110,6 +110,9 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
     );
     if let Some(migration) = &p.migration {
         let _ = writeln!(out, "  - migration: `{migration}`");
+    }
+    if let Some(loses) = &p.rollback_loses {
+        let _ = writeln!(out, "  - cannot be undone: {}", loses.trim());
     }
     if let Some(r) = &p.record {
         if let (Some(by), Some(at)) = (&r.ran_by, r.started_at) {

@@ -42,6 +42,8 @@ pub struct PhaseStatus {
     pub title: String,
     pub role: Option<String>,
     pub reversible: bool,
+    /// For irreversible phases: what rolling them back would lose.
+    pub rollback_loses: Option<String>,
     pub migration: Option<String>,
     pub instructions: Option<String>,
     pub state: PhaseState,
@@ -160,6 +162,7 @@ fn build(
                 title: p.title.clone(),
                 role: p.role.map(|r| format!("{r:?}").to_lowercase()),
                 reversible: p.reversible,
+                rollback_loses: p.rollback_loses.clone(),
                 migration: p.migration.clone(),
                 instructions: p.instructions.clone(),
                 state: record.as_ref().map_or(PhaseState::Pending, |r| r.state),
