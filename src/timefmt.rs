@@ -25,6 +25,15 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `500ms`, `2s`, `1m`, or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 500ms or 2s ({e})"))
+}
+
 /// Milliseconds as a duration string.
 pub fn millis(ms: i64) -> String {
     duration(Duration::from_millis(ms.max(0) as u64))
@@ -33,6 +42,18 @@ pub fn millis(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(
+            parse_duration("fast")
+                .unwrap_err()
+                .contains("is not a duration like 500ms")
+        );
+    }
 
     #[test]
     fn durations_read_naturally() {

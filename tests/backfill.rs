@@ -398,3 +398,45 @@ fn vacuum_every_n_batches_and_size_figures_are_recorded() {
     assert!(json["batch_ms_max"].as_u64().is_some());
     assert_eq!(json["estimate_source"], "estimated from pg_class.reltuples");
 }
+
+#[test]
+fn each_batch_continues_after_the_recorded_cursor() {
+    // Guards against a batch of a dead orch process that commits after the
+    // resume started: the next batch waits for the cursor row and continues
+    // after what is recorded, not after what its worker remembered.
+    let s = slow_backfill_session();
+    let child = start_until(&s, 2_000, &["advance", "fill", "--lock-timeout", "5s"]);
+    let other = s.db.connect();
+    other.execute("BEGIN; SELECT cursor FROM orch.backfill_workers FOR UPDATE;");
+    let before: i64 = other.query("SELECT cursor[1] FROM orch.backfill_workers")[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    other.execute("UPDATE orch.backfill_workers SET cursor = ARRAY['15000']; COMMIT;");
+    finish(child, &["advance", "fill"]).success();
+    assert!(
+        before < 14_000,
+        "the walk was not held back early enough ({before})"
+    );
+    // The range the recorded cursor skipped was not walked; everything else was.
+    assert_eq!(
+        s.value(&format!(
+            "SELECT count(*) FROM t WHERE id > {before} AND id <= 15000 AND touched = 0"
+        )),
+        Some((15_000 - before).to_string())
+    );
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE id > 15000 AND touched <> 1")
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        s.value(&format!(
+            "SELECT count(*) FROM t WHERE id <= {before} AND touched <> 1"
+        ))
+        .as_deref(),
+        Some("0")
+    );
+}

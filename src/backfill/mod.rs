@@ -77,7 +77,7 @@ impl Settings {
     ) -> Settings {
         let duration = |text: &Option<String>| {
             text.as_deref()
-                .and_then(|t| crate::cli::args::parse_duration(t).ok())
+                .and_then(|t| crate::timefmt::parse_duration(t).ok())
         };
         let batch_time = overrides
             .batch_time

@@ -64,6 +64,7 @@ pub async fn work(
     let statements = store
         .prepare_batches(ctx.key, &ctx.spec.set, ctx.spec.condition.as_deref())
         .await?;
+    // For messages only: each batch continues after the recorded cursor.
     let mut cursor = row.cursor.clone().or_else(|| row.range_start.clone());
     let mut sizer = BatchSizer::new(
         ctx.config.batch_time,
@@ -82,7 +83,7 @@ pub async fn work(
             plan: ctx.plan,
             phase: ctx.phase,
             worker: row.worker,
-            after: cursor.as_deref(),
+            start: row.range_start.as_deref(),
             end: &row.range_end,
         };
         let batch_started = Instant::now();

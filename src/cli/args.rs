@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::EXIT_CODES_HELP;
+use crate::timefmt::parse_duration;
 
 /// orch: change the schema of a live PostgreSQL database without downtime.
 #[derive(Debug, Parser)]
@@ -94,15 +95,6 @@ impl LockArgs {
             ..LockRetryPolicy::default()
         }
     }
-}
-
-/// `500ms`, `2s`, `1m`, or a bare number of milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(Duration::from_millis(ms));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like 500ms or 2s ({e})"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -356,7 +356,7 @@ impl Validator<'_> {
         }
         for (field, value) in [("batch_time", &spec.batch_time), ("pause", &spec.pause)] {
             if let Some(text) = value {
-                match crate::cli::args::parse_duration(text) {
+                match crate::timefmt::parse_duration(text) {
                     Err(e) => self.at(i, &["backfill", field], e),
                     Ok(d) if field == "batch_time" && (d.as_millis() < 10 || d.as_secs() > 10) => {
                         self.at(

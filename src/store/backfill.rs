@@ -100,6 +100,7 @@ pub struct BatchStatements {
     probe_next: Statement,
     update_first: Statement,
     update_next: Statement,
+    cursor_lock: Statement,
     cursor: Statement,
     key_len: usize,
 }
@@ -132,8 +133,9 @@ pub struct BatchRange<'a> {
     pub plan: &'a str,
     pub phase: &'a str,
     pub worker: i32,
-    /// Exclusive lower bound (None: the table's first key).
-    pub after: Option<&'a [String]>,
+    /// The worker's range start, exclusive (None: the table's first key);
+    /// the batch starts after the recorded cursor when there is one.
+    pub start: Option<&'a [String]>,
     /// Inclusive upper bound of the worker's range.
     pub end: &'a [String],
 }
@@ -185,6 +187,11 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> [String;
         update(Some(params(1)), params(k + 1)),
     ]
 }
+
+/// The recorded cursor is the truth, read under a row lock: a batch that a
+/// dead orch process sent before it died may still be committing; this waits
+/// for it and continues after its cursor, so no range is done twice.
+const CURSOR_LOCK: &str = "SELECT cursor FROM orch.backfill_workers WHERE plan = $1 AND phase = $2 AND worker = $3 FOR UPDATE";
 
 const CURSOR_UPDATE: &str = "
     UPDATE orch.backfill_workers
@@ -425,6 +432,7 @@ impl Store {
             probe_next: prepare(probe_next).await?,
             update_first: prepare(update_first).await?,
             update_next: prepare(update_next).await?,
+            cursor_lock: prepare(CURSOR_LOCK.to_string()).await?,
             cursor: prepare(CURSOR_UPDATE.to_string()).await?,
             key_len: key.columns.len(),
         })
@@ -450,13 +458,21 @@ impl Store {
         let client = self.client();
         let result: std::result::Result<BatchDone, tokio_postgres::Error> = async {
             client.batch_execute(&begin).await?;
+            let recorded: Option<Vec<String>> = client
+                .query_one(
+                    &statements.cursor_lock,
+                    &[&range.plan, &range.phase, &range.worker],
+                )
+                .await?
+                .get(0);
+            let after = recorded.as_deref().or(range.start);
             let mut probe_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-            if let Some(after) = range.after {
+            if let Some(after) = after {
                 probe_params.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
             }
             probe_params.extend(range.end.iter().map(|v| v as &(dyn ToSql + Sync)));
             probe_params.push(&size);
-            let probe = if range.after.is_some() {
+            let probe = if after.is_some() {
                 &statements.probe_next
             } else {
                 &statements.probe_first
@@ -468,11 +484,11 @@ impl Store {
             if let Some(hi) = &last_key {
                 debug_assert_eq!(hi.len(), statements.key_len);
                 let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-                if let Some(after) = range.after {
+                if let Some(after) = after {
                     params.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
                 }
                 params.extend(hi.iter().map(|v| v as &(dyn ToSql + Sync)));
-                let update = if range.after.is_some() {
+                let update = if after.is_some() {
                     &statements.update_next
                 } else {
                     &statements.update_first
