@@ -96,10 +96,10 @@ pub struct TableSize {
 
 /// The statements of one table's batches, prepared once per connection.
 pub struct BatchStatements {
-    probe_first: Statement,
-    probe_next: Statement,
-    update_first: Statement,
-    update_next: Statement,
+    /// Each pair: [from the table's start, after a cursor].
+    probe: [Statement; 2],
+    tail: [Statement; 2],
+    update: [Statement; 2],
     cursor_lock: Statement,
     cursor: Statement,
     key_len: usize,
@@ -140,12 +140,23 @@ pub struct BatchRange<'a> {
     pub end: &'a [String],
 }
 
-/// Text of the batch statements for a key, `set` and `where`:
-/// (probe without lower bound, probe with, update without, update with).
-pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> [String; 4] {
+/// Text of the batch statements for a key, `set` and `where`. Each comes
+/// in two forms: from the start of the table, and after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSql {
+    /// The key `$n` keys on (an index-only walk, no sort).
+    pub probe: [String; 2],
+    /// The range's last key and row count, for its final, short batch.
+    pub tail: [String; 2],
+    /// The update of the batch's key range.
+    pub update: [String; 2],
+}
+
+pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> BatchSql {
     let k = key.columns.len();
     let columns: Vec<String> = key.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let tuple = format!("({})", columns.join(", "));
+    let cols = columns.join(", ");
+    let tuple = format!("({cols})");
     let params = |first: usize| -> String {
         let typed: Vec<String> = key
             .columns
@@ -156,36 +167,40 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> [String;
         format!("({})", typed.join(", "))
     };
     let as_text: Vec<String> = columns.iter().map(|c| format!("{c}::text")).collect();
+    let as_text = as_text.join(", ");
     let descending: Vec<String> = columns.iter().map(|c| format!("{c} DESC")).collect();
-    let probe = |lower: Option<String>, end: String, limit: usize| {
-        let lower = lower
-            .map(|l| format!("{tuple} > {l} AND "))
-            .unwrap_or_default();
-        format!(
-            "WITH batch AS (SELECT {cols} FROM {table} WHERE {lower}{tuple} <= {end} ORDER BY {cols} LIMIT ${limit}::int8)
-             SELECT (SELECT ARRAY[{text}] FROM batch ORDER BY {desc} LIMIT 1), (SELECT count(*) FROM batch)",
-            cols = columns.join(", "),
-            table = key.qualified,
-            text = as_text.join(", "),
-            desc = descending.join(", "),
-        )
+    let descending = descending.join(", ");
+    let table = &key.qualified;
+    // (lower bound, upper bound) conditions for both forms; `$1..$k` is the
+    // cursor (after form only), then the upper bound.
+    let range = |after: bool, upper: &str| -> String {
+        let upper = format!("{tuple} <= {upper}");
+        if after {
+            format!("{tuple} > {} AND {upper}", params(1))
+        } else {
+            upper
+        }
     };
+    let forms = [(false, params(1), k + 1), (true, params(k + 1), 2 * k + 1)];
     let condition = condition.map(|c| format!(" AND ({c})")).unwrap_or_default();
-    let update = |lower: Option<String>, hi: String| {
-        let lower = lower
-            .map(|l| format!("{tuple} > {l} AND "))
-            .unwrap_or_default();
-        format!(
-            "UPDATE {table} SET {set} WHERE {lower}{tuple} <= {hi}{condition}",
-            table = key.qualified
-        )
-    };
-    [
-        probe(None, params(1), k + 1),
-        probe(Some(params(1)), params(k + 1), 2 * k + 1),
-        update(None, params(1)),
-        update(Some(params(1)), params(k + 1)),
-    ]
+    BatchSql {
+        probe: forms.clone().map(|(after, end, limit)| {
+            format!(
+                "SELECT ARRAY[{as_text}] FROM {table} WHERE {} ORDER BY {cols} OFFSET ${limit}::int8 - 1 LIMIT 1",
+                range(after, &end)
+            )
+        }),
+        tail: forms.clone().map(|(after, end, _)| {
+            let range = range(after, &end);
+            format!(
+                "SELECT (SELECT ARRAY[{as_text}] FROM {table} WHERE {range} ORDER BY {descending} LIMIT 1),
+                        (SELECT count(*) FROM {table} WHERE {range})"
+            )
+        }),
+        update: forms.map(|(after, hi, _)| {
+            format!("UPDATE {table} SET {set} WHERE {}{condition}", range(after, &hi))
+        }),
+    }
 }
 
 /// The recorded cursor is the truth, read under a row lock: a batch that a
@@ -418,7 +433,7 @@ impl Store {
         set: &str,
         condition: Option<&str>,
     ) -> Result<BatchStatements> {
-        let [probe_first, probe_next, update_first, update_next] = batch_sql(key, set, condition);
+        let sql = batch_sql(key, set, condition);
         let prepare = |sql: String| async move {
             self.client().prepare(&sql).await.map_err(|e| {
                 Error::db(
@@ -427,11 +442,13 @@ impl Store {
                 )
             })
         };
+        let [probe_first, probe_next] = sql.probe;
+        let [tail_first, tail_next] = sql.tail;
+        let [update_first, update_next] = sql.update;
         Ok(BatchStatements {
-            probe_first: prepare(probe_first).await?,
-            probe_next: prepare(probe_next).await?,
-            update_first: prepare(update_first).await?,
-            update_next: prepare(update_next).await?,
+            probe: [prepare(probe_first).await?, prepare(probe_next).await?],
+            tail: [prepare(tail_first).await?, prepare(tail_next).await?],
+            update: [prepare(update_first).await?, prepare(update_next).await?],
             cursor_lock: prepare(CURSOR_LOCK.to_string()).await?,
             cursor: prepare(CURSOR_UPDATE.to_string()).await?,
             key_len: key.columns.len(),
@@ -466,20 +483,25 @@ impl Store {
                 .await?
                 .get(0);
             let after = recorded.as_deref().or(range.start);
-            let mut probe_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+            let form = usize::from(after.is_some());
+            let mut bounds: Vec<&(dyn ToSql + Sync)> = Vec::new();
             if let Some(after) = after {
-                probe_params.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
+                bounds.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
             }
-            probe_params.extend(range.end.iter().map(|v| v as &(dyn ToSql + Sync)));
+            bounds.extend(range.end.iter().map(|v| v as &(dyn ToSql + Sync)));
+            let mut probe_params = bounds.clone();
             probe_params.push(&size);
-            let probe = if after.is_some() {
-                &statements.probe_next
-            } else {
-                &statements.probe_first
+            let (last_key, scanned, range_done): (Option<Vec<String>>, i64, bool) = match client
+                .query_opt(&statements.probe[form], &probe_params)
+                .await?
+            {
+                Some(row) => (Some(row.get(0)), size, false),
+                // Fewer than `size` keys left: the range's last batch.
+                None => {
+                    let row = client.query_one(&statements.tail[form], &bounds).await?;
+                    (row.get(0), row.get(1), true)
+                }
             };
-            let row = client.query_one(probe, &probe_params).await?;
-            let last_key: Option<Vec<String>> = row.get(0);
-            let scanned: i64 = row.get(1);
             let mut updated = 0;
             if let Some(hi) = &last_key {
                 debug_assert_eq!(hi.len(), statements.key_len);
@@ -488,14 +510,8 @@ impl Store {
                     params.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
                 }
                 params.extend(hi.iter().map(|v| v as &(dyn ToSql + Sync)));
-                let update = if after.is_some() {
-                    &statements.update_next
-                } else {
-                    &statements.update_first
-                };
-                updated = client.execute(update, &params).await?;
+                updated = client.execute(&statements.update[form], &params).await?;
             }
-            let range_done = scanned < size;
             let elapsed_ms = started.elapsed().as_millis() as i64;
             let updated_i64 = updated as i64;
             let elapsed_i32 = elapsed_ms.min(i64::from(i32::MAX)) as i32;
@@ -562,49 +578,51 @@ mod tests {
 
     #[test]
     fn single_column_batches() {
-        let [probe_first, probe_next, update_first, update_next] = batch_sql(
+        let sql = batch_sql(
             &key(&[("id", "integer")]),
             "loc = point(lng, lat)",
             Some("loc IS NULL"),
         );
-        assert!(
-            probe_first
-                .contains("WHERE (\"id\") <= (($1::text)::integer) ORDER BY \"id\" LIMIT $2::int8"),
-            "{probe_first}"
-        );
-        assert!(
-            probe_next.contains(
-                "WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer)"
-            ),
-            "{probe_next}"
-        );
-        assert!(probe_next.contains("LIMIT $3::int8"), "{probe_next}");
         assert_eq!(
-            update_first,
+            sql.probe[0],
+            "SELECT ARRAY[\"id\"::text] FROM \"public\".\"posts\" WHERE (\"id\") <= (($1::text)::integer) ORDER BY \"id\" OFFSET $2::int8 - 1 LIMIT 1"
+        );
+        assert_eq!(
+            sql.probe[1],
+            "SELECT ARRAY[\"id\"::text] FROM \"public\".\"posts\" WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) ORDER BY \"id\" OFFSET $3::int8 - 1 LIMIT 1"
+        );
+        assert!(
+            sql.tail[1].contains("ORDER BY \"id\" DESC LIMIT 1"),
+            "{}",
+            sql.tail[1]
+        );
+        assert!(sql.tail[1].contains("(SELECT count(*) FROM \"public\".\"posts\" WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer))"), "{}", sql.tail[1]);
+        assert_eq!(
+            sql.update[0],
             "UPDATE \"public\".\"posts\" SET loc = point(lng, lat) WHERE (\"id\") <= (($1::text)::integer) AND (loc IS NULL)"
         );
         assert_eq!(
-            update_next,
+            sql.update[1],
             "UPDATE \"public\".\"posts\" SET loc = point(lng, lat) WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) AND (loc IS NULL)"
         );
     }
 
     #[test]
     fn composite_keys_compare_as_rows() {
-        let [_, probe_next, _, update_next] =
-            batch_sql(&key(&[("tenant", "text"), ("n", "bigint")]), "x = 1", None);
+        let sql = batch_sql(&key(&[("tenant", "text"), ("n", "bigint")]), "x = 1", None);
+        let range = "(\"tenant\", \"n\") > (($1::text)::text, ($2::text)::bigint) AND (\"tenant\", \"n\") <= (($3::text)::text, ($4::text)::bigint)";
+        assert!(sql.probe[1].contains(range), "{}", sql.probe[1]);
         assert!(
-            probe_next.contains("(\"tenant\", \"n\") > (($1::text)::text, ($2::text)::bigint) AND (\"tenant\", \"n\") <= (($3::text)::text, ($4::text)::bigint)"),
-            "{probe_next}"
+            sql.probe[1].ends_with("ORDER BY \"tenant\", \"n\" OFFSET $5::int8 - 1 LIMIT 1"),
+            "{}",
+            sql.probe[1]
         );
         assert!(
-            probe_next.contains("ORDER BY \"tenant\" DESC, \"n\" DESC"),
-            "{probe_next}"
+            sql.tail[1].contains("ORDER BY \"tenant\" DESC, \"n\" DESC LIMIT 1"),
+            "{}",
+            sql.tail[1]
         );
-        assert!(
-            update_next.ends_with("<= (($3::text)::text, ($4::text)::bigint)"),
-            "{update_next}"
-        );
+        assert!(sql.update[1].ends_with(range), "{}", sql.update[1]);
     }
 
     #[test]
