@@ -15,7 +15,6 @@ use crate::plan::LoadedPlan;
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::locks::{self, LockScope};
 use crate::store::plans::{PhaseRecord, PlanRecord};
 use crate::timefmt;
 
@@ -185,13 +184,7 @@ impl PlanEngine<'_> {
     ) -> Result<()> {
         let spec = &plan.spec.phases[index];
         let file = self.migration_of(spec)?;
-        let _history = locks::acquire(
-            self.store.settings(),
-            &format!("{} (migrations lock)", self.store.application_name()),
-            LockScope::Migrations,
-            self.options.migration_lock_wait,
-        )
-        .await?;
+        let _history = self.migrations_lock().await?;
         if let Some(applied) = self
             .store
             .applied_migrations()

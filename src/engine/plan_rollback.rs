@@ -9,7 +9,6 @@ use crate::events::{Direction, Event};
 use crate::plan::format::PhaseKind;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::locks::{self, LockScope};
 use crate::store::plans::PhaseRecord;
 
 use crate::engine::plan_runner::PlanEngine;
@@ -102,13 +101,7 @@ impl PlanEngine<'_> {
                         None,
                     )
                 })?;
-                let _history = locks::acquire(
-                    self.store.settings(),
-                    &format!("{} (migrations lock)", self.store.application_name()),
-                    LockScope::Migrations,
-                    self.options.migration_lock_wait,
-                )
-                .await?;
+                let _history = self.migrations_lock().await?;
                 let id = file.id();
                 let job = SectionJob {
                     id: &id,

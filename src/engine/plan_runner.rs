@@ -95,6 +95,18 @@ impl PlanEngine<'_> {
 
     /// Load the recorded state, creating it on first advance, and reconcile
     /// it with the file (refusing edits of phases that ran).
+    /// The migration-history lock, for phases that apply or revert a
+    /// migration (the same lock `orch migrate` takes).
+    pub(super) async fn migrations_lock(&self) -> Result<LockGuard> {
+        locks::acquire(
+            self.store.settings(),
+            &format!("{} (migrations lock)", self.store.application_name()),
+            LockScope::Migrations,
+            self.options.migration_lock_wait,
+        )
+        .await
+    }
+
     pub(super) async fn sync(
         &self,
         plan: &LoadedPlan,
