@@ -311,16 +311,13 @@ pub struct UpOutcome {
 }
 
 impl Migrator<'_> {
-    /// Run `work` holding the migration lock (not in a dry run), releasing
-    /// it before returning so a command that follows never finds it held.
+    /// Run `work` holding the migration lock (not in a dry run), released
+    /// before returning.
     async fn locked<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         if self.options.dry_run {
             return work.await;
         }
-        let lock = self.lock().await?;
-        let result = work.await;
-        lock.release().await;
-        result
+        self.lock().await?.around(work).await
     }
 
     async fn lock(&self) -> Result<locks::LockGuard> {

@@ -69,18 +69,13 @@ impl PlanEngine<'_> {
         })
     }
 
-    /// Run `work` holding the plan's lock, and release the lock before
-    /// returning (not just when the connection closes), so a command that
-    /// follows at once never finds it still held.
+    /// Run `work` holding the plan's lock, released before returning.
     pub(super) async fn locked<T>(
         &self,
         name: &str,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let lock = self.lock(name).await?;
-        let result = work.await;
-        lock.release().await;
-        result
+        self.lock(name).await?.around(work).await
     }
 
     pub(super) async fn lock(&self, name: &str) -> Result<LockGuard> {
@@ -93,8 +88,6 @@ impl PlanEngine<'_> {
         .await
     }
 
-    /// Load the recorded state, creating it on first advance, and reconcile
-    /// it with the file (refusing edits of phases that ran).
     /// The migration-history lock, for phases that apply or revert a
     /// migration (the same lock `orch migrate` takes).
     pub(super) async fn migrations_lock(&self) -> Result<LockGuard> {
@@ -107,6 +100,8 @@ impl PlanEngine<'_> {
         .await
     }
 
+    /// Load the recorded state, creating it on first advance, and reconcile
+    /// it with the file (refusing edits of phases that ran).
     pub(super) async fn sync(
         &self,
         plan: &LoadedPlan,

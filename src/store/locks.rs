@@ -34,6 +34,15 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
+    /// Run `work` while holding the lock, then release it before returning:
+    /// a lock on a closing connection is only freed when the server notices
+    /// the disconnect, so a command that follows at once could still find it.
+    pub async fn around<T>(self, work: impl std::future::Future<Output = T>) -> T {
+        let result = work.await;
+        self.release().await;
+        result
+    }
+
     /// Release explicitly (dropping has the same effect, a little later).
     pub async fn release(self) {
         let sql = unlock_sql(&self.scope);
