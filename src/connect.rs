@@ -1,5 +1,7 @@
 //! Where orch connects: `--database-url`, else `DATABASE_URL`, else libpq's
-//! `PG*` variables and libpq's defaults. Also opens connections and pools.
+//! `PG*` variables and libpq's defaults; a password not given comes from the
+//! password file (`PGPASSFILE` or `~/.pgpass`). Also opens connections and
+//! pools.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -9,6 +11,8 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::{Error, Result};
+
+mod pgpass;
 
 /// Resolved connection settings. `describe` never shows the password.
 #[derive(Clone, Debug)]
@@ -37,6 +41,10 @@ impl ConnectionSettings {
         };
         let (mut config, source) = match from_url {
             Some((text, source)) => {
+                let text = match env("PGPORT").filter(|p| !p.is_empty()) {
+                    Some(port) => url_with_default_port(&text, &port),
+                    None => text,
+                };
                 let config = Config::from_str(&text).map_err(|e| {
                     Error::Usage(format!("{source} is not a valid connection string: {e}"))
                 })?;
@@ -235,12 +243,61 @@ fn fill_from_environment(config: &mut Config, env: &impl Fn(&str) -> Option<Stri
             var("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or_default().to_string());
         config.dbname(&dbname);
     }
+    if config.get_password().is_none()
+        && let Some(file) = pgpass::path(env)
+    {
+        let host = match config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => String::new(),
+        };
+        let lookup = pgpass::Lookup {
+            host: &host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            dbname: config.get_dbname().unwrap_or_default(),
+            user: config.get_user().unwrap_or_default(),
+        };
+        if let Some(password) = pgpass::password(&file, &lookup) {
+            config.password(password);
+        }
+    }
     if config.get_connect_timeout().is_none()
         && let Some(seconds) = var("PGCONNECT_TIMEOUT").and_then(|s| s.parse::<u64>().ok())
     {
         config.connect_timeout(Duration::from_secs(seconds.max(2)));
     }
     Ok(())
+}
+
+/// tokio-postgres gives a URL host without a port 5432, where libpq would
+/// take `PGPORT`: write `port` into each such host before parsing. A URL
+/// that names a port anywhere (a host's or `?port=`) is left alone, as is
+/// a key=value string (there an unset port stays unset).
+fn url_with_default_port(url: &str, port: &str) -> String {
+    let Some(scheme_end) = ["postgresql://", "postgres://"]
+        .iter()
+        .find_map(|scheme| url.starts_with(scheme).then_some(scheme.len()))
+    else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let hosts_start = authority.rfind('@').map_or(0, |at| at + 1);
+    let (user_info, hosts) = authority.split_at(hosts_start);
+    let names_port = |chunk: &str| match chunk.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').is_some_and(|(_, r)| r.starts_with(':')),
+        None => chunk.contains(':'),
+    };
+    let query = tail.split_once('?').map_or("", |(_, q)| q);
+    if hosts.is_empty()
+        || hosts.split(',').any(names_port)
+        || query.split('&').any(|kv| kv.starts_with("port="))
+    {
+        return url.to_string();
+    }
+    let hosts: Vec<String> = hosts.split(',').map(|h| format!("{h}:{port}")).collect();
+    format!("{}{user_info}{}{tail}", &url[..scheme_end], hosts.join(","))
 }
 
 /// libpq's default host is a unix socket directory (`/var/run/postgresql` on
@@ -299,12 +356,57 @@ mod tests {
             &[
                 ("DATABASE_URL", "postgresql://db.example/app"),
                 ("PGUSER", "carol"),
+                ("PGPORT", "6543"),
             ],
         );
         assert_eq!(
             s.describe(),
-            "host=db.example port=5432 user=carol dbname=app"
+            "host=db.example port=6543 user=carol dbname=app"
         );
+    }
+
+    #[test]
+    fn pgport_fills_only_urls_that_name_no_port() {
+        let port = |url| url_with_default_port(url, "6543");
+        assert_eq!(port("postgresql://u:p@h/db"), "postgresql://u:p@h:6543/db");
+        assert_eq!(port("postgres://a,b?x=1"), "postgres://a:6543,b:6543?x=1");
+        assert_eq!(port("postgresql://[::1]/db"), "postgresql://[::1]:6543/db");
+        for unchanged in [
+            "postgresql://h:7000/db",
+            "postgresql://[::1]:7000/db",
+            "postgresql://a,b:7000/db",
+            "postgresql://h/db?port=7000",
+            "postgresql:///db",
+            "host=h dbname=db",
+        ] {
+            assert_eq!(port(unchanged), unchanged);
+        }
+        let s = resolve(
+            None,
+            &[
+                ("DATABASE_URL", "postgresql://h:7000/app"),
+                ("PGPORT", "6543"),
+            ],
+        );
+        assert!(s.describe().contains("port=7000"), "{}", s.describe());
+    }
+
+    #[test]
+    fn a_missing_password_comes_from_the_password_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgpass");
+        std::fs::write(&file, "db.example:5432:app:dave:from-file\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = file.to_str().unwrap();
+        let url = "postgresql://dave@db.example/app";
+        let s = resolve(Some(url), &[("PGPASSFILE", file)]);
+        assert!(s.to_connection_string().contains("password='from-file'"));
+        assert!(!s.describe().contains("from-file"));
+        let s = resolve(Some(url), &[("PGPASSFILE", file), ("PGPASSWORD", "env")]);
+        assert!(s.to_connection_string().contains("password='env'"));
+        let s = resolve(Some("postgresql://erin@db.example/app"), &[("PGPASSFILE", file)]);
+        assert!(!s.to_connection_string().contains("password"));
     }
 
     #[test]
