@@ -405,7 +405,10 @@ mod tests {
         assert!(!s.describe().contains("from-file"));
         let s = resolve(Some(url), &[("PGPASSFILE", file), ("PGPASSWORD", "env")]);
         assert!(s.to_connection_string().contains("password='env'"));
-        let s = resolve(Some("postgresql://erin@db.example/app"), &[("PGPASSFILE", file)]);
+        let s = resolve(
+            Some("postgresql://erin@db.example/app"),
+            &[("PGPASSFILE", file)],
+        );
         assert!(!s.to_connection_string().contains("password"));
     }
 

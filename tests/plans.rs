@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Run, Session, finish};
+use crate::support::{Run, Session, finish, wait_until};
 
 const PLAN: &str = "posts-location";
 
@@ -190,7 +190,8 @@ fn posts_location_end_to_end() {
         .stdout_has("- [x] **5. drop-lat-lng** (migration, contract, irreversible)")
         .stdout_has("check `new posts carry a correct loc`: passed at")
         .stdout_has("guard `nothing is left to copy`: passed at")
-        .stdout_has("confirm refused `deploy-dual-write` by tester")
+        .stdout_has("confirm refused `deploy-dual-write` by bob (session tester)")
+        .stdout_has("confirmed `drop-lat-lng` by carol (session tester): \"release 42\"")
         .stdout_lacks("- [ ]");
 }
 
@@ -199,18 +200,18 @@ fn status_checklist_and_rollback_midway() {
     let s = posts_session(50);
     s.orch(&["status"])
         .success()
-        .stdout_has("posts-location  1/5 add-loc  not started")
+        .stdout_has("posts-location  1/5 add-loc  Add the nullable loc column  not started")
         .stdout_has("orch advance posts-location starts phase 1");
     s.orch(&["advance", PLAN]).success();
     s.orch(&["confirm", PLAN, "--by", "alice"]).success();
     s.orch(&["advance", PLAN]).success();
     s.orch(&["status"])
         .success()
-        .stdout_has("posts-location  2/5 deploy-dual-write  open")
+        .stdout_has("posts-location  2/5 deploy-dual-write  Deploy the app version that writes lat,…  open")
         .stdout_has("the deploy, then confirmation of phase 2 deploy-dual-write: orch confirm posts-location deploy-dual-write --by NAME");
     s.orch(&["status", PLAN])
         .success()
-        .stdout_has("plan posts-location: phase 2 of 5 (deploy-dual-write), open")
+        .stdout_has("plan posts-location: phase 2 of 5 (deploy-dual-write), open: Deploy the app version that writes lat, lng and loc (v2)")
         .stdout_has("1  add-loc                migration  confirmed");
     s.orch(&["checklist", PLAN])
         .success()
@@ -303,6 +304,49 @@ fn migrate_down_refuses_plan_owned_migrations() {
         .stdout_has("plan posts-location, phase 1 (add-loc)");
 }
 
+#[test]
+fn a_started_plan_keeps_its_migrations_when_its_file_is_gone() {
+    let s = posts_session(1);
+    s.orch(&["advance", PLAN]).success();
+    // A checkout without the plan file must not let the contract run.
+    s.remove("plans/posts-location.yaml");
+    s.orch(&["migrate", "up"])
+        .success()
+        .stdout_has("stopped before 20240103000000_drop_posts_lat_lng: it belongs to plan posts-location, phase 5 (drop-lat-lng)");
+    s.orch(&["migrate", "down"]).code(4).stderr_has(
+        "20240102000000_add_posts_loc belongs to plan posts-location, phase 1 (add-loc)",
+    );
+    assert_eq!(
+        s.columns("posts"),
+        ["id", "url", "lat", "lng", "created_at", "loc"]
+    );
+}
+
+#[test]
+fn the_event_log_is_append_only() {
+    let s = posts_session(1);
+    s.orch(&["advance", PLAN]).success();
+    let conn = s.db.connect();
+    for sql in [
+        "UPDATE orch.events SET actor = 'someone else'",
+        "DELETE FROM orch.events",
+        "TRUNCATE orch.events",
+    ] {
+        let err = conn.try_execute(sql).expect_err(sql);
+        let message = err.as_db_error().map(|e| e.message().to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("orch.events is append-only")),
+            "{sql}: {err:?}"
+        );
+    }
+    assert_ne!(
+        s.value("SELECT count(*) FROM orch.events").as_deref(),
+        Some("0")
+    );
+}
+
 const SMALL_PLAN: &str = "plan: small
 phases:
   - id: add-t
@@ -357,6 +401,81 @@ fn failed_phase_is_recorded_and_retried() {
     assert!(s.has_table("t"));
 }
 
+const GUARDED_PLAN: &str = "plan: guarded
+phases:
+  - id: create-t
+    kind: migration
+    title: Create t
+    migration: create_t
+  - id: verify
+    kind: check
+    title: t is filled
+    checks:
+      - name: t has rows
+        sql: SELECT EXISTS (SELECT 1 FROM t)
+  - id: contract
+    kind: migration
+    role: contract
+    title: Add b
+    migration: add_b
+    guard:
+      - name: no row lacks a
+        sql: SELECT NOT EXISTS (SELECT 1 FROM t WHERE a IS NULL)
+";
+
+#[test]
+fn a_guard_refuses_before_and_inside_the_contract_transaction() {
+    let s = Session::new();
+    s.migration(
+        "1_create_t.sql",
+        "-- migrate:up\nCREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n-- migrate:down\nDROP TABLE t;\n",
+    );
+    // The second statement stands in for a writer that slips a row in
+    // between the guard's first evaluation and the contract's lock.
+    s.migration(
+        "2_add_b.sql",
+        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\nINSERT INTO t VALUES (NULL);\n",
+    );
+    s.plan("guarded.yaml", GUARDED_PLAN);
+    for _ in 0..2 {
+        s.orch(&["advance", "guarded"]).success();
+        s.orch(&["confirm", "guarded", "--by", "a"]).success();
+    }
+    s.execute("INSERT INTO t VALUES (NULL)");
+    s.orch(&["advance", "guarded"])
+        .code(4)
+        .stderr_has("refusing to run phase 3 (contract) of plan guarded: its guard does not hold")
+        .stderr_has("check \"no row lacks a\" returned false");
+    assert_eq!(s.columns("t"), ["a"]);
+    assert_eq!(phase_state_of(&s, "guarded", "contract"), "pending");
+
+    s.execute("DELETE FROM t WHERE a IS NULL");
+    s.orch(&["advance", "guarded"])
+        .code(4)
+        .stdout_has("[ok  ] contract guard check \"no row lacks a\"")
+        .stderr_has("2_add_b was rolled back: its guard no longer holds once its statements ran");
+    assert_eq!(s.columns("t"), ["a"], "the contract left no trace");
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE a IS NULL").as_deref(),
+        Some("0")
+    );
+    assert_eq!(phase_state_of(&s, "guarded", "contract"), "failed");
+
+    s.migration(
+        "2_add_b.sql",
+        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\n",
+    );
+    s.orch(&["advance", "guarded"]).success();
+    assert_eq!(s.columns("t"), ["a", "b"]);
+}
+
+fn phase_state_of(s: &Session, plan: &str, id: &str) -> String {
+    s.value(&format!(
+        "SELECT state FROM orch.phases WHERE plan = '{plan}' AND id = '{id}'"
+    ))
+    .unwrap()
+}
+
 #[test]
 fn editing_a_phase_that_ran_is_refused_later_phases_may_change() {
     let s = Session::new();
@@ -396,6 +515,19 @@ fn editing_a_phase_that_ran_is_refused_later_phases_may_change() {
     s.orch(&["advance", "small"])
         .success()
         .stdout_has("deploy v2 of it");
+
+    // The migration a phase applied is history too.
+    let applied = "-- migrate:up\nCREATE TABLE t (a int);\n-- migrate:down\nDROP TABLE t;\n";
+    s.migration(
+        "1_create_t.sql",
+        &applied.replace("DROP TABLE t;", "DROP TABLE t CASCADE;"),
+    );
+    s.orch(&["rollback", "small", "--force"])
+        .code(4)
+        .stderr_has("migrations of phases that ran were edited")
+        .stderr_has("migrations/1_create_t.sql changed after phase 1 (add-t) applied it on ");
+    s.migration("1_create_t.sql", applied);
+    s.orch(&["confirm", "small", "--by", "a"]).success();
 }
 
 #[test]
@@ -450,6 +582,71 @@ fn concurrent_advance_runs_the_phase_once() {
         s.value("SELECT count(*) FROM orch.events WHERE action = 'migration_applied'")
             .as_deref(),
         Some("1")
+    );
+}
+
+#[test]
+fn a_second_operator_is_told_who_holds_the_plan() {
+    let s = Session::new();
+    s.migration(
+        "1_create_t.sql",
+        "-- migrate:up\nCREATE TABLE t (a int);\nSELECT pg_sleep(3);\n",
+    );
+    s.plan("small.yaml", SMALL_PLAN);
+    let first = s.spawn(&["advance", "small"]);
+    let holding = wait_until(Duration::from_secs(20), || {
+        s.value("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'orch advance small%(lock)'")
+            .as_deref()
+            == Some("1")
+    });
+    assert!(holding, "the first advance never took the plan lock");
+    s.orch(&["advance", "small", "--lock-wait", "200ms"])
+        .code(5)
+        .stderr_has("plan small is locked by another orch process (pid ")
+        .stderr_has("application_name \"orch advance small (tester) (lock)\"");
+    finish(first, &["advance", "small"]).success();
+    assert_eq!(phase_state_of(&s, "small", "add-t"), "done");
+}
+
+#[test]
+fn refusals_for_unknown_names_and_out_of_turn_confirmations() {
+    let s = posts_session(1);
+    s.orch(&["advance", "no-such-plan"])
+        .code(2)
+        .stderr_has("no plan named \"no-such-plan\" in plans (plans: posts-location)");
+    s.orch(&["advance", PLAN]).success();
+    s.orch(&["confirm", PLAN, "no-such-phase", "--by", "a"])
+        .code(2)
+        .stderr_has("plan posts-location has no phase \"no-such-phase\" (phases: add-loc, deploy-dual-write, ");
+    s.orch(&["confirm", PLAN, "deploy-dual-write", "--by", "a"])
+        .code(4)
+        .stderr_has("phase 2 (deploy-dual-write) of plan posts-location is pending, not waiting for confirmation")
+        .stderr_has("next: orch confirm posts-location add-loc --by NAME");
+    assert_eq!(phase_state(&s, "add-loc"), "done");
+    assert_eq!(phase_state(&s, "deploy-dual-write"), "pending");
+}
+
+#[test]
+fn a_migration_applied_outside_its_plan_is_refused() {
+    let s = Session::new();
+    s.migration(
+        "1_create_t.sql",
+        "-- migrate:up\nCREATE TABLE t (a int);\n-- migrate:down\nDROP TABLE t;\n",
+    );
+    s.orch(&["migrate", "up"]).success();
+    s.plan("small.yaml", SMALL_PLAN);
+    s.orch(&["advance", "small"])
+        .code(4)
+        .stderr_has("phase 1 (add-t) applies 1_create_t, but it is already applied (on ")
+        .stderr_has("it was applied outside the plan")
+        .stderr_has("next: revert it with `orch migrate down` first");
+    assert_eq!(phase_state_of(&s, "small", "add-t"), "pending");
+    s.orch(&["migrate", "down"]).success();
+    s.orch(&["advance", "small"]).success();
+    assert_eq!(
+        s.value("SELECT plan || '/' || phase FROM orch.migrations")
+            .as_deref(),
+        Some("small/add-t")
     );
 }
 

@@ -74,9 +74,18 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
                 .and_then(|n| n.as_str())
                 .map(|n| format!(": \"{n}\""))
                 .unwrap_or_default();
+            // A confirmation names who confirmed; the session that typed it
+            // may be someone else's shell.
+            let session = e
+                .detail
+                .get("session")
+                .and_then(|n| n.as_str())
+                .filter(|session| *session != e.actor)
+                .map(|session| format!(" (session {session})"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- {} {}{phase} by {}{note}",
+                "- {} {}{phase} by {}{session}{note}",
                 timefmt::utc(&e.at),
                 e.action.replace('_', " "),
                 e.actor

@@ -81,8 +81,9 @@ impl Loaded {
     /// Files are read and validated before connecting: bad input changes nothing.
     async fn open(ctx: &Context, command: &str) -> Result<Loaded> {
         let set = MigrationSet::load(&ctx.migrations_dir)?;
-        let owners = ctx.migration_owners(&set)?;
+        let mut owners = ctx.migration_owners(&set)?;
         let store = Store::open(&ctx.connection()?, &ctx.application_name(command)).await?;
+        crate::cli::add_recorded_owners(&mut owners, &store).await?;
         Ok(Loaded { set, owners, store })
     }
 

@@ -17,6 +17,9 @@ use crate::engine::migrator::Owners;
 use crate::error::Result;
 use crate::events::Reporter;
 use crate::migration::MigrationSet;
+use crate::plan::PlanSpec;
+use crate::plan::load::add_owners;
+use crate::store::Store;
 
 pub use args::Cli;
 
@@ -48,11 +51,25 @@ impl Context {
         crate::identity::application_name(command, &self.actor)
     }
 
-    /// Which migrations belong to plan phases (applied only through them).
-    /// Plans must be valid for migrations to run: ownership depends on them.
+    /// Which migrations belong to plan phases (applied only through them):
+    /// those of the plans in `plans/` (which must be valid for migrations
+    /// to run, and are read before connecting).
     pub fn migration_owners(&self, set: &MigrationSet) -> Result<Owners> {
         Ok(crate::plan::PlanSet::load(&self.plans_dir, set)?.owners())
     }
+}
+
+/// Add the migrations of every plan the database has started, even when
+/// its file is gone: a branch checkout must not let a contract migration
+/// run unguarded.
+pub async fn add_recorded_owners(owners: &mut Owners, store: &Store) -> Result<()> {
+    for (plan, definition) in store.recorded_plan_definitions().await? {
+        match serde_json::from_value::<PlanSpec>(definition) {
+            Ok(spec) => add_owners(owners, &plan, &spec),
+            Err(e) => tracing::warn!("cannot read the recorded definition of plan {plan}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// Run one parsed command line.

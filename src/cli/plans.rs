@@ -133,14 +133,17 @@ pub async fn status(ctx: &Context, plan: Option<&str>, json: bool) -> Result<()>
 /// One line per plan.
 pub fn overview(statuses: &[PlanStatus]) -> String {
     let mut rows = vec![
-        ["PLAN", "PHASE", "STATE", "SINCE", "WAITING ON"]
+        ["PLAN", "PHASE", "TITLE", "STATE", "SINCE", "WAITING ON"]
             .map(String::from)
             .to_vec(),
     ];
     for s in statuses {
-        let phase = match s.current {
-            Some(k) => format!("{k}/{} {}", s.total, s.phases[k - 1].id),
-            None => format!("{}/{}", s.total, s.total),
+        let (phase, title) = match s.current {
+            Some(k) => (
+                format!("{k}/{} {}", s.total, s.phases[k - 1].id),
+                shorten(&s.phases[k - 1].title, 40),
+            ),
+            None => (format!("{}/{}", s.total, s.total), String::new()),
         };
         let mut waiting = s.waiting_on.clone();
         if let Some(note) = &s.file_note {
@@ -149,6 +152,7 @@ pub fn overview(statuses: &[PlanStatus]) -> String {
         rows.push(vec![
             s.plan.clone(),
             phase,
+            title,
             s.state.clone(),
             s.since.map(|t| timefmt::utc(&t)).unwrap_or_default(),
             waiting,
@@ -157,15 +161,25 @@ pub fn overview(statuses: &[PlanStatus]) -> String {
     table::render(&rows)
 }
 
+/// `text` cut to at most `max` characters, marked with an ellipsis.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
 /// One plan with every phase.
 pub fn detail(s: &PlanStatus) -> String {
     let mut out = String::new();
     let position = match s.current {
         Some(k) => format!(
-            "phase {k} of {} ({}), {}",
+            "phase {k} of {} ({}), {}: {}",
             s.total,
             s.phases[k - 1].id,
-            s.state
+            s.state,
+            s.phases[k - 1].title
         ),
         None if s.state == "complete" => format!("complete, all {} phases confirmed", s.total),
         None => s.state.clone(),

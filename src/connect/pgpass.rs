@@ -106,8 +106,14 @@ short:line
 
     #[test]
     fn first_matching_line_wins_and_wildcards_match() {
-        assert_eq!(lookup("db.example", 5432, "app", "alice").as_deref(), Some("first"));
-        assert_eq!(lookup("db.example", 6000, "x", "alice").as_deref(), Some("second"));
+        assert_eq!(
+            lookup("db.example", 5432, "app", "alice").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            lookup("db.example", 6000, "x", "alice").as_deref(),
+            Some("second")
+        );
         assert_eq!(lookup("other", 5432, "app", "alice"), None);
     }
 

@@ -39,6 +39,51 @@ pub struct CheckOutcome {
     pub detail: Option<String>,
 }
 
+/// A check with its placeholders bound, ready to run.
+#[derive(Debug, Clone)]
+pub struct BoundCheck {
+    pub name: String,
+    /// The check as written, for messages.
+    pub written: String,
+    /// The SQL with `$n` parameters in place of the placeholders.
+    pub sql: String,
+    pub params: Vec<Option<DateTime<Utc>>>,
+}
+
+impl BoundCheck {
+    /// Bind `check`'s placeholders, or say which one has no value yet.
+    pub fn bind(check: &CheckSpec, times: &CheckTimes) -> std::result::Result<Self, String> {
+        let (sql, names) = sql_text::bind_placeholders(&check.sql);
+        let mut params = Vec::new();
+        for name in &names {
+            match times.get(name) {
+                Some(t) => params.push(Some(t)),
+                None => {
+                    return Err(format!(
+                        ":{name} has no value yet (the gate has not opened)"
+                    ));
+                }
+            }
+        }
+        Ok(BoundCheck {
+            name: check.name.clone(),
+            written: check.sql.trim().to_string(),
+            sql,
+            params,
+        })
+    }
+}
+
+/// (passed, why not) from a check's value.
+pub fn verdict(value: std::result::Result<Option<bool>, String>) -> (bool, Option<String>) {
+    match value {
+        Ok(Some(true)) => (true, None),
+        Ok(Some(false)) => (false, Some("returned false".to_string())),
+        Ok(None) => (false, Some("returned NULL (counted as false)".to_string())),
+        Err(why) => (false, Some(why)),
+    }
+}
+
 /// Statement timeout for checks: they read, they should be quick.
 const CHECK_TIMEOUT_MS: u64 = 30_000;
 
@@ -53,34 +98,13 @@ pub async fn evaluate(
 ) -> Result<Vec<CheckOutcome>> {
     let mut outcomes = Vec::new();
     for check in checks {
-        let (sql, names) = sql_text::bind_placeholders(&check.sql);
-        let mut params = Vec::new();
-        let mut missing = None;
-        for name in &names {
-            match times.get(name) {
-                Some(t) => params.push(Some(t)),
-                None => {
-                    missing = Some(name.clone());
-                    params.push(None);
-                }
-            }
-        }
-        let (passed, detail) = match missing {
-            Some(name) => (
-                false,
-                Some(format!(
-                    ":{name} has no value yet (the gate has not opened)"
-                )),
+        let (passed, detail) = match BoundCheck::bind(check, times) {
+            Err(why) => (false, Some(why)),
+            Ok(bound) => verdict(
+                store
+                    .evaluate_check(&bound.sql, &bound.params, CHECK_TIMEOUT_MS)
+                    .await?,
             ),
-            None => match store
-                .evaluate_check(&sql, &params, CHECK_TIMEOUT_MS)
-                .await?
-            {
-                Ok(Some(true)) => (true, None),
-                Ok(Some(false)) => (false, Some("returned false".to_string())),
-                Ok(None) => (false, Some("returned NULL (counted as false)".to_string())),
-                Err(why) => (false, Some(why)),
-            },
         };
         let evaluated_at = store.server_time().await?;
         store

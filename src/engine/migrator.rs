@@ -259,7 +259,12 @@ pub fn plan_down<'a>(
     let mut problems = Vec::new();
     for a in newest_first.into_iter().take(count) {
         let id = format!("{}_{}", a.version, a.name);
-        if let Some(owner) = owners.get(&a.name) {
+        // One a plan applied is undone by the plan; one applied outside its
+        // plan (before the plan existed) may be reverted here, so the plan
+        // can apply it.
+        if let Some(owner) = owners.get(&a.name)
+            && a.plan.is_some()
+        {
             problems.push(format!(
                 "{id} belongs to plan {}, phase {} ({}); undo it with `orch rollback {}`",
                 owner.plan, owner.position, owner.phase, owner.plan
@@ -346,8 +351,13 @@ impl Migrator<'_> {
                 .map(|(f, owner)| (f.id(), owner.clone())),
         };
         if plan.apply.is_empty() {
+            let message = if outcome.stopped_before.is_some() {
+                "nothing to apply before the next plan-owned migration"
+            } else {
+                "nothing to apply: every migration is applied"
+            };
             self.reporter.report(Event::Info {
-                message: "nothing to apply: every migration is applied".to_string(),
+                message: message.to_string(),
             });
         }
         if !self.options.dry_run && !plan.apply.is_empty() {
@@ -463,6 +473,7 @@ impl Migrator<'_> {
             path: &file.path,
             section,
             direction,
+            recheck: &[],
         };
         let actor = self.options.actor.clone();
         let stats = runner

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::backfill::{self, BackfillEnd, BackfillJob};
-use crate::engine::checks;
+use crate::engine::checks::{self, BoundCheck};
 use crate::engine::migrator::{MigrationOwner, record as migration_record};
 use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
@@ -66,6 +66,7 @@ impl PlanEngine<'_> {
                 None,
             )
         })?;
+        let mut recheck = Vec::new();
         if !spec.guard.is_empty() {
             let times = self.times(&record, &phases, index);
             let outcomes = self
@@ -91,6 +92,12 @@ impl PlanEngine<'_> {
                     )),
                 ));
             }
+            // Evaluated once more inside a migration's own transaction.
+            recheck = spec
+                .guard
+                .iter()
+                .filter_map(|check| BoundCheck::bind(check, &times).ok())
+                .collect();
         }
         let resumed = matches!(current.state, PhaseState::Running | PhaseState::Paused);
         let now = self.store.server_time().await?;
@@ -117,7 +124,10 @@ impl PlanEngine<'_> {
         }
         match spec.kind {
             PhaseKind::Deploy => self.open_gate(plan, index, started, now).await,
-            PhaseKind::Migration => self.run_migration(plan, index, started, now).await,
+            PhaseKind::Migration => {
+                self.run_migration(plan, index, started, now, &recheck)
+                    .await
+            }
             PhaseKind::Check => {
                 self.run_checks(plan, &record, &phases, index, started)
                     .await
@@ -162,7 +172,9 @@ impl PlanEngine<'_> {
         error: Error,
     ) -> Error {
         let phase = record.id.clone();
-        record.state = PhaseState::Failed;
+        let kind = plan.spec.phases[(record.position - 1) as usize].kind;
+        record.state =
+            transition(kind, record.state, PhaseCommand::Fail).expect("a started phase may fail");
         record.error = Some(error.to_string());
         record.finished_at = self.store.server_time().await.ok();
         let detail = json!({ "error": error.to_string() });
@@ -181,6 +193,7 @@ impl PlanEngine<'_> {
         index: usize,
         running: PhaseRecord,
         now: DateTime<Utc>,
+        recheck: &[BoundCheck],
     ) -> Result<()> {
         let spec = &plan.spec.phases[index];
         let file = self.migration_of(spec)?;
@@ -224,12 +237,14 @@ impl PlanEngine<'_> {
             path: &file.path,
             section: &file.up,
             direction: Direction::Up,
+            recheck,
         };
         let runner = SectionRunner::new(self.store, &self.options.policy, self.reporter).await?;
         let result = runner
             .run(&job, |stats| {
                 let mut done = running.clone();
-                done.state = PhaseState::Done;
+                done.state = transition(PhaseKind::Migration, running.state, PhaseCommand::Succeed)
+                    .expect("a running migration may succeed");
                 done.finished_at =
                     Some(now + chrono::Duration::from_std(stats.duration).unwrap_or_default());
                 done.result = Some(json!({
@@ -321,7 +336,8 @@ impl PlanEngine<'_> {
             return Err(self.fail(plan, running, error).await);
         }
         let mut done = running;
-        done.state = PhaseState::Done;
+        done.state = transition(PhaseKind::Check, done.state, PhaseCommand::Succeed)
+            .expect("a running check may succeed");
         done.finished_at = Some(self.store.server_time().await?);
         done.result = Some(json!({ "checks": outcomes }));
         self.record_phase(

@@ -63,7 +63,7 @@ impl PlanEngine<'_> {
                     current.id,
                     current.state.name()
                 ),
-                next_step(name, current),
+                plan_next_step(name, &phases),
             ));
         }
         let next = transition(spec.kind, current.state, PhaseCommand::Confirm)
@@ -74,12 +74,14 @@ impl PlanEngine<'_> {
             .await?;
         if let Some(failures) = checks::describe_failures(&outcomes) {
             self.store
-                .commit_bookkeeping(&[self.event(
+                .commit_bookkeeping(&[self.event_by(
+                    by,
                     name,
                     Some(&spec.id),
                     "confirm_refused",
                     json!({
                         "by": by,
+                        "session": self.options.actor,
                         "checks": outcomes,
                     }),
                 )])
@@ -105,11 +107,12 @@ impl PlanEngine<'_> {
         let last = index + 1 == phases.len();
         let mut records = vec![
             Bookkeeping::Phase(Box::new(confirmed)),
-            self.event(
+            self.event_by(
+                by,
                 name,
                 Some(&spec.id),
                 "confirmed",
-                json!({ "by": by, "note": note, "checks": outcomes }),
+                json!({ "by": by, "session": self.options.actor, "note": note, "checks": outcomes }),
             ),
         ];
         if last {
@@ -148,6 +151,18 @@ fn next_step(plan: &str, phase: &PhaseRecord) -> Option<String> {
             Some(format!("orch advance {plan}"))
         }
         _ => None,
+    }
+}
+
+/// What the operator can do next on the plan as a whole: confirm the phase
+/// that waits for it, else advance the first phase not yet confirmed.
+fn plan_next_step(plan: &str, phases: &[PhaseRecord]) -> Option<String> {
+    match phases.iter().find(|p| p.state.awaits_confirmation()) {
+        Some(waiting) => Some(confirm_command(plan, &waiting.id)),
+        None => phases
+            .iter()
+            .find(|p| p.state != PhaseState::Confirmed)
+            .and_then(|p| next_step(plan, p)),
     }
 }
 

@@ -66,7 +66,7 @@ impl PlanEngine<'_> {
         if next == PhaseState::Open {
             // A confirmed gate is reopened: the operator confirms it again.
             rolled = current.clone();
-            rolled.state = PhaseState::Open;
+            rolled.state = next;
             rolled.confirmed_by = None;
             rolled.confirmed_at = None;
             rolled.note = None;
@@ -108,6 +108,7 @@ impl PlanEngine<'_> {
                     path: &file.path,
                     section: down,
                     direction: Direction::Down,
+                    recheck: &[],
                 };
                 let runner =
                     SectionRunner::new(self.store, &self.options.policy, self.reporter).await?;

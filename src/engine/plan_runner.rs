@@ -127,6 +127,17 @@ impl PlanEngine<'_> {
                 .await?;
             return self.store.plan_state(name).await;
         };
+        let applied = self.store.applied_migrations().await?;
+        let changed = plan_sync::changed_migrations(plan, &phases, self.migrations, &applied);
+        if !changed.is_empty() {
+            return Err(Error::refused(
+                format!(
+                    "refusing to act on plan {name}: migrations of phases that ran were edited:\n  - {}\n  what a phase applied is history; its file must stay as it was",
+                    changed.join("\n  - ")
+                ),
+                Some("restore those files (git diff shows the edit)".to_string()),
+            ));
+        }
         match plan_sync::compare(plan, &record, &phases)? {
             Sync::Unchanged => Ok(Some((record, phases))),
             Sync::AcceptEdit {
@@ -172,10 +183,23 @@ impl PlanEngine<'_> {
         action: &str,
         detail: serde_json::Value,
     ) -> Bookkeeping {
+        self.event_by(&self.options.actor, plan, phase, action, detail)
+    }
+
+    /// An event done by a named person (a confirmation's `--by`) rather
+    /// than this session's operator.
+    pub(super) fn event_by(
+        &self,
+        actor: &str,
+        plan: &str,
+        phase: Option<&str>,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Bookkeeping {
         Bookkeeping::Event {
             plan: plan.to_string(),
             phase: phase.map(str::to_string),
-            actor: self.options.actor.clone(),
+            actor: actor.to_string(),
             action: action.to_string(),
             detail,
         }

@@ -5,9 +5,11 @@
 //! are unit-tested.
 
 use crate::error::Error;
+use crate::migration::MigrationSet;
 use crate::plan::format::PlanSpec;
 use crate::plan::load::phase_checksum;
 use crate::plan::{LoadedPlan, PhaseState};
+use crate::store::migrations::AppliedMigration;
 use crate::store::plans::{PhaseRecord, PlanRecord};
 use crate::timefmt;
 
@@ -105,6 +107,38 @@ pub fn compare(
         first_pending: last_run + 1,
         changed,
     })
+}
+
+/// The migration files of phases that ran which changed since the phase
+/// applied them: like the phase's YAML, they are history (a rollback would
+/// otherwise run a down section that was never reviewed with its up).
+pub fn changed_migrations(
+    plan: &LoadedPlan,
+    phases: &[PhaseRecord],
+    set: &MigrationSet,
+    applied: &[AppliedMigration],
+) -> Vec<String> {
+    phases
+        .iter()
+        .filter(|p| p.state.has_run() && p.state != PhaseState::Failed)
+        .filter_map(|p| {
+            let spec = plan.spec.phases.get((p.position - 1) as usize)?;
+            let name = spec.migration.as_deref()?;
+            let done = applied
+                .iter()
+                .find(|a| a.name == name && a.plan.as_deref() == Some(plan.name()))?;
+            let file = set.by_name(name)?;
+            (file.checksum != done.checksum).then(|| {
+                format!(
+                    "{} changed after phase {} ({}) applied it on {}",
+                    file.path.display(),
+                    p.position,
+                    p.id,
+                    timefmt::utc(&done.applied_at)
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::engine::checks::{BoundCheck, verdict};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
@@ -25,6 +26,11 @@ pub struct SectionJob<'a> {
     pub path: &'a Path,
     pub section: &'a Section,
     pub direction: Direction,
+    /// Checks that must still hold after the section's statements, in the
+    /// same transaction (a contract phase's guard: by then the statements
+    /// hold their locks, so no row written meanwhile slips past it).
+    /// Not possible for a `transaction:false` section.
+    pub recheck: &'a [BoundCheck],
 }
 
 /// How a section run went.
@@ -102,6 +108,19 @@ impl<'a> SectionRunner<'a> {
             let wait = watch.stop();
             match result {
                 Ok(()) => {
+                    if let Some(failures) = self.failed_rechecks(job).await {
+                        self.store.rollback().await;
+                        return Err(Error::refused(
+                            format!(
+                                "{} was rolled back: its guard no longer holds once its statements ran (rows changed after the guard was first evaluated)\n  {failures}",
+                                job.id
+                            ),
+                            Some(
+                                "make the guard hold, then run the same `orch advance` again"
+                                    .to_string(),
+                            ),
+                        ));
+                    }
                     let stats = RunStats {
                         attempts: attempt + 1,
                         duration: started.elapsed(),
@@ -131,6 +150,26 @@ impl<'a> SectionRunner<'a> {
                 }
             }
         }
+    }
+
+    /// The rechecks that do not hold now, described; `None` if all hold.
+    async fn failed_rechecks(&self, job: &SectionJob<'_>) -> Option<String> {
+        let mut failures = Vec::new();
+        for check in job.recheck {
+            let value = self
+                .store
+                .check_in_transaction(&check.sql, &check.params)
+                .await;
+            if let (false, why) = verdict(value) {
+                failures.push(format!(
+                    "check {:?} {}:\n      {}",
+                    check.name,
+                    why.unwrap_or_default(),
+                    check.written.replace('\n', "\n      ")
+                ));
+            }
+        }
+        (!failures.is_empty()).then(|| failures.join("\n  "))
     }
 
     async fn run_statements(

@@ -247,20 +247,24 @@ impl PlanSet {
     pub fn owners(&self) -> Owners {
         let mut owners = Owners::new();
         for plan in &self.plans {
-            for (i, phase) in plan.spec.phases.iter().enumerate() {
-                if let (PhaseKind::Migration, Some(name)) = (phase.kind, &phase.migration) {
-                    owners.insert(
-                        name.clone(),
-                        MigrationOwner {
-                            plan: plan.name().to_string(),
-                            position: i + 1,
-                            phase: phase.id.clone(),
-                        },
-                    );
-                }
-            }
+            add_owners(&mut owners, plan.name(), &plan.spec);
         }
         owners
+    }
+}
+
+/// Add the migrations that `spec`'s phases own, keeping owners already known.
+pub fn add_owners(owners: &mut Owners, plan: &str, spec: &PlanSpec) {
+    for (i, phase) in spec.phases.iter().enumerate() {
+        if let (PhaseKind::Migration, Some(name)) = (phase.kind, &phase.migration) {
+            owners
+                .entry(name.clone())
+                .or_insert_with(|| MigrationOwner {
+                    plan: plan.to_string(),
+                    position: i + 1,
+                    phase: phase.id.clone(),
+                });
+        }
     }
 }
 

@@ -168,6 +168,19 @@ impl Store {
         Ok(Some((plan_from_row(&row), phases)))
     }
 
+    /// The name and recorded definition of every started plan.
+    pub async fn recorded_plan_definitions(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        if !self.schema_exists().await? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client()
+            .query("SELECT name, definition FROM orch.plans ORDER BY name", &[])
+            .await
+            .map_err(|e| Error::db("cannot read orch.plans", e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Every started plan with its phases.
     pub async fn all_plan_states(&self) -> Result<Vec<(PlanRecord, Vec<PhaseRecord>)>> {
         if !self.schema_exists().await? {
@@ -439,9 +452,21 @@ impl Store {
             .batch_execute(&begin)
             .await
             .map_err(|e| Error::db("cannot start a read-only transaction", e))?;
+        let outcome = self.check_in_transaction(sql, params).await;
+        self.rollback().await;
+        Ok(outcome)
+    }
+
+    /// Evaluate one check inside the transaction already open on the
+    /// working connection: its value, or why it has none.
+    pub async fn check_in_transaction(
+        &self,
+        sql: &str,
+        params: &[Option<DateTime<Utc>>],
+    ) -> std::result::Result<Option<bool>, String> {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let outcome = match self.client().query(sql, &refs).await {
+        match self.client().query(sql, &refs).await {
             Ok(rows) => match rows.as_slice() {
                 [row] if row.len() == 1 => match row.try_get::<_, Option<bool>>(0) {
                     Ok(value) => Ok(value),
@@ -460,8 +485,6 @@ impl Store {
                 Some(d) => format!("failed: {d}"),
                 None => format!("failed: {e}"),
             }),
-        };
-        self.rollback().await;
-        Ok(outcome)
+        }
     }
 }

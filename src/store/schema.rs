@@ -122,6 +122,6 @@ END
 $fn$;
 
 DROP TRIGGER IF EXISTS events_append_only ON orch.events;
-CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON orch.events
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON orch.events
     FOR EACH STATEMENT EXECUTE FUNCTION orch.events_append_only();
 "#;
