@@ -25,9 +25,11 @@ pub use error::{Error, Result};
 
 /// Log to stderr: `RUST_LOG` if set, else warnings (`-v` info, `-vv` debug).
 pub fn init_tracing(verbosity: u8) {
+    // deadpool warns of every pooled connection a stopped server closed
+    // (the demo's Ctrl-C); that is expected, so only its errors show.
     let default = match verbosity {
-        0 => "warn",
-        1 => "orch=info,warn",
+        0 => "warn,deadpool=error",
+        1 => "orch=info,warn,deadpool=error",
         _ => "orch=debug,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -208,3 +208,37 @@ fn naive_migration_blocks_writers_then_breaks_the_old_app() {
         "{after:#}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_demo_and_removes_its_files() {
+    let s = Session::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let url = s.db.connection_string();
+    let args = ["demo", "--database-url", url.as_str(), "--rows", "20000"];
+    let child = s
+        .command(&args)
+        .env("TMPDIR", scratch.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = crate::support::wait_until(Duration::from_secs(60), || {
+        s.value("SELECT to_regclass('orch.phases') IS NOT NULL")
+            .as_deref()
+            == Some("t")
+            && s.value("SELECT count(*) > 0 FROM orch.phases WHERE state <> 'pending'")
+                .as_deref()
+                == Some("t")
+    });
+    assert!(started, "the demo never started the plan");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    crate::support::finish(child, &args)
+        .code(130)
+        .stderr_has("interrupted; the demo stopped; its throwaway server and files are removed");
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
+}

@@ -60,7 +60,8 @@ pub struct Settings {
     pub min_batch: i64,
     pub max_batch: i64,
     pub pause: Duration,
-    pub max_rows_per_second_per_worker: Option<f64>,
+    /// The ceiling for all workers together.
+    pub max_rows_per_second: Option<f64>,
     pub vacuum_every: Option<u64>,
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
@@ -94,13 +95,21 @@ impl Settings {
                 .pause
                 .or_else(|| duration(&spec.pause))
                 .unwrap_or(Duration::ZERO),
-            max_rows_per_second_per_worker: max_rate.map(|r| r as f64 / f64::from(workers)),
+            max_rows_per_second: max_rate.map(|r| r as f64),
             vacuum_every: overrides.vacuum_every.or(spec.vacuum_every),
             lock_timeout,
             // Far above the target: a batch this slow is split and retried.
             statement_timeout: (batch_time * 20)
                 .clamp(Duration::from_secs(2), Duration::from_secs(60)),
         }
+    }
+}
+
+impl Settings {
+    /// Each worker's share of the rows-per-second ceiling.
+    pub fn rate_per_worker(&self) -> Option<f64> {
+        self.max_rows_per_second
+            .map(|rate| rate / f64::from(self.workers.max(1)))
     }
 }
 
@@ -117,6 +126,7 @@ pub struct BackfillStats {
     pub batch_ms_mean: f64,
     pub batch_ms_max: u64,
     /// This run only.
+    pub rows_scanned_this_run: u64,
     pub elapsed_ms: u64,
     pub rows_per_second: f64,
     pub batch_ms_p50: u64,
@@ -136,13 +146,27 @@ pub struct BackfillStats {
 impl BackfillStats {
     /// One line for people.
     pub fn summary(&self) -> String {
+        // A resumed backfill's totals span its runs; its time and rate are
+        // this run's, so say which is which.
+        let this_run = if self.resumed {
+            format!(
+                " in all runs; this run visited {} in {} at {:.0} rows/s",
+                self.rows_scanned_this_run,
+                timefmt::millis(self.elapsed_ms as i64),
+                self.rows_per_second
+            )
+        } else {
+            format!(
+                ", {} at {:.0} rows/s",
+                timefmt::millis(self.elapsed_ms as i64),
+                self.rows_per_second
+            )
+        };
         let mut text = format!(
-            "{} rows updated ({} visited) in {} batches, {} at {:.0} rows/s; batches mean {:.0} ms, max {} ms; {} grew {} -> {} ({:+.0}%)",
+            "{} rows updated ({} visited) in {} batches{this_run}; batches mean {:.0} ms, max {} ms; {} grew {} -> {} ({:+.0}%)",
             self.rows_updated,
             self.rows_scanned,
             self.batches,
-            timefmt::millis(self.elapsed_ms as i64),
-            self.rows_per_second,
             self.batch_ms_mean,
             self.batch_ms_max,
             self.table,
@@ -210,7 +234,10 @@ impl BackfillProgress {
             self.batches_done
         );
         if self.rows_per_second > 0.0 {
-            text.push_str(&format!(", {:.0} rows/s", self.rows_per_second));
+            text.push_str(&format!(
+                ", {:.0} rows/s on average since it started",
+                self.rows_per_second
+            ));
         }
         if let Some(at) = self.updated_at {
             text.push_str(&format!(", last batch {}", timefmt::utc(&at)));
@@ -283,7 +310,7 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
     let key = store
         .backfill_key(&job.spec.table, job.spec.key.as_deref())
         .await?;
-    let config = Settings::new(job.spec, job.overrides, job.lock_timeout);
+    let mut config = Settings::new(job.spec, job.overrides, job.lock_timeout);
     let mut rows = store.backfill_workers(job.plan, job.phase).await?;
     let resumed = !rows.is_empty();
     if rows.is_empty() {
@@ -301,6 +328,18 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
             ),
             None,
         ));
+    }
+    // A resumed backfill keeps the ranges it started with: the rate
+    // ceiling is shared among that many workers.
+    let recorded = rows.len() as u32;
+    if recorded != config.workers {
+        job.reporter.report(Event::Info {
+            message: format!(
+                "the backfill started with {recorded} worker range(s) and resumes with them ({} asked for now)",
+                config.workers
+            ),
+        });
+        config.workers = recorded;
     }
     let before = progress_of_or_empty(&rows);
     let estimate = before.rows_estimate.max(0) as u64;
@@ -535,6 +574,7 @@ async fn stats(
             .map(|r| r.batch_ms_max.max(0) as u64)
             .max()
             .unwrap_or(0),
+        rows_scanned_this_run: scanned_this_run,
         elapsed_ms: elapsed.as_millis() as u64,
         rows_per_second: scanned_this_run as f64 / elapsed.as_secs_f64().max(0.001),
         batch_ms_p50: sorted.get(sorted.len() / 2).copied().unwrap_or(0),

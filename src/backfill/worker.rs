@@ -135,8 +135,12 @@ pub async fn work(
                     } else {
                         String::new()
                     };
+                    let upper = match &failure.last_key {
+                        Some(last) => format!("through {}", describe_key(ctx.key, Some(last))),
+                        None => format!("up to {size} keys"),
+                    };
                     return Err(Error::failed(format!(
-                        "backfill of {} failed in the batch after key {} (up to {size} keys, worker {}): {why}{}",
+                        "backfill of {} failed in the batch after key {}, {upper} (worker {}): {why}{}",
                         ctx.key.display,
                         describe_key(ctx.key, cursor.as_deref()),
                         row.worker,
@@ -165,7 +169,7 @@ pub async fn work(
 /// Honour the pause between batches and the rows-per-second ceiling.
 async fn throttle(ctx: &WorkerContext<'_>, started: Instant, scanned: i64) {
     let mut wait = ctx.config.pause;
-    if let Some(rate) = ctx.config.max_rows_per_second_per_worker {
+    if let Some(rate) = ctx.config.rate_per_worker() {
         let due = Duration::from_secs_f64(scanned as f64 / rate);
         wait = wait.max(due.saturating_sub(started.elapsed()));
     }

@@ -138,11 +138,32 @@ pub async fn run(options: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoR
     };
     let target = target(options).await?;
     narrator.say(target.description.clone());
-    let result = run_on(options, &target, &narrator).await;
+    // Ctrl-C (or SIGTERM) drops the walkthrough, and with it the writers'
+    // pool and the demo's project directory; the server goes below.
+    let result = tokio::select! {
+        result = run_on(options, &target, &narrator) => result,
+        () = interrupt() => Err(Error::Interrupted {
+            resume: "the demo stopped; its throwaway server and files are removed (`orch demo` starts afresh)".to_string(),
+        }),
+    };
     if let Some(server) = target.server {
         let _ = tokio::task::spawn_blocking(move || drop(server)).await;
     }
     result
+}
+
+/// The first Ctrl-C or SIGTERM.
+async fn interrupt() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
 }
 
 async fn target(options: &DemoOptions) -> Result<Target> {

@@ -109,6 +109,8 @@ pub struct BatchStatements {
 #[derive(Debug)]
 pub struct BatchFailure {
     pub diagnostic: PgDiagnostic,
+    /// The batch's last key, when the failure came after it was found.
+    pub last_key: Option<Vec<String>>,
 }
 
 impl BatchFailure {
@@ -473,6 +475,7 @@ impl Store {
             statement_timeout.as_millis()
         );
         let client = self.client();
+        let mut batch_end: Option<Vec<String>> = None;
         let result: std::result::Result<BatchDone, tokio_postgres::Error> = async {
             client.batch_execute(&begin).await?;
             let recorded: Option<Vec<String>> = client
@@ -502,6 +505,7 @@ impl Store {
                     (row.get(0), row.get(1), true)
                 }
             };
+            batch_end.clone_from(&last_key);
             let mut updated = 0;
             if let Some(hi) = &last_key {
                 debug_assert_eq!(hi.len(), statements.key_len);
@@ -542,6 +546,7 @@ impl Store {
                 self.rollback().await;
                 Err(BatchFailure {
                     diagnostic: diagnostic(&e),
+                    last_key: batch_end,
                 })
             }
         }
