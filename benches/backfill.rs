@@ -70,6 +70,8 @@ struct Measure {
     batch_p50_ms: Option<u64>,
     batch_max_ms: Option<u64>,
     growth_percent: f64,
+    /// The longest a concurrent single-row application update waited.
+    app_wait_max_ms: u64,
 }
 
 const SETUP: &str = "
@@ -137,8 +139,15 @@ fn main() {
     let medians: Vec<Measure> = results.iter().map(|r| median(r)).collect();
     let single = medians[0].seconds;
     println!(
-        "\n  {:<45} {:>8} {:>10} {:>14} {:>10} {:>10} {:>8}",
-        "contender", "seconds", "rows/s", "vs UPDATE", "batch p50", "batch max", "growth"
+        "\n  {:<45} {:>8} {:>10} {:>14} {:>10} {:>10} {:>8} {:>10}",
+        "contender",
+        "seconds",
+        "rows/s",
+        "vs UPDATE",
+        "batch p50",
+        "batch max",
+        "growth",
+        "app wait"
     );
     for (contender, m) in contenders.iter().zip(&medians) {
         let ms = |v: Option<u64>| {
@@ -146,14 +155,15 @@ fn main() {
                 .unwrap_or_else(|| "-".to_string())
         };
         println!(
-            "  {:<45} {:>8.2} {:>10.0} {:>13.2}x {:>10} {:>10} {:>7.0}%",
+            "  {:<45} {:>8.2} {:>10.0} {:>13.2}x {:>10} {:>10} {:>7.0}% {:>10}",
             contender.name(),
             m.seconds,
             args.rows as f64 / m.seconds,
             single / m.seconds,
             ms(m.batch_p50_ms),
             ms(m.batch_max_ms),
-            m.growth_percent
+            m.growth_percent,
+            ms(Some(m.app_wait_max_ms))
         );
     }
     let (tutorial, one, two) = (medians[1].seconds, &medians[2], medians[3].seconds);
@@ -173,6 +183,12 @@ fn main() {
         "    orch 2 workers faster than the single UPDATE: {:.2}x, {}",
         single / two,
         check(two < single)
+    );
+    println!(
+        "    concurrent single-row updates wait about one batch at most: orch 1 worker {} ms (max batch {} ms), single UPDATE {} ms",
+        one.app_wait_max_ms,
+        one.batch_max_ms.unwrap_or(0),
+        medians[0].app_wait_max_ms
     );
     if tutorial.is_nan() {
         println!("    orch 1 worker >= 2.5x the tutorial loop: skipped (--no-tutorial)");
@@ -211,6 +227,31 @@ async fn measure(
             .get::<_, i64>(0)
     };
     let before = size().await;
+    // The application: one single-row update every 10 ms on rows all over
+    // the table, timing each, for as long as the contender runs.
+    let app = settings.connect("orch bench app").await.unwrap();
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let app_task = {
+        let running = running.clone();
+        let rows = rows as i64;
+        tokio::spawn(async move {
+            let update = app
+                .prepare("UPDATE posts SET url = url WHERE id = $1")
+                .await
+                .unwrap();
+            let mut slowest = Duration::ZERO;
+            let mut i: i64 = 0;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let id = (1 + (i * 7919) % rows) as i32;
+                let t = Instant::now();
+                app.execute(&update, &[&id]).await.unwrap();
+                slowest = slowest.max(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            slowest
+        })
+    };
     let started = Instant::now();
     let mut m = Measure::default();
     match contender {
@@ -276,6 +317,8 @@ async fn measure(
         }
     }
     m.seconds = started.elapsed().as_secs_f64();
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    m.app_wait_max_ms = app_task.await.unwrap().as_millis() as u64;
     let nulls: i64 = client
         .query_one("SELECT count(*) FROM posts WHERE loc IS NULL", &[])
         .await

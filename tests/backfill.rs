@@ -550,3 +550,54 @@ fn a_resumed_backfill_shares_its_rate_among_the_recorded_workers() {
     );
     assert_every_row_right_once(&s);
 }
+
+#[test]
+fn application_updates_wait_at_most_about_one_batch() {
+    let s = Session::new();
+    numbers_table(&s, 300_000);
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            SUM_PLAN_SET,
+            SUM_PLAN_WHERE,
+            "      batch_time: 50ms\n",
+        ),
+    );
+    let mut child = start_until(&s, 1, &["advance", "fill"]);
+    let backfill_started = std::time::Instant::now();
+    // The application updates rows all over the table, one at a time,
+    // while the backfill runs; it records how long each update took.
+    let app = s.db.connect();
+    let mut slowest = Duration::ZERO;
+    let mut updates = 0u32;
+    let mut i = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        i += 1;
+        let id = 1 + (i * 7919) % 300_000;
+        let started = std::time::Instant::now();
+        app.execute(&format!("UPDATE t SET a = a + 1, s = NULL WHERE id = {id}"));
+        slowest = slowest.max(started.elapsed());
+        updates += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let backfill_took = backfill_started.elapsed();
+    finish(child, &["advance", "fill"]).success();
+    eprintln!("slowest application update {slowest:?} of {updates}; backfill {backfill_took:?}");
+    assert!(
+        updates > 20,
+        "only {updates} updates overlapped the backfill"
+    );
+    let max_batch: u64 = s
+        .value("SELECT result->>'batch_ms_max' FROM orch.phases")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A row in a batch is released when the batch commits; the margin is
+    // for the update's own work on a busy 2-core machine. One big UPDATE
+    // would hold a row for most of the backfill's time instead.
+    assert!(
+        slowest <= Duration::from_millis(max_batch + 500) && slowest < backfill_took / 2,
+        "an application update waited {slowest:?}; the longest batch took {max_batch} ms, the backfill {backfill_took:?}"
+    );
+}
