@@ -700,12 +700,12 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "unclosed flow",
             yaml: "plan: broken\nphases: [\n",
-            error: "plans/broken.yaml:3:",
+            error: "plans/broken.yaml:3:1: (syntax): did not find expected node content",
         },
         Broken {
             name: "tab indentation",
             yaml: "plan: broken\nphases:\n\t- id: a\n",
-            error: "plans/broken.yaml:3:",
+            error: "plans/broken.yaml:3:1: (syntax): found character that cannot start any token",
         },
         Broken {
             name: "unknown top field",
@@ -715,7 +715,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "unknown phase field",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    timeout: 5\n",
-            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field",
+            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field (expected one of id, kind, title, instructions, role, migration, backfill, guard, checks, reversible, rollback_loses)",
         },
         Broken {
             name: "misspelled kind",
@@ -730,7 +730,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "missing plan name",
             yaml: "phases: []\n",
-            error: "plan: required field is missing",
+            error: "plans/broken.yaml:1:1: plan: required field is missing",
         },
         Broken {
             name: "phases not a list",
@@ -745,12 +745,12 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "workers not a number",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      workers: two\n",
-            error: "plans/broken.yaml:9:16: phases[0].backfill.workers: invalid type: string \"two\"",
+            error: "plans/broken.yaml:9:16: phases[0].backfill.workers: invalid type: string \"two\", expected u32",
         },
         Broken {
             name: "unknown backfill field",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      batch: 100\n",
-            error: "plans/broken.yaml:9:7: phases[0].backfill.batch: unknown field",
+            error: "plans/broken.yaml:9:7: phases[0].backfill.batch: unknown field (expected one of table, key, set, where, batch_time, min_batch, max_batch, pause, max_rows_per_second, workers, vacuum_every)",
         },
         Broken {
             name: "check without sql",
@@ -765,7 +765,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "duplicate ids",
             yaml: "plan: broken\nphases:\n  - {id: a, kind: deploy, title: t, instructions: i}\n  - {id: a, kind: deploy, title: u, instructions: i}\n",
-            error: "phases[1].id: duplicate phase id \"a\" (phase 1 has it too)",
+            error: "plans/broken.yaml:4:10: phases[1].id: duplicate phase id \"a\" (phase 1 has it too)",
         },
         Broken {
             name: "dangling migration",
@@ -775,52 +775,52 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "migration owned by another plan",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: migration\n    title: t\n    migration: other_t\n",
-            error: "6:16: phases[0].migration: migration \"other_t\" is already owned by plan ",
+            error: "plans/owner.yaml:6:16: phases[0].migration: migration \"other_t\" is already owned by plan broken, phase 1 (a); a migration belongs to one plan",
         },
         Broken {
             name: "contract without check",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: migration\n    role: contract\n    title: t\n    migration: create_t\n",
-            error: "plans/broken.yaml:5:11: phases[0].role: a contract phase needs a check before it",
+            error: "plans/broken.yaml:5:11: phases[0].role: a contract phase needs a check before it: add a guard (e.g. that nothing is left to copy) or a check phase before it",
         },
         Broken {
             name: "invalid table identifier",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: \"posts; DROP TABLE x\"\n      set: a = 1\n",
-            error: "plans/broken.yaml:7:14: phases[0].backfill.table: \"posts; DROP TABLE x\" is not a valid table name",
+            error: "plans/broken.yaml:7:14: phases[0].backfill.table: \"posts; DROP TABLE x\" is not a valid table name (lowercase identifier, optionally schema-qualified; orch quotes it)",
         },
         Broken {
             name: "invalid key column",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      key: [id, \"Created At\"]\n      set: a = 1\n",
-            error: "phases[0].backfill.key[1]: \"Created At\" is not a valid column name",
+            error: "plans/broken.yaml:8:17: phases[0].backfill.key[1]: \"Created At\" is not a valid column name (lowercase identifier)",
         },
         Broken {
             name: "plan name mismatch",
             yaml: "plan: other-name\nphases:\n  - {id: a, kind: deploy, title: t, instructions: i}\n",
-            error: "plans/broken.yaml:1:7: plan: plan \"other-name\" must be in a file named \"other-name\".yaml",
+            error: "plans/broken.yaml:1:7: plan: plan \"other-name\" must be in a file named \"other-name\".yaml (it is in \"broken\")",
         },
         Broken {
             name: "deploy without instructions",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n",
-            error: "phases[0].instructions: a deploy gate tells the operator what to deploy",
+            error: "plans/broken.yaml:3:5: phases[0].instructions: a deploy gate tells the operator what to deploy: add instructions",
         },
         Broken {
             name: "unknown placeholder",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    checks:\n      - name: c\n        sql: SELECT now() > :opened_at\n",
-            error: "plans/broken.yaml:9:14: phases[0].checks[0].sql: :opened_at is not a known placeholder",
+            error: "plans/broken.yaml:9:14: phases[0].checks[0].sql: :opened_at is not a known placeholder (known: :gate_opened_at, :phase_started_at, :plan_started_at)",
         },
         Broken {
             name: "two statements in a check",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: check\n    title: t\n    checks:\n      - name: c\n        sql: SELECT true; DROP TABLE t\n",
-            error: "phases[0].checks[0].sql: a check is exactly one SQL statement returning one boolean (found 2)",
+            error: "plans/broken.yaml:8:14: phases[0].checks[0].sql: a check is exactly one SQL statement returning one boolean (found 2)",
         },
         Broken {
             name: "backfill section on a gate",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    backfill: {table: posts, set: a = 1}\n",
-            error: "phases[0].backfill: a deploy phase has no backfill section",
+            error: "plans/broken.yaml:7:15: phases[0].backfill: a deploy phase has no backfill section (see docs/plan-format.md)",
         },
         Broken {
             name: "batch time out of range",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      batch_time: 1h\n",
-            error: "phases[0].backfill.batch_time: batch_time must be between 10ms and 10s",
+            error: "plans/broken.yaml:9:19: phases[0].backfill.batch_time: batch_time must be between 10ms and 10s",
         },
     ]
 }
