@@ -114,7 +114,9 @@ fn declared_key_must_be_unique_and_not_null() {
          CREATE TABLE nullable (a int UNIQUE, b int);",
     );
     s.plan("fill.yaml", &plan("nokey", "b = a", "b IS NULL", ""));
-    s.orch(&["check"]).success();
+    s.orch(&["check"])
+        .success()
+        .stdout_has("note: the tables and keys of backfill phases (fill/fill) are checked against the database by `orch check --online`");
     s.orch(&["check", "--online"])
         .code(3)
         .stderr_has("phases[0].backfill.table: table nokey has no usable key for a backfill: it has no primary key and no unique index");
