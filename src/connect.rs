@@ -8,11 +8,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
 
 mod pgpass;
+mod tls;
+
+pub use tls::{SslMode, TlsSettings};
 
 /// Resolved connection settings. `describe` never shows the password.
 #[derive(Clone, Debug)]
@@ -20,6 +24,19 @@ pub struct ConnectionSettings {
     config: Config,
     /// Where the settings came from, for error messages.
     source: &'static str,
+    tls: TlsSettings,
+    connector: Connector,
+}
+
+/// The TLS connector, built once from the settings (it reads root
+/// certificates).
+#[derive(Clone)]
+struct Connector(MakeRustlsConnect);
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connector")
+    }
 }
 
 impl ConnectionSettings {
@@ -39,8 +56,9 @@ impl ConnectionSettings {
                 .filter(|s| !s.is_empty())
                 .map(|u| (u, "DATABASE_URL")),
         };
-        let (mut config, source) = match from_url {
+        let (mut config, source, tls) = match from_url {
             Some((text, source)) => {
+                let (text, tls) = TlsSettings::take(&text, &env)?;
                 let text = match env("PGPORT").filter(|p| !p.is_empty()) {
                     Some(port) => url_with_default_port(&text, &port),
                     None => text,
@@ -48,18 +66,35 @@ impl ConnectionSettings {
                 let config = Config::from_str(&text).map_err(|e| {
                     Error::Usage(format!("{source} is not a valid connection string: {e}"))
                 })?;
-                (config, source)
+                (config, source, tls)
             }
             None => (
                 Config::new(),
                 "PG* environment variables and libpq defaults",
+                TlsSettings::take("", &env)?.1,
             ),
         };
         fill_from_environment(&mut config, &env)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        Ok(ConnectionSettings { config, source })
+        // As in libpq, TLS does not apply to unix sockets.
+        let sockets_only = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)));
+        config.ssl_mode(if sockets_only {
+            SslMode::Disable.driver_mode()
+        } else {
+            tls.mode.driver_mode()
+        });
+        let connector = Connector(tls.connector()?);
+        Ok(ConnectionSettings {
+            config,
+            source,
+            tls,
+            connector,
+        })
     }
 
     /// Settings pointing at a given connection string (tests, demo).
@@ -88,13 +123,17 @@ impl ConnectionSettings {
 
     /// `host=... port=... user=... dbname=...`, without the password.
     pub fn describe(&self) -> String {
-        format!(
+        let mut text = format!(
             "host={} port={} user={} dbname={}",
             self.hosts(),
             self.ports(),
             self.config.get_user().unwrap_or("?"),
             self.config.get_dbname().unwrap_or("?")
-        )
+        );
+        if self.tls.mode != SslMode::Prefer {
+            text.push_str(&format!(" sslmode={}", self.tls.mode.name()));
+        }
+        text
     }
 
     /// The same settings pointing at another database (the harness uses
@@ -105,6 +144,8 @@ impl ConnectionSettings {
         ConnectionSettings {
             config,
             source: self.source,
+            tls: self.tls.clone(),
+            connector: self.connector.clone(),
         }
     }
 
@@ -130,6 +171,10 @@ impl ConnectionSettings {
         if let Some(dbname) = self.config.get_dbname() {
             parts.push(format!("dbname={}", quote(dbname)));
         }
+        parts.push(format!("sslmode={}", self.tls.mode.name()));
+        if let Some(root) = &self.tls.root_cert {
+            parts.push(format!("sslrootcert={}", quote(root)));
+        }
         parts.join(" ")
     }
 
@@ -148,7 +193,7 @@ impl ConnectionSettings {
     pub async fn connect(&self, application_name: &str) -> Result<Client> {
         let config = self.config(application_name);
         let (client, connection) = config
-            .connect(NoTls)
+            .connect(self.connector.0.clone())
             .await
             .map_err(|e| self.connect_error(&e))?;
         tokio::spawn(async move {
@@ -163,7 +208,7 @@ impl ConnectionSettings {
     pub fn pool(&self, application_name: &str, size: usize) -> Result<deadpool_postgres::Pool> {
         let manager = deadpool_postgres::Manager::from_config(
             self.config(application_name),
-            NoTls,
+            self.connector.0.clone(),
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },

@@ -6,4 +6,5 @@ mod support;
 mod backfill;
 mod migrations;
 mod plans;
+mod tls;
 mod zero_downtime;
