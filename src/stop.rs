@@ -53,10 +53,7 @@ impl StopSignal {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             for count in 0.. {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-                }
+                interrupted(&mut term).await;
                 if count > 0 {
                     eprintln!("interrupted again: stopping now");
                     std::process::exit(130);
@@ -67,6 +64,19 @@ impl StopSignal {
                 signal.request();
             }
         });
+    }
+}
+
+/// The next Ctrl-C (SIGINT), or SIGTERM when `term` listens for it.
+pub async fn interrupted(term: &mut Option<tokio::signal::unix::Signal>) {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
     }
 }
 

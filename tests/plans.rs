@@ -38,10 +38,7 @@ fn v3_writes(s: &Session, n: usize) {
 }
 
 fn phase_state(s: &Session, id: &str) -> String {
-    s.value(&format!(
-        "SELECT state FROM orch.phases WHERE plan = '{PLAN}' AND id = '{id}'"
-    ))
-    .unwrap()
+    phase_state_of(s, PLAN, id)
 }
 
 #[test]

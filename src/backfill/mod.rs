@@ -103,9 +103,7 @@ impl Settings {
                 .clamp(Duration::from_secs(2), Duration::from_secs(60)),
         }
     }
-}
 
-impl Settings {
     /// Each worker's share of the rows-per-second ceiling.
     pub fn rate_per_worker(&self) -> Option<f64> {
         self.max_rows_per_second

@@ -155,15 +155,7 @@ pub async fn run(options: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoR
 /// The first Ctrl-C or SIGTERM.
 async fn interrupt() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
-    }
+    crate::stop::interrupted(&mut term).await;
 }
 
 async fn target(options: &DemoOptions) -> Result<Target> {

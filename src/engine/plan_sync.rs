@@ -24,6 +24,11 @@ pub enum Sync {
     },
 }
 
+/// A phase that ran and did not fail: its definition may not change.
+fn is_history(p: &PhaseRecord) -> bool {
+    p.state.has_run() && p.state != PhaseState::Failed
+}
+
 /// Compare the file with the record. Refuses when a phase that has run is
 /// missing, moved or edited.
 pub fn compare(
@@ -33,8 +38,7 @@ pub fn compare(
 ) -> Result<Sync, Error> {
     let mut problems = Vec::new();
     let mut last_run = 0;
-    let is_history = |p: &&PhaseRecord| p.state.has_run() && p.state != PhaseState::Failed;
-    for p in phases.iter().filter(is_history) {
+    for p in phases.iter().filter(|p| is_history(p)) {
         last_run = last_run.max(p.position);
         let index = (p.position - 1) as usize;
         let when = p
@@ -120,7 +124,7 @@ pub fn changed_migrations(
 ) -> Vec<String> {
     phases
         .iter()
-        .filter(|p| p.state.has_run() && p.state != PhaseState::Failed)
+        .filter(|p| is_history(p))
         .filter_map(|p| {
             let spec = plan.spec.phases.get((p.position - 1) as usize)?;
             let name = spec.migration.as_deref()?;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::engine::checks::{BoundCheck, verdict};
+use crate::engine::checks::{BoundCheck, CheckOutcome, describe_failures, verdict};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
@@ -154,22 +154,21 @@ impl<'a> SectionRunner<'a> {
 
     /// The rechecks that do not hold now, described; `None` if all hold.
     async fn failed_rechecks(&self, job: &SectionJob<'_>) -> Option<String> {
-        let mut failures = Vec::new();
+        let mut outcomes = Vec::new();
         for check in job.recheck {
             let value = self
                 .store
                 .check_in_transaction(&check.sql, &check.params)
                 .await;
-            if let (false, why) = verdict(value) {
-                failures.push(format!(
-                    "check {:?} {}:\n      {}",
-                    check.name,
-                    why.unwrap_or_default(),
-                    check.written.replace('\n', "\n      ")
-                ));
-            }
+            let (passed, detail) = verdict(value);
+            outcomes.push(CheckOutcome {
+                name: check.name.clone(),
+                sql: check.written.clone(),
+                passed,
+                detail,
+            });
         }
-        (!failures.is_empty()).then(|| failures.join("\n  "))
+        describe_failures(&outcomes)
     }
 
     async fn run_statements(
