@@ -742,7 +742,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "workers not a number",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      workers: two\n",
-            error: "plans/broken.yaml:9:16: phases[0].backfill.workers: invalid type: string \"two\", expected u32",
+            error: "plans/broken.yaml:9:16: phases[0].backfill.workers: invalid type: string \"two\", expected a whole number",
         },
         Broken {
             name: "unknown backfill field",

@@ -173,7 +173,19 @@ fn rewrite(field: String, message: String) -> (String, String) {
         let name = rest.trim_end_matches('`');
         return (join(&field, name), "field given twice".to_string());
     }
-    (field, unticked(&message))
+    // serde names Rust types: say what a plan's author would.
+    let mut message = unticked(&message);
+    for (rust, plain) in [
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+    ] {
+        if message.ends_with(rust) {
+            message = format!("{}{plain}", &message[..message.len() - rust.len()]);
+        }
+    }
+    (field, message)
 }
 
 /// Every plan of a directory, validated against the migrations.
