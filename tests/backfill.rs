@@ -603,3 +603,32 @@ fn application_updates_wait_at_most_about_one_batch() {
         "an application update waited {slowest:?}; the longest batch took {max_batch} ms, the backfill {backfill_took:?}"
     );
 }
+
+#[test]
+fn a_deadlocked_batch_is_retried() {
+    let s = Session::new();
+    numbers_table(&s, 1_000);
+    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    // The application holds row 900; the first batch (rows 1-1000) locks
+    // rows 1-899 and waits for it; then the application asks for row 1.
+    let app = s.db.connect();
+    app.execute("BEGIN; UPDATE t SET a = a WHERE id = 900;");
+    let child = s.spawn(&["-v", "advance", "fill", "--lock-timeout", "10s"]);
+    let batch_waits = wait_until(Duration::from_secs(30), || {
+        s.value(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name LIKE 'orch backfill%' AND wait_event_type = 'Lock'",
+        )
+        .as_deref()
+            == Some("1")
+    });
+    assert!(batch_waits, "the batch never waited for row 900");
+    // The batch waited first, so its deadlock check (after deadlock_timeout)
+    // finds the cycle and cancels the batch; this update then goes through.
+    app.execute("UPDATE t SET a = a WHERE id = 1; COMMIT;");
+    finish(child, &["advance", "fill"])
+        .success()
+        .stderr_has("batch failed (deadlock detected), retry 1")
+        .stdout_has("backfill finished");
+    assert_every_row_right_once(&s);
+}
