@@ -105,13 +105,14 @@ impl TlsSettings {
             .map_err(|e| Error::Usage(format!("cannot set up TLS: {e}")))?;
         let roots = self.roots()?;
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, roots) {
-            (SslMode::Disable | SslMode::Prefer | SslMode::Require, None) => {
-                Arc::new(EncryptOnly { provider })
-            }
-            // Unverified modes with no roots configured took the arm above.
+            (SslMode::Disable | SslMode::Prefer | SslMode::Require, None) => Arc::new(Lenient {
+                chain: None,
+                provider,
+            }),
             (SslMode::VerifyFull, Some(roots)) => webpki(roots, provider)?,
-            (_, Some(roots)) => Arc::new(ChainOnly {
-                inner: webpki(roots, provider)?,
+            (_, Some(roots)) => Arc::new(Lenient {
+                chain: Some(webpki(roots, provider.clone())?),
+                provider,
             }),
             (mode, None) => {
                 return Err(Error::Usage(format!(
@@ -182,23 +183,35 @@ fn webpki(
         .map_err(|e| Error::Usage(format!("cannot set up TLS: {e}")))
 }
 
-/// `sslmode=prefer/require` without roots: encrypted, server not checked
-/// (libpq's behaviour); the handshake's signatures are still verified.
+/// What libpq checks of the server's certificate in all but verify-full:
+/// nothing (`prefer`/`require` without roots: encrypted, server not
+/// checked), or with `chain` the chain up to a trusted root but not the
+/// name (`verify-ca`, and `require` with roots). The handshake's signatures
+/// are verified either way.
 #[derive(Debug)]
-struct EncryptOnly {
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl ServerCertVerifier for EncryptOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -233,56 +246,6 @@ impl ServerCertVerifier for EncryptOnly {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `sslmode=verify-ca` (and `require` with roots): the chain must lead to a
-/// trusted root; the name in the certificate is not compared with the host.
-#[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 
