@@ -466,6 +466,38 @@ fn a_guard_refuses_before_and_inside_the_contract_transaction() {
     assert_eq!(s.columns("t"), ["a", "b"]);
 }
 
+#[test]
+fn a_guard_too_slow_to_run_under_the_lock_is_checked_once_with_a_warning() {
+    let s = Session::new();
+    s.migration(
+        "1_create_t.sql",
+        "-- migrate:up\nCREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n-- migrate:down\nDROP TABLE t;\n",
+    );
+    s.migration(
+        "2_add_b.sql",
+        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\n",
+    );
+    // Stands in for a full scan of a big table: under the contract's lock
+    // it would stall the application longer than the lock_timeout.
+    s.plan(
+        "guarded.yaml",
+        &GUARDED_PLAN.replace(
+            "sql: SELECT NOT EXISTS (SELECT 1 FROM t WHERE a IS NULL)",
+            "sql: SELECT NOT EXISTS (SELECT 1 FROM t WHERE a IS NULL) FROM pg_sleep(0.8)",
+        ),
+    );
+    for _ in 0..2 {
+        s.orch(&["advance", "guarded"]).success();
+        s.orch(&["confirm", "guarded", "--by", "a"]).success();
+    }
+    s.orch(&["advance", "guarded", "--lock-timeout", "300ms"])
+        .success()
+        .stdout_has("[ok  ] contract guard check \"no row lacks a\"")
+        .stderr_has("warning: 2_add_b: the guard was not evaluated again under the table's lock: there it takes longer than 300 ms");
+    assert_eq!(s.columns("t"), ["a", "b"]);
+    assert_eq!(phase_state_of(&s, "guarded", "contract"), "done");
+}
+
 fn phase_state_of(s: &Session, plan: &str, id: &str) -> String {
     s.value(&format!(
         "SELECT state FROM orch.phases WHERE plan = '{plan}' AND id = '{id}'"

@@ -457,34 +457,98 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Evaluate checks inside the open transaction (a migration's, after
+    /// its statements took their locks) within `budget`: the first check's
+    /// value that is not true, with why, or `Ok(None)` when all hold, or
+    /// `Err(TooSlow)` when they did not finish within the budget (then the
+    /// transaction is as it was before them, still holding its locks).
+    /// `restore_timeout_ms` is the transaction's statement_timeout after.
+    pub async fn checks_within(
+        &self,
+        checks: &[(&str, &[Option<DateTime<Utc>>])],
+        budget: std::time::Duration,
+        restore_timeout_ms: u128,
+    ) -> Result<std::result::Result<Option<(usize, String)>, TooSlow>> {
+        let setup = format!(
+            "SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {}",
+            budget.as_millis().max(1)
+        );
+        self.client()
+            .batch_execute(&setup)
+            .await
+            .map_err(|e| Error::db("cannot start the guard's second evaluation", e))?;
+        let mut failed = None;
+        for (i, (sql, params)) in checks.iter().enumerate() {
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            match self.client().query(*sql, &refs).await {
+                Err(e) if PgDiagnostic::from_driver(&e).is_some_and(|d| d.sqlstate == "57014") => {
+                    self.client()
+                        .batch_execute("ROLLBACK TO SAVEPOINT orch_recheck")
+                        .await
+                        .map_err(|e| Error::db("cannot undo the guard's second evaluation", e))?;
+                    return Ok(Err(TooSlow));
+                }
+                result => {
+                    let (passed, why) = crate::engine::checks::verdict(one_boolean(result));
+                    if !passed {
+                        failed = Some((i, why.unwrap_or_default()));
+                        break;
+                    }
+                }
+            }
+        }
+        if failed.is_none() {
+            let restore = format!(
+                "RELEASE SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {restore_timeout_ms}"
+            );
+            self.client()
+                .batch_execute(&restore)
+                .await
+                .map_err(|e| Error::db("cannot end the guard's second evaluation", e))?;
+        }
+        Ok(Ok(failed))
+    }
+
     /// Evaluate one check inside the transaction already open on the
     /// working connection: its value, or why it has none.
-    pub async fn check_in_transaction(
+    async fn check_in_transaction(
         &self,
         sql: &str,
         params: &[Option<DateTime<Utc>>],
     ) -> std::result::Result<Option<bool>, String> {
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        match self.client().query(sql, &refs).await {
-            Ok(rows) => match rows.as_slice() {
-                [row] if row.len() == 1 => match row.try_get::<_, Option<bool>>(0) {
-                    Ok(value) => Ok(value),
-                    Err(_) => Err(format!(
-                        "returned a {} instead of a boolean",
-                        row.columns()[0].type_().name()
-                    )),
-                },
-                [row] => Err(format!(
-                    "returned {} columns instead of one boolean",
-                    row.len()
+        one_boolean(self.client().query(sql, &refs).await)
+    }
+}
+
+/// Checks that ran out of their time budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow;
+
+/// A check's rows as its one boolean, or why they are not one.
+fn one_boolean(
+    result: std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+) -> std::result::Result<Option<bool>, String> {
+    match result {
+        Ok(rows) => match rows.as_slice() {
+            [row] if row.len() == 1 => match row.try_get::<_, Option<bool>>(0) {
+                Ok(value) => Ok(value),
+                Err(_) => Err(format!(
+                    "returned a {} instead of a boolean",
+                    row.columns()[0].type_().name()
                 )),
-                rows => Err(format!("returned {} rows instead of one", rows.len())),
             },
-            Err(e) => Err(match PgDiagnostic::from_driver(&e) {
-                Some(d) => format!("failed: {d}"),
-                None => format!("failed: {e}"),
-            }),
-        }
+            [row] => Err(format!(
+                "returned {} columns instead of one boolean",
+                row.len()
+            )),
+            rows => Err(format!("returned {} rows instead of one", rows.len())),
+        },
+        Err(e) => Err(match PgDiagnostic::from_driver(&e) {
+            Some(d) => format!("failed: {d}"),
+            None => format!("failed: {e}"),
+        }),
     }
 }
