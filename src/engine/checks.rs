@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::plan::CheckSpec;
 use crate::sql_text;
 use crate::store::Store;
-use crate::store::plans::CheckResultRecord;
+use crate::store::plans::{CheckResultRecord, CheckValue};
 
 /// Times a check may refer to.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,7 +75,7 @@ impl BoundCheck {
 }
 
 /// (passed, why not) from a check's value.
-pub fn verdict(value: std::result::Result<Option<bool>, String>) -> (bool, Option<String>) {
+pub fn verdict(value: CheckValue) -> (bool, Option<String>) {
     match value {
         Ok(Some(true)) => (true, None),
         Ok(Some(false)) => (false, Some("returned false".to_string())),

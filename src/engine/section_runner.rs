@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::engine::checks::{BoundCheck, CheckOutcome, describe_failures};
+use crate::engine::checks::{BoundCheck, CheckOutcome, describe_failures, verdict};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
@@ -165,20 +165,28 @@ impl<'a> SectionRunner<'a> {
             .checks_within(&checks, budget, self.policy.statement_timeout.as_millis())
             .await?;
         match outcome {
-            Ok(None) => Ok(()),
-            Ok(Some((index, why))) => {
-                let check = &job.recheck[index];
-                let outcome = CheckOutcome {
-                    name: check.name.clone(),
-                    sql: check.written.clone(),
-                    passed: false,
-                    detail: Some(why),
+            Ok(values) => {
+                let outcomes: Vec<CheckOutcome> = job
+                    .recheck
+                    .iter()
+                    .zip(values)
+                    .map(|(check, value)| {
+                        let (passed, detail) = verdict(value);
+                        CheckOutcome {
+                            name: check.name.clone(),
+                            sql: check.written.clone(),
+                            passed,
+                            detail,
+                        }
+                    })
+                    .collect();
+                let Some(failures) = describe_failures(&outcomes) else {
+                    return Ok(());
                 };
                 Err(Error::refused(
                     format!(
                         "{} was rolled back: its guard no longer holds once its statements ran (rows changed after the guard was first evaluated)\n  {}",
-                        job.id,
-                        describe_failures(&[outcome]).unwrap_or_default()
+                        job.id, failures
                     ),
                     Some("make the guard hold, then run the same `orch advance` again".to_string()),
                 ))

@@ -458,17 +458,17 @@ impl Store {
     }
 
     /// Evaluate checks inside the open transaction (a migration's, after
-    /// its statements took their locks) within `budget`: the first check's
-    /// value that is not true, with why, or `Ok(None)` when all hold, or
-    /// `Err(TooSlow)` when they did not finish within the budget (then the
-    /// transaction is as it was before them, still holding its locks).
-    /// `restore_timeout_ms` is the transaction's statement_timeout after.
+    /// its statements took their locks) within `budget`, in order, up to the
+    /// first whose value is not true: their values, or `Err(TooSlow)` when
+    /// they did not finish within the budget (then the transaction is as it
+    /// was before them, still holding its locks). `restore_timeout_ms` is
+    /// the transaction's statement_timeout after them.
     pub async fn checks_within(
         &self,
         checks: &[(&str, &[Option<DateTime<Utc>>])],
         budget: std::time::Duration,
         restore_timeout_ms: u128,
-    ) -> Result<std::result::Result<Option<(usize, String)>, TooSlow>> {
+    ) -> Result<std::result::Result<Vec<CheckValue>, TooSlow>> {
         let setup = format!(
             "SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {}",
             budget.as_millis().max(1)
@@ -477,37 +477,36 @@ impl Store {
             .batch_execute(&setup)
             .await
             .map_err(|e| Error::db("cannot start the guard's second evaluation", e))?;
-        let mut failed = None;
-        for (i, (sql, params)) in checks.iter().enumerate() {
+        let mut values = Vec::new();
+        for (sql, params) in checks {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            match self.client().query(*sql, &refs).await {
-                Err(e) if PgDiagnostic::from_driver(&e).is_some_and(|d| d.sqlstate == "57014") => {
-                    self.client()
-                        .batch_execute("ROLLBACK TO SAVEPOINT orch_recheck")
-                        .await
-                        .map_err(|e| Error::db("cannot undo the guard's second evaluation", e))?;
-                    return Ok(Err(TooSlow));
-                }
-                result => {
-                    let (passed, why) = crate::engine::checks::verdict(one_boolean(result));
-                    if !passed {
-                        failed = Some((i, why.unwrap_or_default()));
-                        break;
-                    }
-                }
+            let result = self.client().query(*sql, &refs).await;
+            if let Err(e) = &result
+                && PgDiagnostic::from_driver(e).is_some_and(|d| d.sqlstate == "57014")
+            {
+                self.client()
+                    .batch_execute("ROLLBACK TO SAVEPOINT orch_recheck")
+                    .await
+                    .map_err(|e| Error::db("cannot undo the guard's second evaluation", e))?;
+                return Ok(Err(TooSlow));
+            }
+            let value = one_boolean(result);
+            let holds = value == Ok(Some(true));
+            values.push(value);
+            if !holds {
+                // The caller rolls the transaction back.
+                return Ok(Ok(values));
             }
         }
-        if failed.is_none() {
-            let restore = format!(
-                "RELEASE SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {restore_timeout_ms}"
-            );
-            self.client()
-                .batch_execute(&restore)
-                .await
-                .map_err(|e| Error::db("cannot end the guard's second evaluation", e))?;
-        }
-        Ok(Ok(failed))
+        let restore = format!(
+            "RELEASE SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {restore_timeout_ms}"
+        );
+        self.client()
+            .batch_execute(&restore)
+            .await
+            .map_err(|e| Error::db("cannot end the guard's second evaluation", e))?;
+        Ok(Ok(values))
     }
 
     /// Evaluate one check inside the transaction already open on the
@@ -522,6 +521,9 @@ impl Store {
         one_boolean(self.client().query(sql, &refs).await)
     }
 }
+
+/// A check's value: its boolean (NULL as `None`), or why it has none.
+pub type CheckValue = std::result::Result<Option<bool>, String>;
 
 /// Checks that ran out of their time budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
