@@ -420,24 +420,31 @@ phases:
         sql: SELECT NOT EXISTS (SELECT 1 FROM t WHERE a IS NULL)
 ";
 
-#[test]
-fn a_guard_refuses_before_and_inside_the_contract_transaction() {
+/// `t` with one row, the `guarded` plan with `add_b` as its contract
+/// migration, and phases 1 and 2 run and confirmed.
+fn guarded_session(add_b: &str, plan: &str) -> Session {
     let s = Session::new();
     s.migration(
         "1_create_t.sql",
         "-- migrate:up\nCREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n-- migrate:down\nDROP TABLE t;\n",
     );
-    // The second statement stands in for a writer that slips a row in
-    // between the guard's first evaluation and the contract's lock.
-    s.migration(
-        "2_add_b.sql",
-        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\nINSERT INTO t VALUES (NULL);\n",
-    );
-    s.plan("guarded.yaml", GUARDED_PLAN);
+    s.migration("2_add_b.sql", add_b);
+    s.plan("guarded.yaml", plan);
     for _ in 0..2 {
         s.orch(&["advance", "guarded"]).success();
         s.orch(&["confirm", "guarded", "--by", "a"]).success();
     }
+    s
+}
+
+#[test]
+fn a_guard_refuses_before_and_inside_the_contract_transaction() {
+    // The second statement stands in for a writer that slips a row in
+    // between the guard's first evaluation and the contract's lock.
+    let s = guarded_session(
+        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\nINSERT INTO t VALUES (NULL);\n",
+        GUARDED_PLAN,
+    );
     s.execute("INSERT INTO t VALUES (NULL)");
     s.orch(&["advance", "guarded"])
         .code(4)
@@ -468,28 +475,15 @@ fn a_guard_refuses_before_and_inside_the_contract_transaction() {
 
 #[test]
 fn a_guard_too_slow_to_run_under_the_lock_is_checked_once_with_a_warning() {
-    let s = Session::new();
-    s.migration(
-        "1_create_t.sql",
-        "-- migrate:up\nCREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n-- migrate:down\nDROP TABLE t;\n",
-    );
-    s.migration(
-        "2_add_b.sql",
-        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\n",
-    );
     // Stands in for a full scan of a big table: under the contract's lock
     // it would stall the application longer than the lock_timeout.
-    s.plan(
-        "guarded.yaml",
+    let s = guarded_session(
+        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\n",
         &GUARDED_PLAN.replace(
             "sql: SELECT NOT EXISTS (SELECT 1 FROM t WHERE a IS NULL)",
             "sql: SELECT NOT EXISTS (SELECT 1 FROM t WHERE a IS NULL) FROM pg_sleep(0.8)",
         ),
     );
-    for _ in 0..2 {
-        s.orch(&["advance", "guarded"]).success();
-        s.orch(&["confirm", "guarded", "--by", "a"]).success();
-    }
     s.orch(&["advance", "guarded", "--lock-timeout", "300ms"])
         .success()
         .stdout_has("[ok  ] contract guard check \"no row lacks a\"")
