@@ -381,3 +381,113 @@ mod tests {
         assert_ne!(a.checksum, b.checksum);
     }
 }
+
+#[cfg(test)]
+mod checksum_pins {
+    use super::*;
+
+    /// Every optional field set, so a change to how any field serialises shows.
+    pub(super) const EVERY_FIELD: &str = "plan: every-field
+description: all of them
+phases:
+  - id: m
+    kind: migration
+    role: contract
+    title: M
+    instructions: do it
+    migration: drop_x
+    reversible: false
+    rollback_loses: x
+    guard:
+      - {name: g, sql: SELECT true}
+    checks:
+      - {name: c, sql: SELECT :phase_started_at < now()}
+  - id: b
+    kind: backfill
+    title: B
+    backfill:
+      table: s.t
+      key: [a, b]
+      set: x = 1
+      where: x IS NULL
+      batch_time: 50ms
+      min_batch: 10
+      max_batch: 100
+      pause: 1s
+      max_rows_per_second: 1000
+      workers: 2
+      vacuum_every: 5
+  - {id: d, kind: deploy, title: D, instructions: ship}
+  - id: k
+    kind: check
+    title: K
+    checks:
+      - {name: c, sql: SELECT true}
+";
+
+    /// Phase checksums are stored in users' databases (`orch.phases`): a
+    /// change to how a phase serialises would make every phase that ran look
+    /// edited. These values must never change.
+    #[test]
+    fn phase_checksums_are_stable() {
+        let pins: [(&str, &[(&str, &str)]); 2] = [
+            (
+                include_str!("../../plans/posts-location.yaml"),
+                &[
+                    (
+                        "add-loc",
+                        "4198064cecda3d7f836563ed6b68834b199c59764ae9f92049ddcf993cf4d085",
+                    ),
+                    (
+                        "deploy-dual-write",
+                        "d4cfa30bd5e21d631ad7283e2abfbf3441a3fd758c4af3b3527d31ba799618ac",
+                    ),
+                    (
+                        "backfill-loc",
+                        "7eaf75525b6208ee4d9a7b0a5a512a3f23f7233e8cfda5d85797552bdbbef646",
+                    ),
+                    (
+                        "deploy-write-loc-only",
+                        "c3974b7f91556f468e303f6aa20a67c79ec2fc90dd15ef2278e9049245ab4c49",
+                    ),
+                    (
+                        "drop-lat-lng",
+                        "f2bf5c04a7b622c83cbd923103d645c735fe67bd28da18ed61ea1cd9820483c4",
+                    ),
+                ],
+            ),
+            (
+                EVERY_FIELD,
+                &[
+                    (
+                        "m",
+                        "cf16f336ea2f8746b856614809f72029b0a9969fa6fba18fc98d60bb775918c7",
+                    ),
+                    (
+                        "b",
+                        "ee156ed4dc0d1d6fbbd0869d3acc0b63e615a65ed3e826e6ba2857dfea734c0c",
+                    ),
+                    (
+                        "d",
+                        "255b34b18a91bb8e17cf68a4bc39e34319112bc24b2ed166fe30dcb593ace500",
+                    ),
+                    (
+                        "k",
+                        "776a74ab9a1e119eb2ddf14035e03226adaf3bc65526bf2eee4828c73812d88f",
+                    ),
+                ],
+            ),
+        ];
+        for (text, expected) in pins {
+            let plan = LoadedPlan::parse(Path::new("p.yaml"), text).unwrap();
+            let got: Vec<(&str, String)> = (0..plan.spec.phases.len())
+                .map(|i| (plan.spec.phases[i].id.as_str(), plan.phase_checksum(i)))
+                .collect();
+            let expected: Vec<(&str, String)> = expected
+                .iter()
+                .map(|(id, c)| (*id, c.to_string()))
+                .collect();
+            assert_eq!(got, expected);
+        }
+    }
+}
