@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use crate::store::blockers::LockWaitSample;
+use chrono::{DateTime, Utc};
+
+use crate::timefmt;
 
 /// Up or down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -20,6 +22,69 @@ impl std::fmt::Display for Direction {
             Direction::Down => "down",
         })
     }
+}
+
+/// A session holding a lock we wait for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub application_name: String,
+    pub backend_type: String,
+    pub state: String,
+    pub query: String,
+    pub xact_start: Option<DateTime<Utc>>,
+    pub query_start: Option<DateTime<Utc>>,
+}
+
+impl Blocker {
+    pub fn is_autovacuum(&self) -> bool {
+        self.backend_type == "autovacuum worker"
+    }
+
+    /// One line for people: pid, application, state, times, query.
+    pub fn describe(&self) -> String {
+    let kind = if self.is_autovacuum() {
+        "autovacuum worker, ".to_string()
+    } else {
+        String::new()
+    };
+    let state = if self.state.is_empty() {
+        "state unknown"
+    } else {
+        &self.state
+    };
+    let mut times = String::new();
+    if let Some(t) = self.xact_start {
+        times.push_str(&format!(", transaction started {}", timefmt::utc(&t)));
+    }
+    if let Some(t) = self.query_start {
+        times.push_str(&format!(", query started {}", timefmt::utc(&t)));
+    }
+    format!(
+        "pid {} ({kind}application_name {:?}, {state}{times}): {}",
+        self.pid,
+        self.application_name,
+        self.query.trim()
+    )
+}
+}
+
+/// One observation of a lock wait.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockWaitSample {
+    /// e.g. `AccessExclusiveLock on relation posts`
+    pub waiting_for: String,
+    pub blockers: Vec<Blocker>,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub sql: String,
+    pub passed: bool,
+    /// Why it did not pass: "returned false", "returned NULL", an error...
+    pub detail: Option<String>,
 }
 
 /// Something that happened (or, in a dry run, would happen).
@@ -87,7 +152,7 @@ pub enum Event {
         plan: String,
         phase: String,
         purpose: String,
-        outcomes: Vec<crate::engine::checks::CheckOutcome>,
+        outcomes: Vec<CheckOutcome>,
     },
     PhaseConfirmed {
         plan: String,

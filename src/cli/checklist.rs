@@ -4,22 +4,21 @@
 use std::fmt::Write;
 
 use crate::cli::Context;
-use crate::cli::plans::Loaded;
 use crate::engine::plan_status::{PhaseStatus, PlanStatus, plan_events, plan_statuses};
 use crate::error::{Error, Result};
-use crate::plan::PhaseState;
+use crate::plan::{AuditAction, PhaseState};
 use crate::plan::format::PhaseKind;
-use crate::store::plans::EventRecord;
+use crate::engine::plan_status::EventRecord;
 use crate::timefmt;
 
 pub async fn run(ctx: &Context, plan: &str) -> Result<()> {
-    let loaded = Loaded::open(ctx, "checklist").await?;
-    let statuses = plan_statuses(&loaded.store, &loaded.plans, Some(plan)).await?;
+    let workspace = ctx.workspace("checklist").await?;
+    let statuses = plan_statuses(&workspace, Some(plan)).await?;
     let status = statuses
         .into_iter()
         .next()
         .ok_or_else(|| Error::Usage(format!("no plan named {plan:?} in files or database")))?;
-    let events = plan_events(&loaded.store, plan).await?;
+    let events = plan_events(&workspace, plan).await?;
     print!("{}", render(&status, &events));
     Ok(())
 }
@@ -59,7 +58,7 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
     for p in &s.phases {
         phase(&mut out, s, p);
     }
-    let signoffs: Vec<&EventRecord> = events.iter().filter(|e| e.action == "confirmed").collect();
+    let signoffs: Vec<&EventRecord> = events.iter().filter(|e| e.action == AuditAction::Confirmed).collect();
     if !events.is_empty() {
         let _ = writeln!(out, "\n## Log\n");
         for e in events {
@@ -87,7 +86,7 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
                 out,
                 "- {} {}{phase} by {}{session}{note}",
                 timefmt::utc(&e.at),
-                e.action.replace('_', " "),
+                e.action.words(),
                 e.actor
             );
         }

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use crate::cli::Context;
 use crate::cli::args::{LockArgs, MigrateCommand};
-use crate::engine::migrator::{self, MigrateOptions, Migrator, UpTarget};
+use crate::engine::migrator::{self, MigrateOptions, UpTarget};
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
-use crate::store::Store;
 use crate::timefmt;
 
 pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
@@ -27,8 +26,10 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
                 (None, None) => UpTarget::All,
             };
             let options = options(ctx, &locks, dry_run, allow_out_of_order, false);
-            let loaded = Loaded::open(ctx, "migrate up").await?;
-            loaded.migrator(ctx, &options).up(target).await.map(|_| ())
+            let workspace = ctx.workspace("migrate up").await?;
+            let owners = workspace.owners().await?;
+            let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
+            migrator.up(target).await.map(|_| ())
         }
         MigrateCommand::Down {
             count,
@@ -37,8 +38,10 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             locks,
         } => {
             let options = options(ctx, &locks, dry_run, false, allow_changed);
-            let loaded = Loaded::open(ctx, "migrate down").await?;
-            loaded.migrator(ctx, &options).down(count).await.map(|_| ())
+            let workspace = ctx.workspace("migrate down").await?;
+            let owners = workspace.owners().await?;
+            let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
+            migrator.down(count).await.map(|_| ())
         }
         MigrateCommand::Redo {
             dry_run,
@@ -46,8 +49,10 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             locks,
         } => {
             let options = options(ctx, &locks, dry_run, false, allow_changed);
-            let loaded = Loaded::open(ctx, "migrate redo").await?;
-            loaded.migrator(ctx, &options).redo().await.map(|_| ())
+            let workspace = ctx.workspace("migrate redo").await?;
+            let owners = workspace.owners().await?;
+            let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
+            migrator.redo().await.map(|_| ())
         }
         MigrateCommand::Status { json } => status(ctx, json).await,
     }
@@ -70,34 +75,6 @@ fn options(
     }
 }
 
-/// Files, plan ownership and a connection: what every migrate command needs.
-struct Loaded {
-    set: MigrationSet,
-    owners: migrator::Owners,
-    store: Store,
-}
-
-impl Loaded {
-    /// Files are read and validated before connecting: bad input changes nothing.
-    async fn open(ctx: &Context, command: &str) -> Result<Loaded> {
-        let set = MigrationSet::load(&ctx.migrations_dir)?;
-        let mut owners = ctx.migration_owners(&set)?;
-        let store = Store::open(&ctx.connection()?, &ctx.application_name(command)).await?;
-        crate::cli::add_recorded_owners(&mut owners, &store).await?;
-        Ok(Loaded { set, owners, store })
-    }
-
-    fn migrator<'a>(&'a self, ctx: &'a Context, options: &'a MigrateOptions) -> Migrator<'a> {
-        Migrator {
-            store: &self.store,
-            set: &self.set,
-            owners: &self.owners,
-            options,
-            reporter: ctx.reporter.as_ref(),
-        }
-    }
-}
-
 fn create(dir: &Path, name: &str) -> Result<()> {
     let set = MigrationSet::load(dir)?;
     let path = crate::migration::set::create(dir, &set, name, chrono::Utc::now())?;
@@ -106,9 +83,13 @@ fn create(dir: &Path, name: &str) -> Result<()> {
 }
 
 async fn status(ctx: &Context, json: bool) -> Result<()> {
-    let loaded = Loaded::open(ctx, "migrate status").await?;
-    let applied = loaded.store.applied_migrations().await?;
-    let rows = migrator::status(&loaded.set, &applied, &loaded.owners);
+    let workspace = ctx.workspace("migrate status").await?;
+    let owners = workspace.owners().await?;
+    let options = options(ctx, &LockArgs::defaults(), true, false, false);
+    let rows = workspace
+        .migrator(&owners, &options, ctx.reporter.as_ref())
+        .status()
+        .await?;
     if json {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;

@@ -13,13 +13,9 @@ pub mod table;
 use std::path::PathBuf;
 
 use crate::connect::ConnectionSettings;
-use crate::engine::migrator::Owners;
+use crate::engine::workspace::{Folders, Workspace};
 use crate::error::Result;
 use crate::events::Reporter;
-use crate::migration::MigrationSet;
-use crate::plan::PlanSpec;
-use crate::plan::load::add_owners;
-use crate::store::Store;
 
 pub use args::Cli;
 
@@ -51,25 +47,14 @@ impl Context {
         crate::identity::application_name(command, &self.actor)
     }
 
-    /// Which migrations belong to plan phases (applied only through them):
-    /// those of the plans in `plans/` (which must be valid for migrations
-    /// to run, and are read before connecting).
-    pub fn migration_owners(&self, set: &MigrationSet) -> Result<Owners> {
-        Ok(crate::plan::PlanSet::load(&self.plans_dir, set)?.owners())
+    /// The project's folders, read and validated, and a connection.
+    pub async fn workspace(&self, command: &str) -> Result<Workspace> {
+        let folders = Folders {
+            migrations: &self.migrations_dir,
+            plans: &self.plans_dir,
+        };
+        Workspace::open(folders, &self.connection()?, &self.application_name(command)).await
     }
-}
-
-/// Add the migrations of every plan the database has started, even when
-/// its file is gone: a branch checkout must not let a contract migration
-/// run unguarded.
-pub async fn add_recorded_owners(owners: &mut Owners, store: &Store) -> Result<()> {
-    for (plan, definition) in store.recorded_plan_definitions().await? {
-        match serde_json::from_value::<PlanSpec>(definition) {
-            Ok(spec) => add_owners(owners, &plan, &spec),
-            Err(e) => tracing::warn!("cannot read the recorded definition of plan {plan}: {e}"),
-        }
-    }
-    Ok(())
 }
 
 /// Run one parsed command line.

@@ -4,35 +4,12 @@
 use crate::cli::Context;
 use crate::cli::args::{BackfillArgs, LockArgs};
 use crate::cli::table;
-use crate::engine::plan_runner::{PlanEngine, PlanOptions};
+use crate::engine::plan_runner::PlanOptions;
 use crate::engine::plan_status::{PlanStatus, plan_statuses};
 use crate::error::{Error, Result};
-use crate::migration::MigrationSet;
-use crate::plan::{PhaseState, PlanSet};
+use crate::plan::PhaseState;
 use crate::stop::StopSignal;
-use crate::store::Store;
 use crate::timefmt;
-
-/// Files and a connection: what every plan command needs.
-pub struct Loaded {
-    pub migrations: MigrationSet,
-    pub plans: PlanSet,
-    pub store: Store,
-}
-
-impl Loaded {
-    /// Files are read and validated before connecting: bad input changes nothing.
-    pub async fn open(ctx: &Context, command: &str) -> Result<Loaded> {
-        let migrations = MigrationSet::load(&ctx.migrations_dir)?;
-        let plans = PlanSet::load(&ctx.plans_dir, &migrations)?;
-        let store = Store::open(&ctx.connection()?, &ctx.application_name(command)).await?;
-        Ok(Loaded {
-            migrations,
-            plans,
-            store,
-        })
-    }
-}
 
 fn options(ctx: &Context, locks: &LockArgs, backfill: Option<&BackfillArgs>) -> PlanOptions {
     PlanOptions {
@@ -71,20 +48,13 @@ pub async fn act(
         Action::Rollback { .. } => "rollback",
         Action::Pause => "pause",
     };
-    let loaded = Loaded::open(ctx, &format!("{command} {plan}")).await?;
+    let workspace = ctx.workspace(&format!("{command} {plan}")).await?;
     let options = options(ctx, locks, backfill);
     let stop = StopSignal::new();
     if matches!(action, Action::Advance) {
         stop.on_interrupt();
     }
-    let engine = PlanEngine {
-        store: &loaded.store,
-        plans: &loaded.plans,
-        migrations: &loaded.migrations,
-        options: &options,
-        reporter: ctx.reporter.as_ref(),
-        stop: &stop,
-    };
+    let engine = workspace.plan_engine(&options, ctx.reporter.as_ref(), &stop);
     match action {
         Action::Advance => engine.advance(plan).await,
         Action::Confirm { phase, by, note } => {
@@ -100,16 +70,15 @@ pub async fn act(
 
 /// `orch status [PLAN] [--json]`.
 pub async fn status(ctx: &Context, plan: Option<&str>, json: bool) -> Result<()> {
-    let loaded = Loaded::open(ctx, "status").await?;
+    let workspace = ctx.workspace("status").await?;
     if let Some(name) = plan
-        && loaded.plans.get(name).is_none()
-        && loaded.store.plan_state(name).await?.is_none()
+        && !workspace.knows_plan(name).await?
     {
         return Err(Error::Usage(format!(
             "no plan named {name:?} in files or database"
         )));
     }
-    let statuses = plan_statuses(&loaded.store, &loaded.plans, plan).await?;
+    let statuses = plan_statuses(&workspace, plan).await?;
     if json {
         let text = serde_json::to_string_pretty(&statuses)
             .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;

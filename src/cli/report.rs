@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::section_runner::describe_blocker;
 use crate::events::{Direction, Event, Reporter};
 use crate::timefmt;
 
@@ -136,7 +135,7 @@ impl Reporter for HumanReporter {
                 if let Some(wait) = wait {
                     text.push_str(&format!("; waiting for {}", wait.waiting_for));
                     for b in &wait.blockers {
-                        text.push_str(&format!("\n    held by {}", describe_blocker(b)));
+                        text.push_str(&format!("\n    held by {}", b.describe()));
                     }
                 }
                 if let Some(note) = note {

@@ -2,9 +2,9 @@
 //! placeholders as parameters, run each check read-only, record the result.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use crate::error::Result;
+use crate::events::CheckOutcome;
 use crate::plan::CheckSpec;
 use crate::sql_text;
 use crate::store::Store;
@@ -27,16 +27,6 @@ impl CheckTimes {
             _ => None,
         }
     }
-}
-
-/// One check's outcome.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckOutcome {
-    pub name: String,
-    pub sql: String,
-    pub passed: bool,
-    /// Why it did not pass: "returned false", "returned NULL", an error...
-    pub detail: Option<String>,
 }
 
 /// A check with its placeholders bound, ready to run.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::store::blockers::LockWaitSample;
+use crate::events::LockWaitSample;
 use crate::timefmt;
 
 /// How DDL waits for locks. Defaults: 500 ms per attempt, 10 retries.
@@ -102,7 +102,7 @@ impl LockRetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::blockers::Blocker;
+    use crate::events::Blocker;
 
     fn sample(backend_type: &str) -> LockWaitSample {
         LockWaitSample {

@@ -12,23 +12,12 @@ use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::{MigrationFile, MigrationSet};
+use crate::plan::{MigrationOwner, Owners};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::locks::{self, LockScope};
 use crate::store::migrations::AppliedMigration;
 use crate::timefmt;
-
-/// A plan phase that owns a migration: it is applied only through the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MigrationOwner {
-    pub plan: String,
-    /// 1-based phase number.
-    pub position: usize,
-    pub phase: String,
-}
-
-/// Migration name -> owning plan phase.
-pub type Owners = HashMap<String, MigrationOwner>;
 
 /// Options shared by the migration commands.
 #[derive(Debug, Clone)]
@@ -316,6 +305,12 @@ pub struct UpOutcome {
 }
 
 impl Migrator<'_> {
+    /// `orch migrate status`: every migration, from files and the database.
+    pub async fn status(&self) -> Result<Vec<MigrationStatus>> {
+        let applied = self.store.applied_migrations().await?;
+        Ok(status(self.set, &applied, self.owners))
+    }
+
     /// Run `work` holding the migration lock (not in a dry run), released
     /// before returning.
     async fn locked<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {

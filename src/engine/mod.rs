@@ -12,3 +12,4 @@ pub mod plan_runner;
 pub mod plan_status;
 pub mod plan_sync;
 pub mod section_runner;
+pub mod workspace;

@@ -7,9 +7,11 @@ use serde_json::json;
 
 use crate::backfill::{self, BackfillEnd, BackfillJob};
 use crate::engine::checks::{self, BoundCheck};
-use crate::engine::migrator::{MigrationOwner, record as migration_record};
+use crate::engine::migrator::record as migration_record;
+use crate::plan::MigrationOwner;
 use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
+use crate::plan::AuditAction;
 use crate::events::{Direction, Event};
 use crate::plan::LoadedPlan;
 use crate::plan::format::{PhaseKind, PhaseSpec};
@@ -77,7 +79,7 @@ impl PlanEngine<'_> {
                     .commit_bookkeeping(&[self.event(
                         name,
                         Some(&spec.id),
-                        "guard_failed",
+                        AuditAction::GuardFailed,
                         json!({ "checks": outcomes }),
                     )])
                     .await?;
@@ -148,7 +150,7 @@ impl PlanEngine<'_> {
         self.record_phase(
             plan.name(),
             open,
-            "gate_opened",
+            AuditAction::GateOpened,
             json!({ "opened_at": now }),
         )
         .await?;
@@ -179,7 +181,7 @@ impl PlanEngine<'_> {
         record.finished_at = self.store.server_time().await.ok();
         let detail = json!({ "error": error.to_string() });
         if let Err(e) = self
-            .record_phase(plan.name(), record, "phase_failed", detail)
+            .record_phase(plan.name(), record, AuditAction::PhaseFailed, detail)
             .await
         {
             tracing::error!("cannot record the failure of phase {phase}: {e}");
@@ -265,7 +267,7 @@ impl PlanEngine<'_> {
                     self.event(
                         plan.name(),
                         Some(&spec.id),
-                        "migration_applied",
+                        AuditAction::MigrationApplied,
                         json!({
                             "migration": id,
                             "duration_ms": stats.duration.as_millis() as u64,
@@ -343,7 +345,7 @@ impl PlanEngine<'_> {
         self.record_phase(
             plan.name(),
             done,
-            "checks_passed",
+            AuditAction::ChecksPassed,
             json!({ "checks": outcomes }),
         )
         .await?;
@@ -370,9 +372,9 @@ impl PlanEngine<'_> {
             .as_ref()
             .expect("validated: backfill phases have a backfill");
         let action = if resumed {
-            "backfill_resumed"
+            AuditAction::BackfillResumed
         } else {
-            "backfill_started"
+            AuditAction::BackfillStarted
         };
         self.record_phase(plan.name(), running.clone(), action, json!({}))
             .await?;
@@ -402,7 +404,7 @@ impl PlanEngine<'_> {
                 )
                 .expect("running backfills may succeed");
                 record.finished_at = Some(now);
-                ("backfill_finished", stats)
+                (AuditAction::BackfillFinished, stats)
             }
             BackfillEnd::Paused(stats) | BackfillEnd::Interrupted(stats) => {
                 record.state = transition(
@@ -411,7 +413,7 @@ impl PlanEngine<'_> {
                     PhaseCommand::Pause,
                 )
                 .expect("running backfills may pause");
-                ("backfill_paused", stats)
+                (AuditAction::BackfillPaused, stats)
             }
         };
         record.pause_requested = false;

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::engine::checks;
 use crate::error::{Error, Result};
+use crate::plan::AuditAction;
 use crate::events::Event;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
@@ -78,7 +79,7 @@ impl PlanEngine<'_> {
                     by,
                     name,
                     Some(&spec.id),
-                    "confirm_refused",
+                    AuditAction::ConfirmRefused,
                     json!({
                         "by": by,
                         "session": self.options.actor,
@@ -111,7 +112,7 @@ impl PlanEngine<'_> {
                 by,
                 name,
                 Some(&spec.id),
-                "confirmed",
+                AuditAction::Confirmed,
                 json!({ "by": by, "session": self.options.actor, "note": note, "checks": outcomes }),
             ),
         ];

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
+use crate::plan::AuditAction;
 use crate::events::{Direction, Event};
 use crate::plan::format::PhaseKind;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
@@ -61,7 +62,7 @@ impl PlanEngine<'_> {
                 )),
             ));
         }
-        let mut rolled = PhaseRecord::pending(name, current.position, &current.id, &current.kind);
+        let mut rolled = PhaseRecord::pending(name, current.position, &current.id, current.kind);
         let mut note = String::new();
         if next == PhaseState::Open {
             // A confirmed gate is reopened: the operator confirms it again.
@@ -76,7 +77,7 @@ impl PlanEngine<'_> {
         let event = self.event(
             name,
             Some(&spec.id),
-            "rolled_back",
+            AuditAction::RolledBack,
             json!({
                 "from": current.state.name(),
                 "to": next.name(),
@@ -169,7 +170,7 @@ impl PlanEngine<'_> {
         };
         let running = phases
             .iter()
-            .find(|p| p.state == PhaseState::Running && p.kind == PhaseKind::Backfill.name());
+            .find(|p| p.state == PhaseState::Running && p.kind == PhaseKind::Backfill);
         let Some(phase) = running else {
             return Err(Error::refused(
                 format!(
@@ -186,7 +187,7 @@ impl PlanEngine<'_> {
             ));
         }
         self.store
-            .commit_bookkeeping(&[self.event(name, Some(&phase.id), "pause_requested", json!({}))])
+            .commit_bookkeeping(&[self.event(name, Some(&phase.id), AuditAction::PauseRequested, json!({}))])
             .await?;
         self.reporter.report(Event::Info {
             message: format!(

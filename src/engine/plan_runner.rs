@@ -11,14 +11,15 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::backfill::BackfillOverrides;
-use crate::engine::checks::{self, CheckOutcome, CheckTimes};
+use crate::engine::checks::{self, CheckTimes};
+use crate::events::CheckOutcome;
 use crate::engine::lock_retry::LockRetryPolicy;
-use crate::engine::plan_sync::{self, Sync};
+use crate::engine::plan_sync::{self, Drift};
 use crate::error::{Error, Result};
 use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
 use crate::plan::format::{CheckSpec, PhaseKind, PhaseSpec};
-use crate::plan::{LoadedPlan, PlanSet};
+use crate::plan::{AuditAction, LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
@@ -139,15 +140,15 @@ impl PlanEngine<'_> {
             ));
         }
         match plan_sync::compare(plan, &record, &phases)? {
-            Sync::Unchanged => Ok(Some((record, phases))),
-            Sync::AcceptEdit {
+            Drift::Unchanged => Ok(Some((record, phases))),
+            Drift::AcceptEdit {
                 first_pending,
                 changed,
             } => {
                 let event = self.event(
                     name,
                     None,
-                    "plan_edited",
+                    AuditAction::PlanEdited,
                     json!({
                         "checksum_before": record.checksum,
                         "checksum_after": plan.checksum,
@@ -180,7 +181,7 @@ impl PlanEngine<'_> {
         &self,
         plan: &str,
         phase: Option<&str>,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> Bookkeeping {
         self.event_by(&self.options.actor, plan, phase, action, detail)
@@ -193,14 +194,14 @@ impl PlanEngine<'_> {
         actor: &str,
         plan: &str,
         phase: Option<&str>,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> Bookkeeping {
         Bookkeeping::Event {
             plan: plan.to_string(),
             phase: phase.map(str::to_string),
             actor: actor.to_string(),
-            action: action.to_string(),
+            action,
             detail,
         }
     }
@@ -210,7 +211,7 @@ impl PlanEngine<'_> {
         &self,
         plan: &str,
         record: PhaseRecord,
-        action: &str,
+        action: AuditAction,
         detail: serde_json::Value,
     ) -> Result<()> {
         let event = self.event(plan, Some(&record.id), action, detail);
@@ -250,7 +251,7 @@ impl PlanEngine<'_> {
         let gate_opened_at = phases[..=index]
             .iter()
             .rev()
-            .find(|p| p.kind == PhaseKind::Deploy.name())
+            .find(|p| p.kind == PhaseKind::Deploy)
             .and_then(|p| p.gate_opened_at);
         CheckTimes {
             gate_opened_at,
@@ -267,6 +268,6 @@ fn fresh_phases(plan: &LoadedPlan, from: usize) -> Vec<PhaseRecord> {
         .iter()
         .enumerate()
         .skip(from)
-        .map(|(i, p)| PhaseRecord::pending(plan.name(), i as i32 + 1, &p.id, p.kind.name()))
+        .map(|(i, p)| PhaseRecord::pending(plan.name(), i as i32 + 1, &p.id, p.kind))
         .collect()
 }

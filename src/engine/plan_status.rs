@@ -8,9 +8,10 @@ use crate::backfill::{self, BackfillProgress};
 use crate::engine::plan_runner::confirm_command;
 use crate::error::Result;
 use crate::plan::format::{PhaseKind, PlanSpec};
-use crate::plan::{PhaseState, PlanSet};
-use crate::store::Store;
-use crate::store::plans::{CheckResultRecord, EventRecord, PhaseRecord, PlanRecord};
+use crate::engine::workspace::Workspace;
+use crate::plan::PhaseState;
+pub use crate::store::plans::EventRecord;
+use crate::store::plans::{CheckResultRecord, PhaseRecord, PlanRecord};
 
 /// One plan at a glance, and its phases in detail.
 #[derive(Debug, Clone, Serialize)]
@@ -63,11 +64,8 @@ pub struct CheckStatus {
 }
 
 /// Status of every plan in the files and in the database (or just `only`).
-pub async fn plan_statuses(
-    store: &Store,
-    plans: &PlanSet,
-    only: Option<&str>,
-) -> Result<Vec<PlanStatus>> {
+pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<Vec<PlanStatus>> {
+    let (store, plans) = (&workspace.store, &workspace.plans);
     let recorded = store.all_plan_states().await?;
     let mut names: Vec<String> = plans.plans.iter().map(|p| p.name().to_string()).collect();
     for (record, _) in &recorded {
@@ -117,8 +115,8 @@ pub async fn plan_statuses(
 }
 
 /// The event log of one plan (for the checklist).
-pub async fn plan_events(store: &Store, plan: &str) -> Result<Vec<EventRecord>> {
-    store.events(plan).await
+pub async fn plan_events(workspace: &Workspace, plan: &str) -> Result<Vec<EventRecord>> {
+    workspace.store.events(plan).await
 }
 
 fn build(

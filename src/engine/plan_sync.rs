@@ -15,7 +15,7 @@ use crate::timefmt;
 
 /// What to do about the file compared with the recorded plan.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Sync {
+pub enum Drift {
     Unchanged,
     /// Later phases were edited: replace phases from this 1-based position.
     AcceptEdit {
@@ -35,7 +35,7 @@ pub fn compare(
     plan: &LoadedPlan,
     record: &PlanRecord,
     phases: &[PhaseRecord],
-) -> Result<Sync, Error> {
+) -> Result<Drift, Error> {
     let mut problems = Vec::new();
     let mut last_run = 0;
     for p in phases.iter().filter(|p| is_history(p)) {
@@ -85,7 +85,7 @@ pub fn compare(
         ));
     }
     if plan.checksum == record.checksum {
-        return Ok(Sync::Unchanged);
+        return Ok(Drift::Unchanged);
     }
     let before: Option<PlanSpec> = serde_json::from_value(record.definition.clone()).ok();
     let changed = plan
@@ -107,7 +107,7 @@ pub fn compare(
                 .map(|old| format!("{} (removed)", old.id)),
         )
         .collect();
-    Ok(Sync::AcceptEdit {
+    Ok(Drift::AcceptEdit {
         first_pending: last_run + 1,
         changed,
     })
@@ -179,7 +179,7 @@ phases:
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let mut r = PhaseRecord::pending("p", i as i32 + 1, &spec.id, spec.kind.name());
+                let mut r = PhaseRecord::pending("p", i as i32 + 1, &spec.id, spec.kind);
                 if i < run {
                     r.state = PhaseState::Confirmed;
                     r.definition_checksum = Some(plan.phase_checksum(i));
@@ -195,7 +195,7 @@ phases:
         let (record, phases) = recorded(PLAN, 1);
         assert_eq!(
             compare(&loaded(PLAN), &record, &phases).unwrap(),
-            Sync::Unchanged
+            Drift::Unchanged
         );
     }
 
@@ -209,7 +209,7 @@ phases:
         let got = compare(&loaded(&edited), &record, &phases).unwrap();
         assert_eq!(
             got,
-            Sync::AcceptEdit {
+            Drift::AcceptEdit {
                 first_pending: 2,
                 changed: vec!["three".into(), "three (removed)".into()]
             }
@@ -250,7 +250,7 @@ phases:
         let got = compare(&loaded(&fixed), &record, &phases).unwrap();
         assert_eq!(
             got,
-            Sync::AcceptEdit {
+            Drift::AcceptEdit {
                 first_pending: 2,
                 changed: vec!["two".into()]
             }
@@ -264,7 +264,7 @@ phases:
         let got = compare(&loaded(&commented), &record, &phases).unwrap();
         assert_eq!(
             got,
-            Sync::AcceptEdit {
+            Drift::AcceptEdit {
                 first_pending: 4,
                 changed: vec![]
             }

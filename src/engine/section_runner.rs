@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::engine::checks::{BoundCheck, CheckOutcome, describe_failures, verdict};
+use crate::engine::checks::{BoundCheck, describe_failures, verdict};
+use crate::events::CheckOutcome;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
@@ -14,9 +15,10 @@ use crate::migration::Section;
 use crate::migration::file::leading_words;
 use crate::sql_text;
 use crate::store::Store;
-use crate::store::blockers::{BlockerMonitor, LockWaitSample};
+use crate::events::LockWaitSample;
+use crate::store::blockers::BlockerMonitor;
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::plans::TooSlow;
+use crate::store::plans::Recheck;
 use crate::store::session::ScriptFailure;
 use crate::timefmt;
 
@@ -165,7 +167,7 @@ impl<'a> SectionRunner<'a> {
             .checks_within(&checks, budget, self.policy.statement_timeout.as_millis())
             .await?;
         match outcome {
-            Ok(values) => {
+            Recheck::Values(values) => {
                 let outcomes: Vec<CheckOutcome> = job
                     .recheck
                     .iter()
@@ -191,7 +193,7 @@ impl<'a> SectionRunner<'a> {
                     Some("make the guard hold, then run the same `orch advance` again".to_string()),
                 ))
             }
-            Err(TooSlow) => {
+            Recheck::TooSlow => {
                 self.reporter.report(Event::Warning {
                     message: format!(
                         "{}: the guard was not evaluated again under the table's lock: there it takes longer than {} ms, which would stall the application (it held when evaluated just before); an index for its condition makes it fast enough to be checked under the lock",
@@ -396,7 +398,7 @@ fn lock_timeout_error(
         Some(wait) => {
             message.push_str(&format!("\n  it waited for {}, held by:", wait.waiting_for));
             for b in &wait.blockers {
-                message.push_str(&format!("\n    {}", describe_blocker(b)));
+                message.push_str(&format!("\n    {}", b.describe()));
             }
         }
         None => message.push_str(
@@ -409,29 +411,3 @@ fn lock_timeout_error(
     Error::LockTimeout { message }
 }
 
-/// `pid 4242 (application_name "psql", idle in transaction since 10:49:19 UTC): SELECT ...`
-pub fn describe_blocker(b: &crate::store::blockers::Blocker) -> String {
-    let kind = if b.is_autovacuum() {
-        "autovacuum worker, ".to_string()
-    } else {
-        String::new()
-    };
-    let state = if b.state.is_empty() {
-        "state unknown"
-    } else {
-        &b.state
-    };
-    let mut times = String::new();
-    if let Some(t) = b.xact_start {
-        times.push_str(&format!(", transaction started {}", timefmt::utc(&t)));
-    }
-    if let Some(t) = b.query_start {
-        times.push_str(&format!(", query started {}", timefmt::utc(&t)));
-    }
-    format!(
-        "pid {} ({kind}application_name {:?}, {state}{times}): {}",
-        b.pid,
-        b.application_name,
-        b.query.trim()
-    )
-}

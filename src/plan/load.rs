@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::engine::migrator::{MigrationOwner, Owners};
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
 use crate::migration::file::checksum;
-use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
+use crate::plan::format::{PhaseSpec, PlanSpec};
+use crate::plan::ownership::{Owners, add_owners};
 use crate::plan::validate;
 use crate::yaml_locate::{Locations, PathSeg, render_path};
 
@@ -262,21 +262,6 @@ impl PlanSet {
             add_owners(&mut owners, plan.name(), &plan.spec);
         }
         owners
-    }
-}
-
-/// Add the migrations that `spec`'s phases own, keeping owners already known.
-pub fn add_owners(owners: &mut Owners, plan: &str, spec: &PlanSpec) {
-    for (i, phase) in spec.phases.iter().enumerate() {
-        if let (PhaseKind::Migration, Some(name)) = (phase.kind, &phase.migration) {
-            owners
-                .entry(name.clone())
-                .or_insert_with(|| MigrationOwner {
-                    plan: plan.to_string(),
-                    position: i + 1,
-                    phase: phase.id.clone(),
-                });
-        }
     }
 }
 

@@ -2,11 +2,15 @@
 //! errors (`load`), semantic rules (`validate`) and the phase state machine
 //! (`state`).
 
+pub mod audit;
 pub mod format;
 pub mod load;
+pub mod ownership;
 pub mod state;
 pub mod validate;
 
+pub use audit::AuditAction;
 pub use format::{BackfillSpec, CheckSpec, PhaseKind, PhaseSpec, PlanSpec, Role};
 pub use load::{LoadedPlan, PlanSet};
+pub use ownership::{MigrationOwner, Owners};
 pub use state::{PhaseCommand, PhaseState};

@@ -5,38 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::connect::ConnectionSettings;
-
-/// A session holding a lock we wait for.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Blocker {
-    pub pid: i32,
-    pub application_name: String,
-    pub backend_type: String,
-    pub state: String,
-    pub query: String,
-    pub xact_start: Option<DateTime<Utc>>,
-    pub query_start: Option<DateTime<Utc>>,
-}
-
-impl Blocker {
-    pub fn is_autovacuum(&self) -> bool {
-        self.backend_type == "autovacuum worker"
-    }
-}
-
-/// One observation of a lock wait.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LockWaitSample {
-    /// e.g. `AccessExclusiveLock on relation posts`
-    pub waiting_for: String,
-    pub blockers: Vec<Blocker>,
-}
+use crate::events::{Blocker, LockWaitSample};
 
 const SAMPLE: &str = "
     SELECT w.mode || ' on ' || w.locktype ||

@@ -2,6 +2,7 @@
 //! migration rows, phase state, events. Written inside the caller's open
 //! transaction, so the record and the change commit (or vanish) together.
 
+use crate::plan::AuditAction;
 use crate::store::Store;
 use crate::store::plans::PhaseRecord;
 
@@ -29,7 +30,7 @@ pub enum Bookkeeping {
         plan: String,
         phase: Option<String>,
         actor: String,
-        action: String,
+        action: AuditAction,
         detail: serde_json::Value,
     },
     /// Mark a plan complete (Some) or not complete (None).
@@ -89,7 +90,7 @@ impl Store {
                     client
                         .execute(
                             "INSERT INTO orch.events (plan, phase, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
-                            &[plan, phase, actor, action, detail],
+                            &[plan, phase, actor, &action.name(), detail],
                         )
                         .await?;
                 }

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::error::{Error, PgDiagnostic, Result};
-use crate::plan::PhaseState;
+use crate::plan::{AuditAction, PhaseKind, PhaseState};
 use crate::store::Store;
 
 /// A row of `orch.plans`.
@@ -30,7 +30,7 @@ pub struct PhaseRecord {
     /// 1-based.
     pub position: i32,
     pub id: String,
-    pub kind: String,
+    pub kind: PhaseKind,
     pub state: PhaseState,
     pub definition_checksum: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
@@ -48,12 +48,12 @@ pub struct PhaseRecord {
 
 impl PhaseRecord {
     /// A fresh, pending phase row.
-    pub fn pending(plan: &str, position: i32, id: &str, kind: &str) -> PhaseRecord {
+    pub fn pending(plan: &str, position: i32, id: &str, kind: PhaseKind) -> PhaseRecord {
         PhaseRecord {
             plan: plan.to_string(),
             position,
             id: id.to_string(),
-            kind: kind.to_string(),
+            kind,
             state: PhaseState::Pending,
             definition_checksum: None,
             started_at: None,
@@ -91,7 +91,7 @@ pub struct EventRecord {
     pub plan: Option<String>,
     pub phase: Option<String>,
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub detail: serde_json::Value,
 }
 
@@ -99,14 +99,25 @@ const PHASE_COLUMNS: &str =
     "plan, position, id, kind, state, definition_checksum, started_at, finished_at, ran_by,
     gate_opened_at, confirmed_by, confirmed_at, note, error, result, pause_requested, updated_at";
 
-fn phase_from_row(r: &Row) -> PhaseRecord {
-    let state: String = r.get(4);
-    PhaseRecord {
-        plan: r.get(0),
-        position: r.get(1),
+/// A value in orch's tables that this orch does not know: written by a
+/// newer orch, or edited by hand. Said, never guessed.
+fn unknown(table: &str, row: &str, column: &str, value: &str) -> Error {
+    Error::failed(format!(
+        "{table} row {row} has {column} {value:?}, which this orch does not know; a newer orch may have written it (upgrade orch)"
+    ))
+}
+
+fn phase_from_row(r: &Row) -> Result<PhaseRecord> {
+    let (plan, position, kind, state): (String, i32, String, String) =
+        (r.get(0), r.get(1), r.get(3), r.get(4));
+    let row = format!("{plan}/{position}");
+    Ok(PhaseRecord {
+        kind: PhaseKind::parse(&kind).ok_or_else(|| unknown("orch.phases", &row, "kind", &kind))?,
+        state: PhaseState::parse(&state)
+            .ok_or_else(|| unknown("orch.phases", &row, "state", &state))?,
+        plan,
+        position,
         id: r.get(2),
-        kind: r.get(3),
-        state: PhaseState::parse(&state).unwrap_or(PhaseState::Failed),
         definition_checksum: r.get(5),
         started_at: r.get(6),
         finished_at: r.get(7),
@@ -119,7 +130,7 @@ fn phase_from_row(r: &Row) -> PhaseRecord {
         result: r.get(14),
         pause_requested: r.get(15),
         updated_at: r.get(16),
-    }
+    })
 }
 
 fn plan_from_row(r: &Row) -> PlanRecord {
@@ -209,7 +220,7 @@ impl Store {
             .query(&sql, &[&plan])
             .await
             .map_err(|e| Error::db("cannot read orch.phases", e))?;
-        Ok(rows.iter().map(phase_from_row).collect())
+        rows.iter().map(phase_from_row).collect()
     }
 
     /// Create a plan and its (pending) phases.
@@ -291,7 +302,7 @@ impl Store {
         self.client()
             .execute(
                 "INSERT INTO orch.phases (plan, position, id, kind, state) VALUES ($1, $2, $3, $4, $5)",
-                &[&p.plan, &p.position, &p.id, &p.kind, &p.state.name()],
+                &[&p.plan, &p.position, &p.id, &p.kind.name(), &p.state.name()],
             )
             .await
             .map(|_| ())
@@ -318,7 +329,7 @@ impl Store {
             &p.result,
             &p.pause_requested,
             &p.id,
-            &p.kind,
+            &p.kind.name(),
         ];
         self.client()
             .execute(
@@ -423,18 +434,22 @@ impl Store {
             )
             .await
             .map_err(|e| Error::db("cannot read the event log", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| EventRecord {
-                id: r.get(0),
-                at: r.get(1),
-                plan: r.get(2),
-                phase: r.get(3),
-                actor: r.get(4),
-                action: r.get(5),
-                detail: r.get(6),
+        rows.iter()
+            .map(|r| {
+                let (id, action): (i64, String) = (r.get(0), r.get(5));
+                Ok(EventRecord {
+                    id,
+                    at: r.get(1),
+                    plan: r.get(2),
+                    phase: r.get(3),
+                    actor: r.get(4),
+                    action: AuditAction::parse(&action).ok_or_else(|| {
+                        unknown("orch.events", &id.to_string(), "action", &action)
+                    })?,
+                    detail: r.get(6),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Evaluate one check: a single statement returning one boolean, in a
@@ -459,7 +474,7 @@ impl Store {
 
     /// Evaluate checks inside the open transaction (a migration's, after
     /// its statements took their locks) within `budget`, in order, up to the
-    /// first whose value is not true: their values, or `Err(TooSlow)` when
+    /// first whose value is not true: their values, or `Recheck::TooSlow` when
     /// they did not finish within the budget (then the transaction is as it
     /// was before them, still holding its locks). `restore_timeout_ms` is
     /// the transaction's statement_timeout after them.
@@ -468,7 +483,7 @@ impl Store {
         checks: &[(&str, &[Option<DateTime<Utc>>])],
         budget: std::time::Duration,
         restore_timeout_ms: u128,
-    ) -> Result<std::result::Result<Vec<CheckValue>, TooSlow>> {
+    ) -> Result<Recheck> {
         let setup = format!(
             "SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {}",
             budget.as_millis().max(1)
@@ -489,14 +504,14 @@ impl Store {
                     .batch_execute("ROLLBACK TO SAVEPOINT orch_recheck")
                     .await
                     .map_err(|e| Error::db("cannot undo the guard's second evaluation", e))?;
-                return Ok(Err(TooSlow));
+                return Ok(Recheck::TooSlow);
             }
             let value = one_boolean(result);
             let holds = value == Ok(Some(true));
             values.push(value);
             if !holds {
                 // The caller rolls the transaction back.
-                return Ok(Ok(values));
+                return Ok(Recheck::Values(values));
             }
         }
         let restore = format!(
@@ -506,7 +521,7 @@ impl Store {
             .batch_execute(&restore)
             .await
             .map_err(|e| Error::db("cannot end the guard's second evaluation", e))?;
-        Ok(Ok(values))
+        Ok(Recheck::Values(values))
     }
 
     /// Evaluate one check inside the transaction already open on the
@@ -525,9 +540,15 @@ impl Store {
 /// A check's value: its boolean (NULL as `None`), or why it has none.
 pub type CheckValue = std::result::Result<Option<bool>, String>;
 
-/// Checks that ran out of their time budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooSlow;
+/// The guard's second evaluation, inside a migration's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// The values, up to and including the first that is not true.
+    Values(Vec<CheckValue>),
+    /// They did not finish within their time budget (the transaction is as
+    /// it was before them).
+    TooSlow,
+}
 
 /// A check's rows as its one boolean, or why they are not one.
 fn one_boolean(

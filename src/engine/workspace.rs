@@ -1,0 +1,113 @@
+//! What every command that touches a database works on: the migration
+//! files, the plans, and a connection. Files are read and validated before
+//! connecting, so bad input changes nothing.
+
+use std::path::Path;
+
+use crate::connect::ConnectionSettings;
+use crate::engine::migrator::{MigrateOptions, Migrator};
+use crate::engine::plan_runner::{PlanEngine, PlanOptions};
+use crate::error::{Error, Result};
+use crate::events::Reporter;
+use crate::migration::MigrationSet;
+use crate::plan::ownership::add_owners;
+use crate::plan::{Owners, PlanSet, PlanSpec};
+use crate::stop::StopSignal;
+use crate::store::Store;
+
+/// The project's folders.
+#[derive(Debug, Clone, Copy)]
+pub struct Folders<'a> {
+    pub migrations: &'a Path,
+    pub plans: &'a Path,
+}
+
+impl Folders<'_> {
+    /// Read and validate the migrations, then the plans against them.
+    pub fn read(&self) -> Result<(MigrationSet, PlanSet)> {
+        let migrations = MigrationSet::load(self.migrations)?;
+        let plans = PlanSet::load(self.plans, &migrations)?;
+        Ok((migrations, plans))
+    }
+}
+
+/// Files and a connection to one database.
+pub struct Workspace {
+    pub migrations: MigrationSet,
+    pub plans: PlanSet,
+    pub(crate) store: Store,
+}
+
+impl Workspace {
+    /// Read the folders, then connect as `application_name`.
+    pub async fn open(
+        folders: Folders<'_>,
+        connection: &ConnectionSettings,
+        application_name: &str,
+    ) -> Result<Workspace> {
+        let (migrations, plans) = folders.read()?;
+        let store = Store::open(connection, application_name).await?;
+        Ok(Workspace {
+            migrations,
+            plans,
+            store,
+        })
+    }
+
+    /// Which migrations belong to plan phases, so are applied only through
+    /// them: those of the plans in the folder, and those of every plan the
+    /// database has started, even when its file is gone (a branch checkout
+    /// must not let a contract migration run unguarded).
+    pub async fn owners(&self) -> Result<Owners> {
+        let mut owners = self.plans.owners();
+        for (plan, definition) in self.store.recorded_plan_definitions().await? {
+            let spec = serde_json::from_value::<PlanSpec>(definition).map_err(|e| {
+                Error::failed(format!(
+                    "cannot read the definition of plan {plan} recorded in the database ({e}); it may have been written by a newer orch, so its migrations' owners are unknown"
+                ))
+            })?;
+            add_owners(&mut owners, &plan, &spec);
+        }
+        Ok(owners)
+    }
+
+    /// Whether a plan of this name is in the files or the database.
+    pub async fn knows_plan(&self, name: &str) -> Result<bool> {
+        Ok(self.plans.get(name).is_some() || self.store.plan_state(name).await?.is_some())
+    }
+}
+
+impl Workspace {
+    /// The migration commands on this workspace.
+    pub fn migrator<'a>(
+        &'a self,
+        owners: &'a Owners,
+        options: &'a MigrateOptions,
+        reporter: &'a dyn Reporter,
+    ) -> Migrator<'a> {
+        Migrator {
+            store: &self.store,
+            set: &self.migrations,
+            owners,
+            options,
+            reporter,
+        }
+    }
+
+    /// The plan commands on this workspace.
+    pub fn plan_engine<'a>(
+        &'a self,
+        options: &'a PlanOptions,
+        reporter: &'a dyn Reporter,
+        stop: &'a StopSignal,
+    ) -> PlanEngine<'a> {
+        PlanEngine {
+            store: &self.store,
+            plans: &self.plans,
+            migrations: &self.migrations,
+            options,
+            reporter,
+            stop,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The actions of the append-only audit log (`orch.events`): one enum, so
+//! the engine writes and the checklist reads the same names.
+
+use serde::Serialize;
+
+/// What an entry of the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    PlanEdited,
+    GateOpened,
+    GuardFailed,
+    MigrationApplied,
+    ChecksPassed,
+    BackfillStarted,
+    BackfillResumed,
+    BackfillPaused,
+    BackfillFinished,
+    PhaseFailed,
+    ConfirmRefused,
+    Confirmed,
+    RolledBack,
+    PauseRequested,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 14] = [
+        AuditAction::PlanEdited,
+        AuditAction::GateOpened,
+        AuditAction::GuardFailed,
+        AuditAction::MigrationApplied,
+        AuditAction::ChecksPassed,
+        AuditAction::BackfillStarted,
+        AuditAction::BackfillResumed,
+        AuditAction::BackfillPaused,
+        AuditAction::BackfillFinished,
+        AuditAction::PhaseFailed,
+        AuditAction::ConfirmRefused,
+        AuditAction::Confirmed,
+        AuditAction::RolledBack,
+        AuditAction::PauseRequested,
+    ];
+
+    /// The name stored in `orch.events.action`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditAction::PlanEdited => "plan_edited",
+            AuditAction::GateOpened => "gate_opened",
+            AuditAction::GuardFailed => "guard_failed",
+            AuditAction::MigrationApplied => "migration_applied",
+            AuditAction::ChecksPassed => "checks_passed",
+            AuditAction::BackfillStarted => "backfill_started",
+            AuditAction::BackfillResumed => "backfill_resumed",
+            AuditAction::BackfillPaused => "backfill_paused",
+            AuditAction::BackfillFinished => "backfill_finished",
+            AuditAction::PhaseFailed => "phase_failed",
+            AuditAction::ConfirmRefused => "confirm_refused",
+            AuditAction::Confirmed => "confirmed",
+            AuditAction::RolledBack => "rolled_back",
+            AuditAction::PauseRequested => "pause_requested",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AuditAction> {
+        AuditAction::ALL.into_iter().find(|a| a.name() == text)
+    }
+
+    /// For people: `gate opened`.
+    pub fn words(self) -> String {
+        self.name().replace('_', " ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for action in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(action.name()), Some(action));
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::Value::String(action.name().to_string())
+            );
+        }
+    }
+}
