@@ -43,30 +43,30 @@ impl Blocker {
 
     /// One line for people: pid, application, state, times, query.
     pub fn describe(&self) -> String {
-    let kind = if self.is_autovacuum() {
-        "autovacuum worker, ".to_string()
-    } else {
-        String::new()
-    };
-    let state = if self.state.is_empty() {
-        "state unknown"
-    } else {
-        &self.state
-    };
-    let mut times = String::new();
-    if let Some(t) = self.xact_start {
-        times.push_str(&format!(", transaction started {}", timefmt::utc(&t)));
+        let kind = if self.is_autovacuum() {
+            "autovacuum worker, ".to_string()
+        } else {
+            String::new()
+        };
+        let state = if self.state.is_empty() {
+            "state unknown"
+        } else {
+            &self.state
+        };
+        let mut times = String::new();
+        if let Some(t) = self.xact_start {
+            times.push_str(&format!(", transaction started {}", timefmt::utc(&t)));
+        }
+        if let Some(t) = self.query_start {
+            times.push_str(&format!(", query started {}", timefmt::utc(&t)));
+        }
+        format!(
+            "pid {} ({kind}application_name {:?}, {state}{times}): {}",
+            self.pid,
+            self.application_name,
+            self.query.trim()
+        )
     }
-    if let Some(t) = self.query_start {
-        times.push_str(&format!(", query started {}", timefmt::utc(&t)));
-    }
-    format!(
-        "pid {} ({kind}application_name {:?}, {state}{times}): {}",
-        self.pid,
-        self.application_name,
-        self.query.trim()
-    )
-}
 }
 
 /// One observation of a lock wait.

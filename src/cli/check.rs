@@ -5,8 +5,7 @@ use crate::cli::Context;
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
 use crate::plan::PlanSet;
-use crate::plan::format::PhaseKind;
-use crate::store::Store;
+use crate::plan::kinds;
 
 pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
     let migrations = MigrationSet::load(&ctx.migrations_dir)?;
@@ -34,22 +33,17 @@ pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
         }
     }
     if online && problems.is_empty() {
-        let store = Store::open(&ctx.connection()?, &ctx.application_name("check")).await?;
-        for plan in plans.plans.iter().filter(|p| selected(p.name())) {
-            for (i, phase) in plan.spec.phases.iter().enumerate() {
-                if let (PhaseKind::Backfill, Some(spec)) = (phase.kind, &phase.backfill) {
-                    match crate::backfill::check_table(&store, spec).await {
-                        Ok(note) => println!(
-                            "{}: phase {} {}: {note}",
-                            plan.path.display(),
-                            i + 1,
-                            phase.id
-                        ),
-                        Err(e) => problems.push(plan.error_at(
-                            &crate::plan::load::phase_path(i, &["backfill", "table"]),
-                            e.to_string(),
-                        )),
-                    }
+        let workspace = ctx.workspace("check").await?;
+        for plan in workspace.plans.plans.iter().filter(|p| selected(p.name())) {
+            for (index, finding) in workspace.check_online(plan).await {
+                match finding {
+                    Ok(note) => println!(
+                        "{}: phase {} {}: {note}",
+                        plan.path.display(),
+                        index + 1,
+                        plan.spec.phases[index].id
+                    ),
+                    Err(e) => problems.push(e),
                 }
             }
         }
@@ -82,7 +76,7 @@ pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
                 p.spec
                     .phases
                     .iter()
-                    .filter(|phase| phase.kind == PhaseKind::Backfill)
+                    .filter(|phase| kinds::rules(phase.kind).checked_online())
                     .map(move |phase| format!("{}/{}", p.name(), phase.id))
             })
             .collect();

@@ -4,11 +4,11 @@
 use std::fmt::Write;
 
 use crate::cli::Context;
+use crate::engine::plan_status::EventRecord;
 use crate::engine::plan_status::{PhaseStatus, PlanStatus, plan_events, plan_statuses};
 use crate::error::{Error, Result};
+use crate::plan::kinds;
 use crate::plan::{AuditAction, PhaseState};
-use crate::plan::format::PhaseKind;
-use crate::engine::plan_status::EventRecord;
 use crate::timefmt;
 
 pub async fn run(ctx: &Context, plan: &str) -> Result<()> {
@@ -58,7 +58,10 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
     for p in &s.phases {
         phase(&mut out, s, p);
     }
-    let signoffs: Vec<&EventRecord> = events.iter().filter(|e| e.action == AuditAction::Confirmed).collect();
+    let signoffs: Vec<&EventRecord> = events
+        .iter()
+        .filter(|e| e.action == AuditAction::Confirmed)
+        .collect();
     if !events.is_empty() {
         let _ = writeln!(out, "\n## Log\n");
         for e in events {
@@ -97,10 +100,8 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
 
 fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
     let done = p.state == PhaseState::Confirmed;
-    let mut kind = match p.kind {
-        PhaseKind::Deploy => "deploy gate".to_string(),
-        other => other.name().to_string(),
-    };
+    let rules = kinds::rules(p.kind);
+    let mut kind = rules.label().to_string();
     if let Some(role) = &p.role {
         kind.push_str(&format!(", {role}"));
     }
@@ -124,7 +125,7 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
     }
     if let Some(r) = &p.record {
         if let (Some(by), Some(at)) = (&r.ran_by, r.started_at) {
-            let verb = if p.kind == PhaseKind::Deploy {
+            let verb = if rules.is_gate() {
                 "gate opened"
             } else {
                 "ran"
@@ -144,7 +145,7 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
             let _ = writeln!(out, "  - confirmed by {by} at {}{note}", timefmt::utc(&at));
         }
         if let Some(result) = &r.result
-            && (p.kind == PhaseKind::Backfill || p.kind == PhaseKind::Migration)
+            && rules.shows_result()
         {
             let _ = writeln!(out, "  - result: `{result}`");
         }
@@ -164,7 +165,7 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
         let _ = writeln!(out, "  - progress: {}", progress.describe());
     }
     let gate_open = p.state == PhaseState::Open;
-    if (gate_open || (p.kind == PhaseKind::Deploy && s.current == Some(p.position)))
+    if (gate_open || (rules.is_gate() && s.current == Some(p.position)))
         && let Some(instructions) = &p.instructions
     {
         let _ = writeln!(out, "  - instructions:");

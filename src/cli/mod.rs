@@ -53,7 +53,12 @@ impl Context {
             migrations: &self.migrations_dir,
             plans: &self.plans_dir,
         };
-        Workspace::open(folders, &self.connection()?, &self.application_name(command)).await
+        Workspace::open(
+            folders,
+            &self.connection()?,
+            &self.application_name(command),
+        )
+        .await
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod lock_retry;
 pub mod migrator;
+pub(crate) mod phases;
 pub mod plan_advance;
 pub mod plan_confirm;
 pub mod plan_rollback;

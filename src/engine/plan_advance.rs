@@ -2,25 +2,18 @@
 //! confirmed: open a gate, apply a migration, evaluate checks, or run a
 //! backfill, recording the phase's new state with the work.
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::backfill::{self, BackfillEnd, BackfillJob};
 use crate::engine::checks::{self, BoundCheck};
-use crate::engine::migrator::record as migration_record;
-use crate::plan::MigrationOwner;
-use crate::engine::section_runner::{SectionJob, SectionRunner};
-use crate::error::{Error, Result};
-use crate::plan::AuditAction;
-use crate::events::{Direction, Event};
-use crate::plan::LoadedPlan;
-use crate::plan::format::{PhaseKind, PhaseSpec};
-use crate::plan::state::{PhaseCommand, PhaseState, transition};
-use crate::store::bookkeeping::Bookkeeping;
-use crate::store::plans::{PhaseRecord, PlanRecord};
-use crate::timefmt;
-
+use crate::engine::phases::{self, Step};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::plan::format::PhaseSpec;
+use crate::plan::kinds;
+use crate::plan::state::{PhaseCommand, PhaseState, transition};
+use crate::plan::{AuditAction, LoadedPlan};
+use crate::store::plans::PhaseRecord;
 
 impl PlanEngine<'_> {
     /// `orch advance PLAN`: run exactly the next phase.
@@ -113,7 +106,7 @@ impl PlanEngine<'_> {
             started.started_at = Some(now);
         }
         started.finished_at = None;
-        if spec.kind != PhaseKind::Deploy {
+        if !kinds::rules(spec.kind).is_gate() {
             self.reporter.report(Event::PhaseStarted {
                 plan: name.to_string(),
                 position: index + 1,
@@ -124,50 +117,21 @@ impl PlanEngine<'_> {
                 resumed,
             });
         }
-        match spec.kind {
-            PhaseKind::Deploy => self.open_gate(plan, index, started, now).await,
-            PhaseKind::Migration => {
-                self.run_migration(plan, index, started, now, &recheck)
-                    .await
-            }
-            PhaseKind::Check => {
-                self.run_checks(plan, &record, &phases, index, started)
-                    .await
-            }
-            PhaseKind::Backfill => self.run_backfill(plan, index, started, resumed).await,
-        }
-    }
-
-    async fn open_gate(
-        &self,
-        plan: &LoadedPlan,
-        index: usize,
-        mut open: PhaseRecord,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let spec = &plan.spec.phases[index];
-        open.gate_opened_at = Some(now);
-        self.record_phase(
-            plan.name(),
-            open,
-            AuditAction::GateOpened,
-            json!({ "opened_at": now }),
-        )
-        .await?;
-        self.reporter.report(Event::GateOpened {
-            plan: plan.name().to_string(),
-            position: index + 1,
-            total: plan.spec.phases.len(),
-            id: spec.id.clone(),
-            title: spec.title.clone(),
-            instructions: spec.instructions.clone().unwrap_or_default(),
-            confirm_command: confirm_command(plan.name(), &spec.id),
-        });
-        Ok(())
+        let step = Step {
+            plan,
+            record: &record,
+            phases: &phases,
+            index,
+            started,
+            now,
+            recheck,
+            resumed,
+        };
+        phases::work(spec.kind).advance(self, step).await
     }
 
     /// Record a failure of phase `index`, then hand the error back.
-    pub(super) async fn fail(
+    pub(crate) async fn fail(
         &self,
         plan: &LoadedPlan,
         mut record: PhaseRecord,
@@ -189,119 +153,7 @@ impl PlanEngine<'_> {
         error
     }
 
-    async fn run_migration(
-        &self,
-        plan: &LoadedPlan,
-        index: usize,
-        running: PhaseRecord,
-        now: DateTime<Utc>,
-        recheck: &[BoundCheck],
-    ) -> Result<()> {
-        let spec = &plan.spec.phases[index];
-        let file = self.migration_of(spec)?;
-        let _history = self.migrations_lock().await?;
-        if let Some(applied) = self
-            .store
-            .applied_migrations()
-            .await?
-            .iter()
-            .find(|a| a.version == file.version)
-        {
-            return Err(Error::refused(
-                format!(
-                    "phase {} ({}) applies {}, but it is already applied (on {} by {}); it was applied outside the plan",
-                    index + 1,
-                    spec.id,
-                    file.id(),
-                    timefmt::utc(&applied.applied_at),
-                    applied.applied_by
-                ),
-                Some(format!(
-                    "revert it with `orch migrate down` first, or remove phase {} from the plan",
-                    spec.id
-                )),
-            ));
-        }
-        if !file.up.transactional {
-            // Statements run one by one: record that the phase is running first.
-            self.store
-                .commit_bookkeeping(&[Bookkeeping::Phase(Box::new(running.clone()))])
-                .await?;
-        }
-        let owner = MigrationOwner {
-            plan: plan.name().to_string(),
-            position: index + 1,
-            phase: spec.id.clone(),
-        };
-        let id = file.id();
-        let job = SectionJob {
-            id: &id,
-            path: &file.path,
-            section: &file.up,
-            direction: Direction::Up,
-            recheck,
-        };
-        let runner = SectionRunner::new(self.store, &self.options.policy, self.reporter).await?;
-        let result = runner
-            .run(&job, |stats| {
-                let mut done = running.clone();
-                done.state = transition(PhaseKind::Migration, running.state, PhaseCommand::Succeed)
-                    .expect("a running migration may succeed");
-                done.finished_at =
-                    Some(now + chrono::Duration::from_std(stats.duration).unwrap_or_default());
-                done.result = Some(json!({
-                    "migration": id,
-                    "duration_ms": stats.duration.as_millis() as u64,
-                    "execution_ms": stats.execution.as_millis() as u64,
-                    "attempts": stats.attempts,
-                }));
-                vec![
-                    migration_record(
-                        file,
-                        Direction::Up,
-                        &self.options.actor,
-                        stats,
-                        Some(&owner),
-                    ),
-                    Bookkeeping::Phase(Box::new(done)),
-                    self.event(
-                        plan.name(),
-                        Some(&spec.id),
-                        AuditAction::MigrationApplied,
-                        json!({
-                            "migration": id,
-                            "duration_ms": stats.duration.as_millis() as u64,
-                            "attempts": stats.attempts,
-                        }),
-                    ),
-                ]
-            })
-            .await;
-        match result {
-            Ok(stats) => {
-                self.reporter.report(Event::PhaseDone {
-                    plan: plan.name().to_string(),
-                    position: index + 1,
-                    id: spec.id.clone(),
-                    summary: format!(
-                        "applied {} in {}{}",
-                        file.id(),
-                        timefmt::duration(stats.duration),
-                        if stats.attempts > 1 {
-                            format!(" ({} attempts)", stats.attempts)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    confirm_command: confirm_command(plan.name(), &spec.id),
-                });
-                Ok(())
-            }
-            Err(e) => Err(self.fail(plan, running, e).await),
-        }
-    }
-
-    pub(super) fn migration_of(
+    pub(crate) fn migration_of(
         &self,
         spec: &PhaseSpec,
     ) -> Result<&crate::migration::MigrationFile> {
@@ -312,142 +164,5 @@ impl PlanEngine<'_> {
                 None,
             )
         })
-    }
-
-    async fn run_checks(
-        &self,
-        plan: &LoadedPlan,
-        record: &PlanRecord,
-        phases: &[PhaseRecord],
-        index: usize,
-        running: PhaseRecord,
-    ) -> Result<()> {
-        let spec = &plan.spec.phases[index];
-        let mut times = self.times(record, phases, index);
-        times.phase_started_at = running.started_at;
-        let outcomes = self
-            .evaluate(plan.name(), spec, &spec.checks, &times, "check phase")
-            .await?;
-        if let Some(failures) = checks::describe_failures(&outcomes) {
-            let error = Error::failed(format!(
-                "phase {} ({}) of plan {} failed:\n  {failures}",
-                index + 1,
-                spec.id,
-                plan.name()
-            ));
-            return Err(self.fail(plan, running, error).await);
-        }
-        let mut done = running;
-        done.state = transition(PhaseKind::Check, done.state, PhaseCommand::Succeed)
-            .expect("a running check may succeed");
-        done.finished_at = Some(self.store.server_time().await?);
-        done.result = Some(json!({ "checks": outcomes }));
-        self.record_phase(
-            plan.name(),
-            done,
-            AuditAction::ChecksPassed,
-            json!({ "checks": outcomes }),
-        )
-        .await?;
-        self.reporter.report(Event::PhaseDone {
-            plan: plan.name().to_string(),
-            position: index + 1,
-            id: spec.id.clone(),
-            summary: format!("all {} checks passed", outcomes.len()),
-            confirm_command: confirm_command(plan.name(), &spec.id),
-        });
-        Ok(())
-    }
-
-    async fn run_backfill(
-        &self,
-        plan: &LoadedPlan,
-        index: usize,
-        running: PhaseRecord,
-        resumed: bool,
-    ) -> Result<()> {
-        let spec = &plan.spec.phases[index];
-        let backfill_spec = spec
-            .backfill
-            .as_ref()
-            .expect("validated: backfill phases have a backfill");
-        let action = if resumed {
-            AuditAction::BackfillResumed
-        } else {
-            AuditAction::BackfillStarted
-        };
-        self.record_phase(plan.name(), running.clone(), action, json!({}))
-            .await?;
-        let job = BackfillJob {
-            settings: self.store.settings(),
-            plan: plan.name(),
-            phase: &spec.id,
-            position: index as i32 + 1,
-            spec: backfill_spec,
-            overrides: &self.options.backfill,
-            lock_timeout: self.options.policy.lock_timeout,
-            reporter: self.reporter,
-            stop: self.stop,
-        };
-        let end = match backfill::run(job).await {
-            Ok(end) => end,
-            Err(e) => return Err(self.fail(plan, running, e).await),
-        };
-        let now = self.store.server_time().await?;
-        let mut record = running;
-        let (action, stats) = match &end {
-            BackfillEnd::Finished(stats) => {
-                record.state = transition(
-                    PhaseKind::Backfill,
-                    PhaseState::Running,
-                    PhaseCommand::Succeed,
-                )
-                .expect("running backfills may succeed");
-                record.finished_at = Some(now);
-                (AuditAction::BackfillFinished, stats)
-            }
-            BackfillEnd::Paused(stats) | BackfillEnd::Interrupted(stats) => {
-                record.state = transition(
-                    PhaseKind::Backfill,
-                    PhaseState::Running,
-                    PhaseCommand::Pause,
-                )
-                .expect("running backfills may pause");
-                (AuditAction::BackfillPaused, stats)
-            }
-        };
-        record.pause_requested = false;
-        let stats_json = serde_json::to_value(stats).unwrap_or_default();
-        record.result = Some(stats_json.clone());
-        self.record_phase(plan.name(), record, action, stats_json)
-            .await?;
-        let resume = format!(
-            "resume with `orch advance {}` (it continues from the saved cursor)",
-            plan.name()
-        );
-        match end {
-            BackfillEnd::Finished(stats) => {
-                self.reporter.report(Event::PhaseDone {
-                    plan: plan.name().to_string(),
-                    position: index + 1,
-                    id: spec.id.clone(),
-                    summary: format!(
-                        "backfill finished: {} rows updated in {} batches, {}",
-                        stats.rows_updated,
-                        stats.batches,
-                        timefmt::millis(stats.elapsed_ms as i64)
-                    ),
-                    confirm_command: confirm_command(plan.name(), &spec.id),
-                });
-                Ok(())
-            }
-            BackfillEnd::Paused(_) => {
-                self.reporter.report(Event::Info {
-                    message: format!("backfill paused on request; {resume}"),
-                });
-                Ok(())
-            }
-            BackfillEnd::Interrupted(_) => Err(Error::Interrupted { resume }),
-        }
     }
 }

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use crate::engine::checks;
 use crate::error::{Error, Result};
-use crate::plan::AuditAction;
 use crate::events::Event;
+use crate::plan::AuditAction;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::plans::PhaseRecord;

@@ -3,11 +3,12 @@
 
 use serde_json::json;
 
-use crate::engine::section_runner::{SectionJob, SectionRunner};
+use crate::engine::phases::{self, Undo};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::plan::AuditAction;
-use crate::events::{Direction, Event};
-use crate::plan::format::PhaseKind;
+use crate::plan::format::PhaseSpec;
+use crate::plan::kinds;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::plans::PhaseRecord;
@@ -36,6 +37,55 @@ impl PlanEngine<'_> {
         };
         let current = &phases[index];
         let spec = &plan.spec.phases[index];
+        let next = self.rollback_allowed(name, index, current, spec, force)?;
+        let (rolled, mut note) = self.rolled_back_row(current, next).await?;
+        let event = self.event(
+            name,
+            Some(&spec.id),
+            AuditAction::RolledBack,
+            json!({
+                "from": current.state.name(),
+                "to": next.name(),
+                "forced": force && !spec.reversible,
+            }),
+        );
+        let undo = Undo {
+            plan,
+            index,
+            work_done: matches!(current.state, PhaseState::Done | PhaseState::Confirmed),
+            records: vec![
+                Bookkeeping::Phase(Box::new(rolled)),
+                event,
+                Bookkeeping::PlanCompleted {
+                    plan: name.to_string(),
+                    completed: false,
+                },
+            ],
+        };
+        let undone = phases::work(spec.kind).rollback(self, undo).await?;
+        if !undone.is_empty() {
+            note = undone;
+        }
+        self.reporter.report(Event::RolledBack {
+            plan: name.to_string(),
+            position: index + 1,
+            id: spec.id.clone(),
+            state: next.name().to_string(),
+            note,
+        });
+        Ok(())
+    }
+
+    /// The state a rollback moves the phase to, or why it may not: an
+    /// illegal move, or an irreversible phase without `--force`.
+    fn rollback_allowed(
+        &self,
+        name: &str,
+        index: usize,
+        current: &PhaseRecord,
+        spec: &PhaseSpec,
+        force: bool,
+    ) -> Result<PhaseState> {
         let next = transition(spec.kind, current.state, PhaseCommand::Rollback).map_err(|e| {
             let hint = match current.state {
                 PhaseState::Running => format!(
@@ -62,103 +112,29 @@ impl PlanEngine<'_> {
                 )),
             ));
         }
-        let mut rolled = PhaseRecord::pending(name, current.position, &current.id, current.kind);
-        let mut note = String::new();
-        if next == PhaseState::Open {
-            // A confirmed gate is reopened: the operator confirms it again.
-            rolled = current.clone();
-            rolled.state = next;
-            rolled.confirmed_by = None;
-            rolled.confirmed_at = None;
-            rolled.note = None;
-            rolled.gate_opened_at = Some(self.store.server_time().await?);
-            note = "gate reopened; confirm it again once the deploy is right".to_string();
+        Ok(next)
+    }
+
+    /// The phase's row after the rollback, and a note: a confirmed gate is
+    /// reopened (the operator confirms it again); anything else is pending.
+    async fn rolled_back_row(
+        &self,
+        current: &PhaseRecord,
+        next: PhaseState,
+    ) -> Result<(PhaseRecord, String)> {
+        if next != PhaseState::Open {
+            let pending =
+                PhaseRecord::pending(&current.plan, current.position, &current.id, current.kind);
+            return Ok((pending, String::new()));
         }
-        let event = self.event(
-            name,
-            Some(&spec.id),
-            AuditAction::RolledBack,
-            json!({
-                "from": current.state.name(),
-                "to": next.name(),
-                "forced": force && !spec.reversible,
-            }),
-        );
-        let not_complete = Bookkeeping::PlanCompleted {
-            plan: name.to_string(),
-            completed: false,
-        };
-        match spec.kind {
-            PhaseKind::Migration if work_done => {
-                let file = self.migration_of(spec)?;
-                let down = file.down.as_ref().filter(|d| !d.is_empty()).ok_or_else(|| {
-                    Error::refused(
-                        format!(
-                            "phase {} ({}): {} has no down section, so it cannot be rolled back",
-                            index + 1,
-                            spec.id,
-                            file.path.display()
-                        ),
-                        None,
-                    )
-                })?;
-                let _history = self.migrations_lock().await?;
-                let id = file.id();
-                let job = SectionJob {
-                    id: &id,
-                    path: &file.path,
-                    section: down,
-                    direction: Direction::Down,
-                    recheck: &[],
-                };
-                let runner =
-                    SectionRunner::new(self.store, &self.options.policy, self.reporter).await?;
-                runner
-                    .run(&job, |_| {
-                        vec![
-                            Bookkeeping::MigrationReverted {
-                                version: file.version,
-                            },
-                            Bookkeeping::Phase(Box::new(rolled.clone())),
-                            event.clone(),
-                            not_complete.clone(),
-                        ]
-                    })
-                    .await?;
-                note = format!("reverted {id}");
-            }
-            PhaseKind::Backfill => {
-                self.store
-                    .commit_bookkeeping(&[
-                        Bookkeeping::Phase(Box::new(rolled)),
-                        Bookkeeping::ClearBackfill {
-                            plan: name.to_string(),
-                            phase: spec.id.clone(),
-                        },
-                        event,
-                        not_complete,
-                    ])
-                    .await?;
-                note = "cursor cleared; rows already updated keep their new values".to_string();
-            }
-            _ => {
-                self.store
-                    .commit_bookkeeping(&[
-                        Bookkeeping::Phase(Box::new(rolled)),
-                        event,
-                        not_complete,
-                    ])
-                    .await?;
-            }
-        }
-        self.reporter.report(Event::RolledBack {
-            plan: name.to_string(),
-            position: index + 1,
-            id: spec.id.clone(),
-            state: next.name().to_string(),
-            note,
-        });
-        Ok(())
+        let mut reopened = current.clone();
+        reopened.state = next;
+        reopened.confirmed_by = None;
+        reopened.confirmed_at = None;
+        reopened.note = None;
+        reopened.gate_opened_at = Some(self.store.server_time().await?);
+        let note = "gate reopened; confirm it again once the deploy is right".to_string();
+        Ok((reopened, note))
     }
 
     /// `orch pause PLAN`: ask the running backfill to stop after its batch.
@@ -170,7 +146,7 @@ impl PlanEngine<'_> {
         };
         let running = phases
             .iter()
-            .find(|p| p.state == PhaseState::Running && p.kind == PhaseKind::Backfill);
+            .find(|p| p.state == PhaseState::Running && kinds::rules(p.kind).pauses());
         let Some(phase) = running else {
             return Err(Error::refused(
                 format!(
@@ -187,7 +163,12 @@ impl PlanEngine<'_> {
             ));
         }
         self.store
-            .commit_bookkeeping(&[self.event(name, Some(&phase.id), AuditAction::PauseRequested, json!({}))])
+            .commit_bookkeeping(&[self.event(
+                name,
+                Some(&phase.id),
+                AuditAction::PauseRequested,
+                json!({}),
+            )])
             .await?;
         self.reporter.report(Event::Info {
             message: format!(

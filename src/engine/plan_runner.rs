@@ -12,13 +12,14 @@ use serde_json::json;
 
 use crate::backfill::BackfillOverrides;
 use crate::engine::checks::{self, CheckTimes};
-use crate::events::CheckOutcome;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::plan_sync::{self, Drift};
 use crate::error::{Error, Result};
+use crate::events::CheckOutcome;
 use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
-use crate::plan::format::{CheckSpec, PhaseKind, PhaseSpec};
+use crate::plan::format::{CheckSpec, PhaseSpec};
+use crate::plan::kinds;
 use crate::plan::{AuditAction, LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
 use crate::store::Store;
@@ -251,7 +252,7 @@ impl PlanEngine<'_> {
         let gate_opened_at = phases[..=index]
             .iter()
             .rev()
-            .find(|p| p.kind == PhaseKind::Deploy)
+            .find(|p| kinds::rules(p.kind).is_gate())
             .and_then(|p| p.gate_opened_at);
         CheckTimes {
             gate_opened_at,

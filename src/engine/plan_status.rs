@@ -4,12 +4,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::backfill::{self, BackfillProgress};
+use crate::backfill::BackfillProgress;
+use crate::engine::phases;
 use crate::engine::plan_runner::confirm_command;
-use crate::error::Result;
-use crate::plan::format::{PhaseKind, PlanSpec};
 use crate::engine::workspace::Workspace;
+use crate::error::{Error, Result};
 use crate::plan::PhaseState;
+use crate::plan::format::{PhaseKind, PlanSpec};
 pub use crate::store::plans::EventRecord;
 use crate::store::plans::{CheckResultRecord, PhaseRecord, PlanRecord};
 
@@ -80,19 +81,22 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
         let state = recorded.iter().find(|(r, _)| r.name == name);
         let spec: PlanSpec = match (loaded, state) {
             (Some(plan), _) => plan.spec.clone(),
-            (None, Some((record, _))) => match serde_json::from_value(record.definition.clone()) {
-                Ok(spec) => spec,
-                Err(_) => continue,
-            },
+            (None, Some((record, _))) => serde_json::from_value(record.definition.clone())
+                .map_err(|e| {
+                    Error::failed(format!(
+                        "plan {name} has no file in {} and its definition recorded in the database cannot be read ({e}); a newer orch may have written it (upgrade orch, or restore the plan's file)",
+                        plans.dir.display()
+                    ))
+                })?,
             (None, None) => continue,
         };
         let results = store.check_results(&name).await?;
         let mut progress = Vec::new();
-        for phase in spec.phases.iter().filter(|p| p.kind == PhaseKind::Backfill) {
-            progress.push((
-                phase.id.clone(),
-                backfill::progress(store, &name, &phase.id).await?,
-            ));
+        for phase in &spec.phases {
+            let live = phases::work(phase.kind)
+                .progress(store, &name, phase)
+                .await?;
+            progress.push((phase.id.clone(), live));
         }
         let file_note = match (loaded, state) {
             (None, Some(_)) => Some("file missing: shown as recorded".to_string()),

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::engine::checks::{BoundCheck, describe_failures, verdict};
-use crate::events::CheckOutcome;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::{Error, Result};
+use crate::events::CheckOutcome;
+use crate::events::LockWaitSample;
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::Section;
 use crate::migration::file::leading_words;
 use crate::sql_text;
 use crate::store::Store;
-use crate::events::LockWaitSample;
 use crate::store::blockers::BlockerMonitor;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::plans::Recheck;
@@ -410,4 +410,3 @@ fn lock_timeout_error(
     );
     Error::LockTimeout { message }
 }
-

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use crate::connect::ConnectionSettings;
 use crate::engine::migrator::{MigrateOptions, Migrator};
+use crate::engine::phases;
 use crate::engine::plan_runner::{PlanEngine, PlanOptions};
 use crate::error::{Error, Result};
 use crate::events::Reporter;
 use crate::migration::MigrationSet;
 use crate::plan::ownership::add_owners;
-use crate::plan::{Owners, PlanSet, PlanSpec};
+use crate::plan::{LoadedPlan, Owners, PlanSet, PlanSpec};
 use crate::stop::StopSignal;
 use crate::store::Store;
 
@@ -109,5 +110,23 @@ impl Workspace {
             reporter,
             stop,
         }
+    }
+}
+
+impl Workspace {
+    /// `orch check --online`: what the database says of each phase of
+    /// `plan` that has something to look at (a backfill's table and key),
+    /// by 0-based phase index.
+    pub async fn check_online(&self, plan: &LoadedPlan) -> Vec<(usize, Result<String>)> {
+        let mut findings = Vec::new();
+        for (index, phase) in plan.spec.phases.iter().enumerate() {
+            if let Some(finding) = phases::work(phase.kind)
+                .check_online(&self.store, plan, index)
+                .await
+            {
+                findings.push((index, finding));
+            }
+        }
+        findings
     }
 }

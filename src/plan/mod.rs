@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod format;
+pub(crate) mod kinds;
 pub mod load;
 pub mod ownership;
 pub mod state;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::plan::format::PhaseKind;
+use crate::plan::kinds;
 
 /// Where one phase stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,15 +134,15 @@ pub fn transition(
     command: PhaseCommand,
 ) -> Result<PhaseState, IllegalMove> {
     use PhaseCommand as C;
-    use PhaseKind as K;
     use PhaseState as S;
-    let gate = kind == K::Deploy;
+    let rules = kinds::rules(kind);
+    let gate = rules.is_gate();
     let next = match (state, command) {
         (S::Pending, C::Start) if gate => Some(S::Open),
         (S::Pending | S::Failed | S::Paused | S::Running, C::Start) if !gate => Some(S::Running),
         (S::Running, C::Succeed) if !gate => Some(S::Done),
         (S::Running, C::Fail) if !gate => Some(S::Failed),
-        (S::Running, C::Pause) if kind == K::Backfill => Some(S::Paused),
+        (S::Running, C::Pause) if rules.pauses() => Some(S::Paused),
         (S::Open, C::Confirm) if gate => Some(S::Confirmed),
         (S::Done, C::Confirm) if !gate => Some(S::Confirmed),
         (S::Confirmed, C::Rollback) if gate => Some(S::Open),

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::migration::MigrationSet;
-use crate::plan::format::{BackfillSpec, CheckSpec, PhaseKind, PhaseSpec, Role};
+use crate::plan::format::{CheckSpec, PhaseKind, PhaseSpec, Role};
+use crate::plan::kinds;
 use crate::plan::load::{LoadedPlan, phase_path};
 use crate::sql_text;
 use crate::yaml_locate::PathSeg;
@@ -53,9 +54,10 @@ pub fn validate(plan: &LoadedPlan, migrations: &MigrationSet) -> Vec<Error> {
     v.problems
 }
 
-struct Validator<'a> {
-    plan: &'a LoadedPlan,
-    migrations: &'a MigrationSet,
+/// Collects the problems of one plan.
+pub(crate) struct Validator<'a> {
+    pub plan: &'a LoadedPlan,
+    pub migrations: &'a MigrationSet,
     problems: Vec<Error>,
 }
 
@@ -77,12 +79,14 @@ pub fn valid_identifier(name: &str) -> bool {
 }
 
 impl Validator<'_> {
-    fn at(&mut self, phase: usize, field: &[&str], message: impl Into<String>) {
+    /// A problem with `field` of phase `phase` (0-based).
+    pub fn at(&mut self, phase: usize, field: &[&str], message: impl Into<String>) {
         let path = phase_path(phase, field);
         self.problems.push(self.plan.error_at(&path, message));
     }
 
-    fn at_path(&mut self, path: Vec<PathSeg>, message: impl Into<String>) {
+    /// A problem at `path` in the plan file.
+    pub fn at_path(&mut self, path: Vec<PathSeg>, message: impl Into<String>) {
         self.problems.push(self.plan.error_at(&path, message));
     }
 
@@ -138,93 +142,25 @@ impl Validator<'_> {
         if phase.title.trim().is_empty() {
             self.at(i, &["title"], "a phase needs a title");
         }
+        let rules = kinds::rules(phase.kind);
         let kind = phase.kind.name();
         let not_for_kind =
             |field: &str| format!("a {kind} phase has no {field} (see docs/plan-format.md)");
-        match phase.kind {
-            PhaseKind::Migration => match phase.migration.as_deref() {
-                None => self.at(
-                    i,
-                    &["migration"],
-                    "a migration phase names the migration it applies",
-                ),
-                Some(name) => {
-                    if self.migrations.by_name(name).is_none() {
-                        let known: Vec<&str> = self
-                            .migrations
-                            .files
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect();
-                        self.at(
-                            i,
-                            &["migration"],
-                            format!(
-                                "no migration named {name:?} in {} (known: {})",
-                                self.migrations.dir.display(),
-                                if known.is_empty() {
-                                    "none".to_string()
-                                } else {
-                                    known.join(", ")
-                                }
-                            ),
-                        );
-                    }
-                }
-            },
-            _ => {
-                if phase.migration.is_some() {
-                    self.at(i, &["migration"], not_for_kind("migration"));
-                }
-            }
+        let sections = rules.sections();
+        if phase.migration.is_some() && !sections.contains(&"migration") {
+            self.at(i, &["migration"], not_for_kind("migration"));
         }
-        if phase.kind != PhaseKind::Migration && phase.role.is_some() {
+        if phase.role.is_some() && !sections.contains(&"role") {
             self.at(
                 i,
                 &["role"],
                 "only migration phases have a role (expand or contract)",
             );
         }
-        match (phase.kind, &phase.backfill) {
-            (PhaseKind::Backfill, None) => self.at(
-                i,
-                &["backfill"],
-                "a backfill phase needs a backfill section (table, set, where)",
-            ),
-            (PhaseKind::Backfill, Some(spec)) => self.backfill(i, spec),
-            (_, Some(_)) => self.at(i, &["backfill"], not_for_kind("backfill section")),
-            _ => {}
+        if phase.backfill.is_some() && !sections.contains(&"backfill") {
+            self.at(i, &["backfill"], not_for_kind("backfill section"));
         }
-        if phase.kind == PhaseKind::Deploy {
-            if phase
-                .instructions
-                .as_deref()
-                .is_none_or(|t| t.trim().is_empty())
-            {
-                self.at(
-                    i,
-                    &["instructions"],
-                    "a deploy gate tells the operator what to deploy: add instructions",
-                );
-            }
-            if !phase.guard.is_empty() {
-                self.at(
-                    i,
-                    &["guard"],
-                    "a deploy gate has checks (run at confirm), not a guard",
-                );
-            }
-            if !phase.reversible {
-                self.at(
-                    i,
-                    &["reversible"],
-                    "a deploy gate can always be reopened; remove reversible: false",
-                );
-            }
-        }
-        if phase.kind == PhaseKind::Check && phase.checks.is_empty() {
-            self.at(i, &["checks"], "a check phase needs at least one check");
-        }
+        rules.validate(self, i, phase);
         if phase.reversible && phase.rollback_loses.is_some() {
             self.at(
                 i,
@@ -246,7 +182,7 @@ impl Validator<'_> {
         }
         let has_gate = self.plan.spec.phases[..=i]
             .iter()
-            .any(|p| p.kind == PhaseKind::Deploy);
+            .any(|p| kinds::rules(p.kind).is_gate());
         for (list_name, list) in [("guard", &phase.guard), ("checks", &phase.checks)] {
             self.checks(i, list_name, list, has_gate);
         }
@@ -300,113 +236,6 @@ impl Validator<'_> {
                     );
                 }
             }
-        }
-    }
-
-    fn backfill(&mut self, i: usize, spec: &BackfillSpec) {
-        let table_ok = match spec.table.split_once('.') {
-            Some((schema, table)) => valid_identifier(schema) && valid_identifier(table),
-            None => valid_identifier(&spec.table),
-        };
-        if !table_ok {
-            self.at(
-                i,
-                &["backfill", "table"],
-                format!("{:?} is not a valid table name (lowercase identifier, optionally schema-qualified; orch quotes it)", spec.table),
-            );
-        }
-        if let Some(key) = &spec.key {
-            if key.is_empty() {
-                self.at(
-                    i,
-                    &["backfill", "key"],
-                    "key lists at least one column (or leave it out to use the primary key)",
-                );
-            }
-            for (j, column) in key.iter().enumerate() {
-                let mut path = phase_path(i, &["backfill", "key"]);
-                path.push(PathSeg::Index(j));
-                if !valid_identifier(column) {
-                    self.at_path(
-                        path,
-                        format!("{column:?} is not a valid column name (lowercase identifier)"),
-                    );
-                } else if key[..j].contains(column) {
-                    self.at_path(path, format!("column {column:?} is listed twice"));
-                }
-            }
-        }
-        for (field, fragment) in [("set", Some(&spec.set)), ("where", spec.condition.as_ref())] {
-            let Some(fragment) = fragment else { continue };
-            if fragment.trim().is_empty() {
-                self.at(
-                    i,
-                    &["backfill", field],
-                    format!("{field} must not be empty"),
-                );
-            } else if sql_text::split_statements(fragment).len() != 1
-                || fragment.trim_end().ends_with(';')
-            {
-                self.at(
-                    i,
-                    &["backfill", field],
-                    format!("{field} is an SQL fragment, without ';'"),
-                );
-            }
-        }
-        for (field, value) in [("batch_time", &spec.batch_time), ("pause", &spec.pause)] {
-            if let Some(text) = value {
-                match crate::timefmt::parse_duration(text) {
-                    Err(e) => self.at(i, &["backfill", field], e),
-                    Ok(d) if field == "batch_time" && (d.as_millis() < 10 || d.as_secs() > 10) => {
-                        self.at(
-                            i,
-                            &["backfill", field],
-                            "batch_time must be between 10ms and 10s",
-                        )
-                    }
-                    Ok(_) => {}
-                }
-            }
-        }
-        if spec.min_batch == Some(0) {
-            self.at(
-                i,
-                &["backfill", "min_batch"],
-                "min_batch must be at least 1",
-            );
-        }
-        if let (Some(min), Some(max)) = (spec.min_batch, spec.max_batch)
-            && min > max
-        {
-            self.at(
-                i,
-                &["backfill", "max_batch"],
-                format!("max_batch ({max}) is below min_batch ({min})"),
-            );
-        }
-        if let Some(w) = spec.workers
-            && !(1..=64).contains(&w)
-        {
-            self.at(
-                i,
-                &["backfill", "workers"],
-                "workers must be between 1 and 64",
-            );
-        }
-        if spec.max_rows_per_second == Some(0) {
-            self.at(
-                i,
-                &["backfill", "max_rows_per_second"],
-                "max_rows_per_second must be at least 1 (leave it out for no limit)",
-            );
-        }
-        if spec.vacuum_every == Some(0) {
-            self.at(
-                i,
-                &["backfill", "vacuum_every"],
-                "vacuum_every must be at least 1 (leave it out to never vacuum)",
-            );
         }
     }
 }
