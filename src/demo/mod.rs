@@ -13,18 +13,17 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio_postgres::Client;
 
 use crate::connect::ConnectionSettings;
 use crate::engine::lock_retry::LockRetryPolicy;
-use crate::engine::migrator::{MigrateOptions, Migrator, UpTarget};
-use crate::engine::plan_runner::{PlanEngine, PlanOptions};
+use crate::engine::migrator::{MigrateOptions, UpTarget};
+use crate::engine::plan_runner::{BackfillOverrides, PlanOptions};
+use crate::engine::workspace::{Folders, Workspace};
 use crate::error::{Error, Result};
 use crate::events::{Event, Reporter};
-use crate::migration::MigrationSet;
 use crate::pg_server::{PgServer, ServerOptions};
-use crate::plan::PlanSet;
 use crate::stop::StopSignal;
-use crate::store::Store;
 use crate::timefmt;
 use app::{App, AppOptions, AppVersion, StageStats};
 use verify::Verification;
@@ -161,9 +160,8 @@ async fn interrupt() {
 async fn target(options: &DemoOptions) -> Result<Target> {
     if let Some(url) = &options.database_url {
         let settings = ConnectionSettings::resolve(Some(url))?;
-        let store = Store::open(&settings, "orch demo").await?;
-        let busy = store
-            .client()
+        let db = settings.connect("orch demo").await?;
+        let busy = db
             .query_one(
                 "SELECT to_regclass('posts') IS NOT NULL OR to_regnamespace('orch') IS NOT NULL",
                 &[],
@@ -229,9 +227,14 @@ async fn run_on(
             .and_then(|_| std::fs::write(&path, text))
             .map_err(|e| Error::io("cannot write demo file", &path, e))?;
     }
-    let migrations = MigrationSet::load(&project.path().join("migrations"))?;
-    let plans = PlanSet::load(&project.path().join("plans"), &migrations)?;
-    let store = Store::open(&target.settings, "orch demo").await?;
+    let folders = Folders {
+        migrations: &project.path().join("migrations"),
+        plans: &project.path().join("plans"),
+    };
+    let workspace = Workspace::open(folders, &target.settings, "orch demo").await?;
+    // The demo's own statements (filling posts, verifying them) are the
+    // application's, not orch's: they use a connection of their own.
+    let db = target.settings.connect("orch demo (app setup)").await?;
 
     // orch migrate up: creates posts, stops before the plan's migration.
     let migrate_options = MigrateOptions {
@@ -242,14 +245,8 @@ async fn run_on(
         actor: OPERATOR.to_string(),
         lock_wait: Duration::from_secs(5),
     };
-    let owners = plans.owners();
-    let migrator = Migrator {
-        store: &store,
-        set: &migrations,
-        owners: &owners,
-        options: &migrate_options,
-        reporter: narrator,
-    };
+    let owners = workspace.owners().await?;
+    let migrator = workspace.migrator(&owners, &migrate_options, narrator);
     let up = migrator.up(UpTarget::All).await?;
     narrator.take();
     narrator.say(format!(
@@ -265,14 +262,10 @@ async fn run_on(
     ));
 
     let started = Instant::now();
-    store
-        .client()
-        .batch_execute(&app::fill_sql(options.rows))
+    db.batch_execute(&app::fill_sql(options.rows))
         .await
         .map_err(|e| Error::db("cannot fill posts", e))?;
-    store
-        .client()
-        .batch_execute("ANALYZE posts")
+    db.batch_execute("ANALYZE posts")
         .await
         .map_err(|e| Error::db("cannot analyze posts", e))?;
     narrator.say(format!(
@@ -297,14 +290,14 @@ async fn run_on(
     tokio::time::sleep(options.dwell).await;
 
     let walked = if options.naive {
-        naive(options, &store, &app, narrator).await
+        naive(options, &db, &app, narrator).await
     } else {
-        walk_plan(options, &store, &plans, &migrations, &app, narrator).await
+        walk_plan(options, &workspace, &target.settings, &app, narrator).await
     };
     let (record, stages) = app.stop().await?;
     walked?;
     narrator.say("stopped the app; verifying every post...".to_string());
-    let verification = verify::verify(store.client(), options.rows, &record).await?;
+    let verification = verify::verify(&db, options.rows, &record).await?;
     let writes_failed: u64 = stages.iter().map(|s| s.writes_failed).sum();
     let reads_failed: u64 = stages.iter().map(|s| s.reads_failed).sum();
     let problem = if writes_failed > 0 {
@@ -335,9 +328,8 @@ async fn run_on(
 /// Walk the plan as an operator would, through the engine's advance/confirm.
 async fn walk_plan(
     options: &DemoOptions,
-    store: &Store,
-    plans: &PlanSet,
-    migrations: &MigrationSet,
+    workspace: &Workspace,
+    settings: &ConnectionSettings,
     app: &App,
     narrator: &Narrator<'_>,
 ) -> Result<()> {
@@ -346,27 +338,23 @@ async fn walk_plan(
         policy: options.policy.clone(),
         plan_lock_wait: Duration::from_secs(5),
         migration_lock_wait: Duration::from_secs(5),
-        backfill: crate::backfill::BackfillOverrides {
+        backfill: BackfillOverrides {
             workers: options.backfill_workers,
             ..Default::default()
         },
     };
     let stop = StopSignal::new();
-    let engine = PlanEngine {
-        store,
-        plans,
-        migrations,
-        options: &plan_options,
-        reporter: narrator,
-        stop: &stop,
-    };
-    let plan = plans.get(PLAN).expect("the demo plan is built in");
+    let engine = workspace.plan_engine(&plan_options, narrator, &stop);
+    let plan = workspace
+        .plans
+        .get(PLAN)
+        .expect("the demo plan is built in");
     let total = plan.spec.phases.len();
     for (index, phase) in plan.spec.phases.iter().enumerate() {
         let position = index + 1;
         app.begin_stage(&format!("{position} {}", phase.id));
         let long_reader = match (position, options.long_reader) {
-            (1, Some(hold)) => Some(hold_posts(&store.settings().clone(), hold, narrator).await?),
+            (1, Some(hold)) => Some(hold_posts(settings, hold, narrator).await?),
             _ => None,
         };
         let started = Instant::now();
@@ -462,16 +450,14 @@ async fn hold_posts(
 /// `--naive`: the same change as one textbook migration, under the same traffic.
 async fn naive(
     options: &DemoOptions,
-    store: &Store,
+    db: &Client,
     app: &App,
     narrator: &Narrator<'_>,
 ) -> Result<()> {
     app.begin_stage("1 textbook migration (one transaction)");
     narrator.say("running the textbook migration in one transaction: add loc, copy every row, drop lat and lng".to_string());
     let started = Instant::now();
-    store
-        .client()
-        .batch_execute(NAIVE_MIGRATION)
+    db.batch_execute(NAIVE_MIGRATION)
         .await
         .map_err(|e| Error::db("the textbook migration failed", e))?;
     narrator.say(format!(

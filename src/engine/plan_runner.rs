@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::backfill::BackfillOverrides;
+pub use crate::backfill::BackfillOverrides;
 use crate::engine::checks::{self, CheckTimes};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::plan_sync::{self, Drift};

@@ -34,7 +34,8 @@ impl Store {
         })
     }
 
-    pub fn client(&self) -> &Client {
+    /// The working connection, for the statements below this module only.
+    fn client(&self) -> &Client {
         &self.client
     }
 
