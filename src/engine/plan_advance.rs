@@ -234,7 +234,7 @@ impl PlanEngine<'_> {
         let id = file.id();
         let job = SectionJob {
             id: &id,
-            path: &file.path,
+            path: &file.up.path,
             section: &file.up,
             direction: Direction::Up,
             recheck,

@@ -105,7 +105,7 @@ impl PlanEngine<'_> {
                 let id = file.id();
                 let job = SectionJob {
                     id: &id,
-                    path: &file.path,
+                    path: &down.path,
                     section: down,
                     direction: Direction::Down,
                     recheck: &[],

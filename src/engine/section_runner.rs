@@ -11,7 +11,7 @@ use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::Section;
-use crate::migration::file::leading_words;
+use crate::migration::transactional::leading_words;
 use crate::sql_text;
 use crate::store::Store;
 use crate::store::blockers::{BlockerMonitor, LockWaitSample};
