@@ -13,7 +13,9 @@ use crate::migration::source::{MigrationSource, Resolved};
 /// The migrations of one folder, sorted by version.
 #[derive(Debug, Clone, Default)]
 pub struct MigrationSet {
+    /// The folder the migrations came from, named in messages.
     pub dir: PathBuf,
+    /// The migrations, sorted by version.
     pub files: Vec<MigrationFile>,
 }
 

@@ -26,7 +26,9 @@ pub trait MigrationSource {
 /// ones it could not.
 #[derive(Debug, Default)]
 pub struct Resolved {
+    /// The migrations parsed, in any order (the set sorts them).
     pub migrations: Vec<MigrationFile>,
+    /// Each problem found, usually an `Error::InvalidMigration` at file:line.
     pub problems: Vec<Error>,
 }
 
