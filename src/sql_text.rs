@@ -495,6 +495,16 @@ fn colon(rest: &[u8]) -> (TokenKind, usize) {
     }
 }
 
+/// The first `n` words of a statement, lower-cased, for classification.
+pub fn leading_words(statement: &str, n: usize) -> Vec<String> {
+    statement
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(n)
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1059,5 +1069,13 @@ mod tests {
             }
             let _ = bind_placeholders(prefix);
         }
+    }
+
+    #[test]
+    fn leading_words_are_lower_case_and_split_at_opening_parentheses() {
+        assert_eq!(
+            leading_words("CREATE INDEX(a) x;", 4),
+            ["create", "index", "a)", "x"]
+        );
     }
 }

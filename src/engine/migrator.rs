@@ -465,7 +465,7 @@ impl Migrator<'_> {
         });
         let job = SectionJob {
             id: &id,
-            path: &file.path,
+            path: &section.path,
             section,
             direction,
             recheck: &[],
@@ -518,7 +518,7 @@ mod tests {
     use std::path::Path;
 
     fn file(version: i64, name: &str, body: &str) -> MigrationFile {
-        MigrationFile::parse(
+        crate::migration::source::dbmate::parse_file(
             Path::new(&format!("migrations/{version}_{name}.sql")),
             &format!("-- migrate:up\n{body}\n-- migrate:down\nSELECT 'down';\n"),
         )
@@ -686,7 +686,7 @@ mod tests {
 
     #[test]
     fn down_reverts_newest_first_and_refuses_what_it_cannot_undo() {
-        let no_down = MigrationFile::parse(
+        let no_down = crate::migration::source::dbmate::parse_file(
             Path::new("migrations/4_d.sql"),
             "-- migrate:up\nSELECT 4;\n",
         )

@@ -1,8 +1,13 @@
-//! Versioned SQL migration files: parsing (`file`), and the ordered set found
-//! in a directory (`set`).
+//! Versioned SQL migrations: what one migration is (`file`), where
+//! migrations come from (`source`, one implementation per folder format),
+//! which statements need a non-transactional section (`transactional`), and
+//! the ordered set with its cross-migration rules (`set`).
 
 pub mod file;
 pub mod set;
+pub mod source;
+pub mod transactional;
 
 pub use file::{MigrationFile, Section};
 pub use set::MigrationSet;
+pub use source::{MigrationSource, Resolved};

@@ -247,7 +247,7 @@ mod tests {
 
     fn migrations() -> MigrationSet {
         let file = |name: &str, version: i64| {
-            crate::migration::MigrationFile::parse(
+            crate::migration::source::dbmate::parse_file(
                 Path::new(&format!("migrations/{version}_{name}.sql")),
                 "-- migrate:up\nSELECT 1;\n",
             )

@@ -79,7 +79,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let id = file.id();
     let job = SectionJob {
         id: &id,
-        path: &file.path,
+        path: &file.up.path,
         section: &file.up,
         direction: Direction::Up,
         recheck: &step.recheck,
@@ -171,7 +171,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
     let id = file.id();
     let job = SectionJob {
         id: &id,
-        path: &file.path,
+        path: &down.path,
         section: down,
         direction: Direction::Down,
         recheck: &[],

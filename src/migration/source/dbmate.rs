@@ -1,0 +1,289 @@
+//! dbmate-style folders, orch's own format: flat `<version>_<name>.sql`
+//! files, each with a `-- migrate:up` and an optional `-- migrate:down`
+//! section (see `sections`). Files with another extension are ignored.
+
+mod sections;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::migration::file::{MigrationFile, checksum, invalid};
+use crate::migration::source::{MigrationSource, Resolved};
+use crate::migration::transactional::check_transactional_statements;
+
+/// A folder of dbmate-style migration files.
+#[derive(Debug, Clone)]
+pub struct DbmateFolder {
+    dir: PathBuf,
+}
+
+impl DbmateFolder {
+    /// The folder at `dir` (which need not exist: then it has no migrations).
+    pub fn new(dir: &Path) -> DbmateFolder {
+        DbmateFolder {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl MigrationSource for DbmateFolder {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn resolve(&self) -> Result<Resolved> {
+        let dir = &self.dir;
+        let mut paths = Vec::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(|e| Error::io("cannot list migrations", dir, e))?;
+                    let path = entry.path();
+                    if path.extension().is_some_and(|e| e == "sql") && path.is_file() {
+                        paths.push(path);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot list migrations", dir, e)),
+        }
+        paths.sort();
+        let mut resolved = Resolved::default();
+        for path in paths {
+            resolved.add(load_file(&path));
+        }
+        Ok(resolved)
+    }
+}
+
+/// Read and parse one file.
+fn load_file(path: &Path) -> Result<MigrationFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| invalid(path, 1, format!("not valid UTF-8 ({e})")))?;
+    parse_file(path, &text)
+}
+
+/// Parse one file's text; `path` gives its version and name, and is named
+/// in errors. The checksum is the file's.
+pub fn parse_file(path: &Path, text: &str) -> Result<MigrationFile> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| invalid(path, 1, "file name is not valid UTF-8"))?;
+    let (version, name) = parse_file_name(file_name).map_err(|msg| invalid(path, 1, msg))?;
+    let (up, down) = sections::parse_sections(path, text)?;
+    check_transactional_statements(&up)?;
+    if let Some(down) = &down {
+        check_transactional_statements(down)?;
+    }
+    Ok(MigrationFile {
+        version,
+        name,
+        path: path.to_path_buf(),
+        checksum: checksum(text.as_bytes()),
+        up,
+        down,
+    })
+}
+
+/// `20240101120000_add_loc.sql` -> (20240101120000, "add_loc").
+pub fn parse_file_name(file_name: &str) -> std::result::Result<(i64, String), String> {
+    const EXPECTED: &str = "expected <version>_<name>.sql, e.g. 20240101120000_add_posts_loc.sql (version: digits; name: letters, digits, _ and -)";
+    let stem = file_name
+        .strip_suffix(".sql")
+        .ok_or_else(|| format!("malformed migration file name {file_name:?}: {EXPECTED}"))?;
+    let (version, name) = stem
+        .split_once('_')
+        .ok_or_else(|| format!("malformed migration file name {file_name:?}: {EXPECTED}"))?;
+    let valid_version = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit());
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_version || !valid_name {
+        return Err(format!(
+            "malformed migration file name {file_name:?}: {EXPECTED}"
+        ));
+    }
+    let version = version
+        .parse::<i64>()
+        .map_err(|_| format!("migration version {version} in {file_name:?} is too large"))?;
+    Ok((version, name.to_string()))
+}
+
+/// The name of a new file: `<UTC YYYYMMDDHHMMSS>_<name>.sql`.
+pub fn new_file_name(name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{}_{name}.sql", now.format("%Y%m%d%H%M%S"))
+}
+
+/// The text of a new migration file, as `orch migrate create` writes it.
+pub fn template() -> &'static str {
+    "-- migrate:up\n\n\n-- migrate:down\n\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql_text;
+
+    fn parse(name: &str, text: &str) -> Result<MigrationFile> {
+        parse_file(Path::new(&format!("migrations/{name}")), text)
+    }
+
+    #[test]
+    fn classic_rename_parses() {
+        let m = parse(
+            "20240102000000_rename_contents.sql",
+            "-- migrate:up\nALTER TABLE comments RENAME COLUMN contents TO body;\n\n-- migrate:down\nALTER TABLE comments RENAME COLUMN body TO contents;\n",
+        )
+        .unwrap();
+        assert_eq!(m.version, 20240102000000);
+        assert_eq!(m.name, "rename_contents");
+        assert_eq!(m.up.marker_line, 1);
+        assert!(m.up.transactional);
+        assert_eq!(
+            m.up.sql.trim(),
+            "ALTER TABLE comments RENAME COLUMN contents TO body;"
+        );
+        assert_eq!(m.down.as_ref().unwrap().marker_line, 4);
+        assert_eq!(m.checksum.len(), 64);
+    }
+
+    #[test]
+    fn transaction_false_marker() {
+        let m = parse(
+            "1_idx.sql",
+            "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (a);\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY i;\n",
+        )
+        .unwrap();
+        assert!(!m.up.transactional);
+        assert!(!m.down.unwrap().transactional);
+    }
+
+    #[test]
+    fn file_lines_of_statements() {
+        let m = parse(
+            "1_a.sql",
+            "-- header comment\n\n-- migrate:up\nSELECT 1;\n\nSELECT 2;\n",
+        )
+        .unwrap();
+        let statements = sql_text::split_statements(&m.up.sql);
+        assert_eq!(m.up.file_line(statements[0].offset), 4);
+        assert_eq!(m.up.file_line(statements[1].offset), 6);
+        assert_eq!(m.up.path, m.path);
+    }
+
+    #[test]
+    fn bad_files_name_file_and_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "create_posts.sql",
+                "-- migrate:up\nSELECT 1;\n",
+                "migrations/create_posts.sql:1: malformed migration file name",
+            ),
+            (
+                "12x_a.sql",
+                "-- migrate:up\n",
+                "malformed migration file name",
+            ),
+            (
+                "12_a b.sql",
+                "-- migrate:up\n",
+                "malformed migration file name",
+            ),
+            (
+                "12_.sql",
+                "-- migrate:up\n",
+                "malformed migration file name",
+            ),
+            ("99999999999999999999_a.sql", "-- migrate:up\n", "too large"),
+            (
+                "1_a.sql",
+                "SELECT 1;\n",
+                "migrations/1_a.sql:1: SQL before the first",
+            ),
+            (
+                "1_a.sql",
+                "-- just a comment\n",
+                "migrations/1_a.sql:1: no \"-- migrate:up\" section",
+            ),
+            (
+                "1_a.sql",
+                "-- migrate:down\nDROP TABLE t;\n",
+                "no \"-- migrate:up\" section",
+            ),
+            (
+                "1_a.sql",
+                "-- migrate:up\nSELECT 1;\n-- migrate:down\n\n-- migrate:up\nSELECT 2;\n",
+                "migrations/1_a.sql:5: a second \"-- migrate:up\" section (the first is at line 1)",
+            ),
+            (
+                "1_a.sql",
+                "-- migrate:sideways\n",
+                "migrations/1_a.sql:1: unknown marker",
+            ),
+            (
+                "1_a.sql",
+                "-- migrate:up transaction:maybe\n",
+                "unknown option \"transaction:maybe\"",
+            ),
+            (
+                "1_a.sql",
+                "-- migrate:up\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+                "migrations/1_a.sql:3: this statement cannot run inside a transaction",
+            ),
+            (
+                "1_a.sql",
+                "-- migrate:up\nBEGIN;\nSELECT 1;\nCOMMIT;\n",
+                "migrations/1_a.sql:2: transaction control",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let err = parse(name, text).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{name}: {err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_down_section_is_empty() {
+        let m = parse(
+            "1_a.sql",
+            "-- migrate:up\nSELECT 1;\n-- migrate:down\n-- nothing to undo\n",
+        )
+        .unwrap();
+        assert!(m.down.unwrap().is_empty());
+        assert!(!m.up.is_empty());
+    }
+
+    #[test]
+    fn new_files_parse_back() {
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let name = new_file_name("add_loc", now);
+        assert_eq!(name, "20240102030405_add_loc.sql");
+        let m = parse(&name, template()).unwrap();
+        assert_eq!((m.version, m.name.as_str()), (20240102030405, "add_loc"));
+    }
+
+    #[test]
+    fn resolve_reads_sql_files_only_and_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("2_b.sql"), "-- migrate:up\nSELECT 1;\n").unwrap();
+        std::fs::write(dir.path().join("1_a.sql"), "SELECT 1;\n").unwrap();
+        std::fs::write(dir.path().join("bad.sql"), "-- migrate:up\n").unwrap();
+        std::fs::write(dir.path().join("README.md"), "not a migration").unwrap();
+        let resolved = DbmateFolder::new(dir.path()).resolve().unwrap();
+        let names: Vec<&str> = resolved
+            .migrations
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(resolved.problems.len(), 2);
+    }
+}

@@ -1,0 +1,102 @@
+//! Statements a transaction-wrapped section cannot hold: transaction control
+//! (orch opens the transaction itself) and statements PostgreSQL refuses
+//! inside a transaction, which belong in a `transaction:false` section.
+
+use crate::error::Result;
+use crate::migration::file::{Section, invalid};
+use crate::sql_text::{self, leading_words};
+
+/// Refuse, at its file:line and with the fix, the first statement of a
+/// transactional section that cannot run in a transaction.
+pub fn check_transactional_statements(section: &Section) -> Result<()> {
+    if !section.transactional {
+        return Ok(());
+    }
+    for statement in sql_text::split_statements(&section.sql) {
+        let words = leading_words(statement.text, 4);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let problem = match words.as_slice() {
+            ["begin", ..]
+            | ["start", "transaction", ..]
+            | ["commit", ..]
+            | ["rollback", ..]
+            | ["end", ..]
+            | ["abort", ..] => Some(
+                "transaction control statements are not allowed: orch wraps each migration in one transaction itself",
+            ),
+            ["create", "index", "concurrently", ..]
+            | ["create", "unique", "index", "concurrently"]
+            | ["drop", "index", "concurrently", ..]
+            | ["vacuum", ..] => Some(
+                "this statement cannot run inside a transaction; mark the section \"transaction:false\" (e.g. \"-- migrate:up transaction:false\")",
+            ),
+            ["reindex", rest @ ..] if rest.contains(&"concurrently") => Some(
+                "REINDEX CONCURRENTLY cannot run inside a transaction; mark the section \"transaction:false\"",
+            ),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            let line = section.file_line(statement.offset);
+            return Err(invalid(&section.path, line, problem));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(sql: &str, transactional: bool) -> Section {
+        Section {
+            path: "migrations/1_a.up.sql".into(),
+            sql: sql.to_string(),
+            marker_line: 0,
+            transactional,
+        }
+    }
+
+    #[test]
+    fn refuses_what_cannot_run_in_a_transaction_at_its_line() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "SELECT 1;\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
+                Some("migrations/1_a.up.sql:2: this statement cannot run inside a transaction"),
+            ),
+            (
+                "create unique index concurrently\n",
+                Some(":1: this statement cannot run"),
+            ),
+            (
+                "DROP INDEX CONCURRENTLY i;\n",
+                Some("cannot run inside a transaction"),
+            ),
+            ("VACUUM t;\n", Some("cannot run inside a transaction")),
+            (
+                "REINDEX TABLE CONCURRENTLY t;\n",
+                Some("REINDEX CONCURRENTLY cannot run"),
+            ),
+            ("start transaction;\n", Some("transaction control")),
+            (
+                "\n\nEND;\n",
+                Some("migrations/1_a.up.sql:3: transaction control"),
+            ),
+            ("CREATE INDEX i ON t (a);\n", None),
+            ("SELECT 'begin';\n", None),
+        ];
+        for (sql, expected) in cases {
+            let got = check_transactional_statements(&section(sql, true));
+            match expected {
+                None => assert!(got.is_ok(), "{sql:?}: {got:?}"),
+                Some(expected) => {
+                    let err = got.unwrap_err().to_string();
+                    assert!(
+                        err.contains(expected),
+                        "{sql:?}: {err:?} should contain {expected:?}"
+                    );
+                }
+            }
+            assert!(check_transactional_statements(&section(sql, false)).is_ok());
+        }
+    }
+}
