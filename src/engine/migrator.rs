@@ -11,7 +11,7 @@ use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
-use crate::migration::{MigrationFile, MigrationSet};
+use crate::migration::{Migration, MigrationSet};
 use crate::plan::{MigrationOwner, Owners};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
@@ -123,8 +123,8 @@ pub fn status(
 /// stops before (if any).
 #[derive(Debug)]
 pub struct UpPlan<'a> {
-    pub apply: Vec<&'a MigrationFile>,
-    pub stopped_before: Option<(&'a MigrationFile, MigrationOwner)>,
+    pub apply: Vec<&'a Migration>,
+    pub stopped_before: Option<(&'a Migration, MigrationOwner)>,
 }
 
 /// Decide what `up` applies, enforcing the safety rules: no applied file may
@@ -152,7 +152,7 @@ pub fn plan_up<'a>(
         .filter(|a| !owners.contains_key(&a.name))
         .map(|a| a.version)
         .max();
-    let pending: Vec<&MigrationFile> = set
+    let pending: Vec<&Migration> = set
         .files
         .iter()
         .filter(|f| !applied.iter().any(|a| a.version == f.version))
@@ -241,7 +241,7 @@ pub fn plan_down<'a>(
     owners: &Owners,
     count: usize,
     options: &MigrateOptions,
-) -> Result<Vec<&'a MigrationFile>> {
+) -> Result<Vec<&'a Migration>> {
     let mut newest_first: Vec<&AppliedMigration> = applied.iter().collect();
     newest_first.sort_by_key(|a| std::cmp::Reverse(a.version));
     let mut revert = Vec::new();
@@ -438,7 +438,7 @@ impl Migrator<'_> {
     pub async fn apply(
         &self,
         runner: Option<&SectionRunner<'_>>,
-        file: &MigrationFile,
+        file: &Migration,
         direction: Direction,
         owner: Option<&MigrationOwner>,
     ) -> Result<Option<RunStats>> {
@@ -488,7 +488,7 @@ impl Migrator<'_> {
 
 /// The bookkeeping row for one applied (or reverted) migration.
 pub fn record(
-    file: &MigrationFile,
+    file: &Migration,
     direction: Direction,
     actor: &str,
     stats: &RunStats,
@@ -517,7 +517,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn file(version: i64, name: &str, body: &str) -> MigrationFile {
+    fn file(version: i64, name: &str, body: &str) -> Migration {
         crate::migration::source::dbmate::parse_file(
             Path::new(&format!("migrations/{version}_{name}.sql")),
             &format!("-- migrate:up\n{body}\n-- migrate:down\nSELECT 'down';\n"),
@@ -525,14 +525,14 @@ mod tests {
         .unwrap()
     }
 
-    fn set(files: Vec<MigrationFile>) -> MigrationSet {
+    fn set(files: Vec<Migration>) -> MigrationSet {
         MigrationSet {
             dir: "migrations".into(),
             files,
         }
     }
 
-    fn applied(f: &MigrationFile) -> AppliedMigration {
+    fn applied(f: &Migration) -> AppliedMigration {
         AppliedMigration {
             version: f.version,
             name: f.name.clone(),
@@ -558,7 +558,7 @@ mod tests {
         }
     }
 
-    fn names(files: &[&MigrationFile]) -> Vec<String> {
+    fn names(files: &[&Migration]) -> Vec<String> {
         files.iter().map(|f| f.name.clone()).collect()
     }
 

@@ -153,10 +153,7 @@ impl PlanEngine<'_> {
         error
     }
 
-    pub(crate) fn migration_of(
-        &self,
-        spec: &PhaseSpec,
-    ) -> Result<&crate::migration::MigrationFile> {
+    pub(crate) fn migration_of(&self, spec: &PhaseSpec) -> Result<&crate::migration::Migration> {
         let name = spec.migration.as_deref().unwrap_or_default();
         self.migrations.by_name(name).ok_or_else(|| {
             Error::refused(

@@ -39,7 +39,7 @@ impl Section {
 /// One migration, as a [`MigrationSource`](crate::migration::MigrationSource)
 /// yields it and orch applies it.
 #[derive(Debug, Clone)]
-pub struct MigrationFile {
+pub struct Migration {
     /// The numeric version; migrations apply in its order.
     pub version: i64,
     /// The name plans refer to the migration by.
@@ -57,7 +57,7 @@ pub struct MigrationFile {
     pub down: Option<Section>,
 }
 
-impl MigrationFile {
+impl Migration {
     /// `<version>_<name>`, as shown to people.
     pub fn id(&self) -> String {
         format!("{}_{}", self.version, self.name)

@@ -8,6 +8,6 @@ pub mod set;
 pub mod source;
 pub mod transactional;
 
-pub use file::{MigrationFile, Section};
+pub use file::{Migration, Section};
 pub use set::MigrationSet;
 pub use source::{MigrationSource, Resolved};

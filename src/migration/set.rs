@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::migration::file::MigrationFile;
+use crate::migration::file::Migration;
 use crate::migration::source::dbmate::{self, DbmateFolder};
 use crate::migration::source::{MigrationSource, Resolved};
 
@@ -16,7 +16,7 @@ pub struct MigrationSet {
     /// The folder the migrations came from, named in messages.
     pub dir: PathBuf,
     /// The migrations, sorted by version.
-    pub files: Vec<MigrationFile>,
+    pub files: Vec<Migration>,
 }
 
 impl MigrationSet {
@@ -50,12 +50,12 @@ impl MigrationSet {
     }
 
     /// The migration with this version.
-    pub fn by_version(&self, version: i64) -> Option<&MigrationFile> {
+    pub fn by_version(&self, version: i64) -> Option<&Migration> {
         self.files.iter().find(|f| f.version == version)
     }
 
     /// The migration with this name.
-    pub fn by_name(&self, name: &str) -> Option<&MigrationFile> {
+    pub fn by_name(&self, name: &str) -> Option<&Migration> {
         self.files.iter().find(|f| f.name == name)
     }
 }
@@ -97,10 +97,10 @@ pub fn create(
     Ok(path)
 }
 
-fn duplicates(files: &[MigrationFile]) -> Vec<Error> {
+fn duplicates(files: &[Migration]) -> Vec<Error> {
     let mut problems = Vec::new();
-    let mut versions: HashMap<i64, &MigrationFile> = HashMap::new();
-    let mut names: HashMap<&str, &MigrationFile> = HashMap::new();
+    let mut versions: HashMap<i64, &Migration> = HashMap::new();
+    let mut names: HashMap<&str, &Migration> = HashMap::new();
     for file in files {
         if let Some(first) = versions.insert(file.version, file) {
             problems.push(Error::InvalidMigration {
@@ -188,7 +188,7 @@ mod tests {
                     marker_line: 0,
                     transactional: true,
                 };
-                resolved.add(Ok(MigrationFile {
+                resolved.add(Ok(Migration {
                     version,
                     name: name.to_string(),
                     path: format!("memory/{version}_{name}.up.sql").into(),

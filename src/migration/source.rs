@@ -8,7 +8,7 @@ pub mod dbmate;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::migration::file::MigrationFile;
+use crate::migration::file::Migration;
 
 /// Where migrations come from: one implementation per folder format.
 pub trait MigrationSource {
@@ -27,14 +27,14 @@ pub trait MigrationSource {
 #[derive(Debug, Default)]
 pub struct Resolved {
     /// The migrations parsed, in any order (the set sorts them).
-    pub migrations: Vec<MigrationFile>,
+    pub migrations: Vec<Migration>,
     /// Each problem found, usually an `Error::InvalidMigration` at file:line.
     pub problems: Vec<Error>,
 }
 
 impl Resolved {
     /// Keep a parsed migration, or the problem that kept it from parsing.
-    pub fn add(&mut self, parsed: Result<MigrationFile>) {
+    pub fn add(&mut self, parsed: Result<Migration>) {
         match parsed {
             Ok(migration) => self.migrations.push(migration),
             Err(problem) => self.problems.push(problem),

@@ -7,7 +7,7 @@ mod sections;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::migration::file::{MigrationFile, checksum, invalid};
+use crate::migration::file::{Migration, checksum, invalid};
 use crate::migration::source::{MigrationSource, Resolved};
 use crate::migration::transactional::check_transactional_statements;
 
@@ -57,7 +57,7 @@ impl MigrationSource for DbmateFolder {
 }
 
 /// Read and parse one file.
-fn load_file(path: &Path) -> Result<MigrationFile> {
+fn load_file(path: &Path) -> Result<Migration> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
     let text =
         String::from_utf8(bytes).map_err(|e| invalid(path, 1, format!("not valid UTF-8 ({e})")))?;
@@ -66,7 +66,7 @@ fn load_file(path: &Path) -> Result<MigrationFile> {
 
 /// Parse one file's text; `path` gives its version and name, and is named
 /// in errors. The checksum is the file's.
-pub fn parse_file(path: &Path, text: &str) -> Result<MigrationFile> {
+pub fn parse_file(path: &Path, text: &str) -> Result<Migration> {
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -77,7 +77,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<MigrationFile> {
     if let Some(down) = &down {
         check_transactional_statements(down)?;
     }
-    Ok(MigrationFile {
+    Ok(Migration {
         version,
         name,
         path: path.to_path_buf(),
@@ -127,7 +127,7 @@ mod tests {
     use super::*;
     use crate::sql_text;
 
-    fn parse(name: &str, text: &str) -> Result<MigrationFile> {
+    fn parse(name: &str, text: &str) -> Result<Migration> {
         parse_file(Path::new(&format!("migrations/{name}")), text)
     }
 
