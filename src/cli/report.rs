@@ -4,37 +4,23 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
+use crate::cli::progress::BackfillProgressView;
 use crate::events::{Direction, Event, Reporter};
 use crate::timefmt;
 
 /// Prints events for a person at a terminal (or a CI log).
 pub struct HumanReporter {
-    progress: Mutex<Progress>,
+    progress: Mutex<BackfillProgressView>,
     terminal: bool,
     /// False when stdout is reserved for machine-readable output.
     results_to_stdout: bool,
 }
 
-#[derive(Default)]
-struct Progress {
-    bar: Option<ProgressBar>,
-    started: Option<Instant>,
-    last_line: Option<Instant>,
-    rows_at_start: u64,
-    rows_done: u64,
-}
-
-/// How often a non-terminal gets a progress line.
-const LOG_EVERY: Duration = Duration::from_secs(2);
-
 impl HumanReporter {
     pub fn new() -> HumanReporter {
         HumanReporter {
-            progress: Mutex::new(Progress::default()),
+            progress: Mutex::new(BackfillProgressView::default()),
             terminal: std::io::stderr().is_terminal(),
             results_to_stdout: true,
         }
@@ -57,19 +43,11 @@ impl HumanReporter {
                 err(line)
             }
         };
-        let progress = self.progress.lock().unwrap();
-        match &progress.bar {
-            Some(bar) => bar.suspend(|| print(line)),
-            None => print(line),
-        }
+        self.progress.lock().unwrap().print_above(|| print(line));
     }
 
     fn err(&self, line: &str) {
-        let progress = self.progress.lock().unwrap();
-        match &progress.bar {
-            Some(bar) => bar.suspend(|| err(line)),
-            None => err(line),
-        }
+        self.progress.lock().unwrap().print_above(|| err(line));
     }
 }
 
@@ -82,158 +60,6 @@ impl Default for HumanReporter {
 impl Reporter for HumanReporter {
     fn report(&self, event: Event) {
         match event {
-            Event::MigrationWouldRun {
-                id,
-                direction,
-                transactional,
-                sql,
-            } => {
-                let mode = if transactional {
-                    "in one transaction with its bookkeeping row"
-                } else {
-                    "statement by statement, outside a transaction"
-                };
-                self.out(&format!(
-                    "-- would run {id} ({direction}), {mode}:\n{sql}\n"
-                ));
-            }
-            Event::MigrationStarted { .. } => {}
-            Event::MigrationDone {
-                id,
-                direction,
-                duration_ms,
-                attempts,
-            } => {
-                let verb = match direction {
-                    Direction::Up => "applied",
-                    Direction::Down => "reverted",
-                };
-                let retries = if attempts > 1 {
-                    format!(", {attempts} attempts")
-                } else {
-                    String::new()
-                };
-                self.out(&format!(
-                    "{verb} {id} ({}{retries})",
-                    timefmt::millis(duration_ms as i64)
-                ));
-            }
-            Event::LockRetry {
-                target,
-                attempt,
-                attempts,
-                lock_timeout_ms,
-                retry_in_ms,
-                next_lock_timeout_ms,
-                wait,
-                note,
-            } => {
-                let mut text = format!(
-                    "lock timeout ({}) at {target}, attempt {attempt}/{attempts}",
-                    timefmt::millis(lock_timeout_ms as i64)
-                );
-                if let Some(wait) = wait {
-                    text.push_str(&format!("; waiting for {}", wait.waiting_for));
-                    for b in &wait.blockers {
-                        text.push_str(&format!("\n    held by {}", b.describe()));
-                    }
-                }
-                if let Some(note) = note {
-                    text.push_str(&format!("\n    {note}"));
-                }
-                text.push_str(&format!(
-                    "\n    retrying in {} with lock_timeout {}",
-                    timefmt::millis(retry_in_ms as i64),
-                    timefmt::millis(next_lock_timeout_ms as i64)
-                ));
-                self.err(&text);
-            }
-            Event::PhaseStarted {
-                plan,
-                position,
-                total,
-                id,
-                kind,
-                title,
-                resumed,
-            } => {
-                let verb = if resumed { "resuming" } else { "running" };
-                self.out(&format!(
-                    "{plan}: {verb} phase {position}/{total} {id} ({kind}): {title}"
-                ));
-            }
-            Event::GateOpened {
-                plan,
-                position,
-                total,
-                id,
-                title,
-                instructions,
-                confirm_command,
-            } => {
-                let mut text = format!("{plan}: gate {position}/{total} {id} is open: {title}");
-                if !instructions.trim().is_empty() {
-                    text.push_str("\n\n");
-                    for line in instructions.trim_end().lines() {
-                        text.push_str(&format!("    {line}\n"));
-                    }
-                }
-                text.push_str(&format!("\nwhen that is done: {confirm_command}"));
-                self.out(&text);
-            }
-            Event::PhaseDone {
-                plan,
-                position,
-                id,
-                summary,
-                confirm_command,
-            } => {
-                self.out(&format!(
-                    "{plan}: phase {position} {id} done: {summary}\nreview it, then: {confirm_command}"
-                ));
-            }
-            Event::ChecksEvaluated {
-                plan: _,
-                phase,
-                purpose,
-                outcomes,
-            } => {
-                for o in outcomes {
-                    let mark = if o.passed { "ok  " } else { "FAIL" };
-                    let detail = o.detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                    self.out(&format!(
-                        "  [{mark}] {phase} {purpose} check {:?}{detail}",
-                        o.name
-                    ));
-                }
-            }
-            Event::PhaseConfirmed {
-                plan,
-                position,
-                id,
-                by,
-                next,
-            } => {
-                self.out(&format!(
-                    "{plan}: phase {position} {id} confirmed by {by}; {next}"
-                ));
-            }
-            Event::RolledBack {
-                plan,
-                position,
-                id,
-                state,
-                note,
-            } => {
-                let note = if note.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({note})")
-                };
-                self.out(&format!(
-                    "{plan}: rolled back phase {position} {id}; it is {state} now{note}"
-                ));
-            }
             Event::BackfillStarted {
                 table,
                 key,
@@ -252,78 +78,215 @@ impl Reporter for HumanReporter {
                     key.join(", ")
                 ));
                 let mut progress = self.progress.lock().unwrap();
-                progress.started = Some(Instant::now());
-                progress.rows_at_start = rows_done_before;
-                progress.rows_done = rows_done_before;
-                if self.terminal {
-                    let bar = ProgressBar::new(total_estimate.max(rows_done_before));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} rows, ETA {eta}: {msg}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                    );
-                    bar.set_position(rows_done_before);
-                    bar.enable_steady_tick(Duration::from_millis(200));
-                    progress.bar = Some(bar);
-                }
+                progress.start(total_estimate, rows_done_before, self.terminal);
             }
             Event::BackfillBatch {
-                worker: _,
                 rows_done,
-                rows_in_batch: _,
                 batch_ms,
                 batch_size,
                 total_estimate,
+                ..
             } => {
                 let mut progress = self.progress.lock().unwrap();
-                progress.rows_done = rows_done;
-                let elapsed = progress.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                let rate =
-                    (rows_done - progress.rows_at_start.min(rows_done)) as f64 / elapsed.max(0.001);
-                if let Some(bar) = &progress.bar {
-                    if total_estimate > bar.length().unwrap_or(0) {
-                        bar.set_length(total_estimate);
-                    }
-                    bar.set_position(rows_done);
-                    bar.set_message(format!(
-                        "{rate:.0} rows/s, batch {batch_size} rows in {batch_ms} ms"
-                    ));
-                } else if progress.last_line.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                    progress.last_line = Some(Instant::now());
-                    let pct = if total_estimate > 0 {
-                        rows_done as f64 * 100.0 / total_estimate as f64
-                    } else {
-                        0.0
-                    };
-                    let eta = if rate > 0.0 && total_estimate > rows_done {
-                        timefmt::duration(Duration::from_secs_f64(
-                            (total_estimate - rows_done) as f64 / rate,
-                        ))
-                    } else {
-                        "-".to_string()
-                    };
-                    err(&format!(
-                        "backfill: {rows_done}/{total_estimate} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}, batch {batch_size} rows in {batch_ms} ms"
-                    ));
+                if let Some(line) = progress.batch(rows_done, batch_ms, batch_size, total_estimate)
+                {
+                    err(&line);
                 }
             }
-            Event::BackfillEnded {
-                outcome: _,
-                rows_done: _,
-                summary,
-            } => {
-                let bar = self.progress.lock().unwrap().bar.take();
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
+            Event::BackfillEnded { summary, .. } => {
+                self.progress.lock().unwrap().finish();
                 self.out(&summary);
             }
-            Event::Info { message } => self.out(&message),
-            Event::Warning { message } => self.err(&format!("warning: {message}")),
+            other => match describe(other) {
+                Some(Line::Result(text)) => self.out(&text),
+                Some(Line::Notice(text)) => self.err(&text),
+                None => {}
+            },
         }
     }
+}
+
+/// Where a line goes: results to stdout, waits and warnings to stderr.
+enum Line {
+    Result(String),
+    Notice(String),
+}
+
+/// The line for an event other than the backfill's progress.
+fn describe(event: Event) -> Option<Line> {
+    match event {
+        Event::MigrationWouldRun { .. }
+        | Event::MigrationStarted { .. }
+        | Event::MigrationDone { .. }
+        | Event::LockRetry { .. } => migration_line(event),
+        Event::Info { message } => Some(Line::Result(message)),
+        Event::Warning { message } => Some(Line::Notice(format!("warning: {message}"))),
+        other => plan_line(other).map(Line::Result),
+    }
+}
+
+/// Migrations: what would run, what ran, lock retries.
+fn migration_line(event: Event) -> Option<Line> {
+    let line = match event {
+        Event::MigrationWouldRun {
+            id,
+            direction,
+            transactional,
+            sql,
+        } => {
+            let mode = if transactional {
+                "in one transaction with its bookkeeping row"
+            } else {
+                "statement by statement, outside a transaction"
+            };
+            Line::Result(format!("-- would run {id} ({direction}), {mode}:\n{sql}\n"))
+        }
+        Event::MigrationStarted { .. } => return None,
+        Event::MigrationDone {
+            id,
+            direction,
+            duration_ms,
+            attempts,
+        } => {
+            let verb = match direction {
+                Direction::Up => "applied",
+                Direction::Down => "reverted",
+            };
+            let retries = if attempts > 1 {
+                format!(", {attempts} attempts")
+            } else {
+                String::new()
+            };
+            Line::Result(format!(
+                "{verb} {id} ({}{retries})",
+                timefmt::millis(duration_ms as i64)
+            ))
+        }
+        Event::LockRetry {
+            target,
+            attempt,
+            attempts,
+            lock_timeout_ms,
+            retry_in_ms,
+            next_lock_timeout_ms,
+            wait,
+            note,
+        } => {
+            let mut text = format!(
+                "lock timeout ({}) at {target}, attempt {attempt}/{attempts}",
+                timefmt::millis(lock_timeout_ms as i64)
+            );
+            if let Some(wait) = wait {
+                text.push_str(&format!("; waiting for {}", wait.waiting_for));
+                for b in &wait.blockers {
+                    text.push_str(&format!("\n    held by {}", b.describe()));
+                }
+            }
+            if let Some(note) = note {
+                text.push_str(&format!("\n    {note}"));
+            }
+            text.push_str(&format!(
+                "\n    retrying in {} with lock_timeout {}",
+                timefmt::millis(retry_in_ms as i64),
+                timefmt::millis(next_lock_timeout_ms as i64)
+            ));
+            Line::Notice(text)
+        }
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// Plans: phases started, gates opened, checks, confirmations, rollbacks.
+fn plan_line(event: Event) -> Option<String> {
+    let line = match event {
+        Event::PhaseStarted {
+            plan,
+            position,
+            total,
+            id,
+            kind,
+            title,
+            resumed,
+        } => {
+            let verb = if resumed { "resuming" } else { "running" };
+            format!("{plan}: {verb} phase {position}/{total} {id} ({kind}): {title}")
+        }
+        Event::GateOpened {
+            plan,
+            position,
+            total,
+            id,
+            title,
+            instructions,
+            confirm_command,
+        } => {
+            let mut text = format!("{plan}: gate {position}/{total} {id} is open: {title}");
+            if !instructions.trim().is_empty() {
+                text.push_str("\n\n");
+                for line in instructions.trim_end().lines() {
+                    text.push_str(&format!("    {line}\n"));
+                }
+            }
+            text.push_str(&format!("\nwhen that is done: {confirm_command}"));
+            text
+        }
+        Event::PhaseDone {
+            plan,
+            position,
+            id,
+            summary,
+            confirm_command,
+        } => {
+            format!(
+                "{plan}: phase {position} {id} done: {summary}\nreview it, then: {confirm_command}"
+            )
+        }
+        Event::ChecksEvaluated {
+            plan: _,
+            phase,
+            purpose,
+            outcomes,
+        } => {
+            if outcomes.is_empty() {
+                return None;
+            }
+            let lines: Vec<String> = outcomes
+                .into_iter()
+                .map(|o| {
+                    let mark = if o.passed { "ok  " } else { "FAIL" };
+                    let detail = o.detail.map(|d| format!(" ({d})")).unwrap_or_default();
+                    format!("  [{mark}] {phase} {purpose} check {:?}{detail}", o.name)
+                })
+                .collect();
+            lines.join("\n")
+        }
+        Event::PhaseConfirmed {
+            plan,
+            position,
+            id,
+            by,
+            next,
+        } => {
+            format!("{plan}: phase {position} {id} confirmed by {by}; {next}")
+        }
+        Event::RolledBack {
+            plan,
+            position,
+            id,
+            state,
+            note,
+        } => {
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({note})")
+            };
+            format!("{plan}: rolled back phase {position} {id}; it is {state} now{note}")
+        }
+        _ => return None,
+    };
+    Some(line)
 }
 
 fn out(line: &str) {
