@@ -12,6 +12,8 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod identity;
+#[cfg(test)]
+mod layers;
 pub mod migration;
 pub mod pg_server;
 pub mod plan;

@@ -8,7 +8,8 @@ use crate::events::CheckOutcome;
 use crate::plan::CheckSpec;
 use crate::sql_text;
 use crate::store::Store;
-use crate::store::plans::{CheckResultRecord, CheckValue};
+use crate::store::plans::CheckValue;
+use crate::store::records::CheckResultRecord;
 
 /// Times a check may refer to.
 #[derive(Debug, Clone, Copy, Default)]

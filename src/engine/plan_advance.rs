@@ -13,7 +13,7 @@ use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::plan::{AuditAction, LoadedPlan};
-use crate::store::plans::PhaseRecord;
+use crate::store::records::PhaseRecord;
 
 impl PlanEngine<'_> {
     /// `orch advance PLAN`: run exactly the next phase.

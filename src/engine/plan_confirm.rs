@@ -9,7 +9,7 @@ use crate::events::Event;
 use crate::plan::AuditAction;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::plans::PhaseRecord;
+use crate::store::records::PhaseRecord;
 
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 

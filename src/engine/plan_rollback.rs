@@ -11,7 +11,7 @@ use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::plans::PhaseRecord;
+use crate::store::records::PhaseRecord;
 
 use crate::engine::plan_runner::PlanEngine;
 

@@ -25,7 +25,7 @@ use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::locks::{self, LockGuard, LockScope};
-use crate::store::plans::{PhaseRecord, PlanRecord};
+use crate::store::records::{PhaseRecord, PlanRecord};
 
 /// Settings of the plan commands.
 

@@ -11,8 +11,8 @@ use crate::engine::workspace::Workspace;
 use crate::error::{Error, Result};
 use crate::plan::PhaseState;
 use crate::plan::format::{PhaseKind, PlanSpec};
-pub use crate::store::plans::EventRecord;
-use crate::store::plans::{CheckResultRecord, PhaseRecord, PlanRecord};
+pub use crate::store::records::EventRecord;
+use crate::store::records::{CheckResultRecord, PhaseRecord, PlanRecord};
 
 /// One plan at a glance, and its phases in detail.
 #[derive(Debug, Clone, Serialize)]

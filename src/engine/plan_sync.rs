@@ -10,7 +10,7 @@ use crate::plan::format::PlanSpec;
 use crate::plan::load::phase_checksum;
 use crate::plan::{LoadedPlan, PhaseState};
 use crate::store::migrations::AppliedMigration;
-use crate::store::plans::{PhaseRecord, PlanRecord};
+use crate::store::records::{PhaseRecord, PlanRecord};
 use crate::timefmt;
 
 /// What to do about the file compared with the recorded plan.

@@ -2,15 +2,11 @@
 //! messages rewritten as `file:line:column: field: message`, then the
 //! semantic rules of `validate`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::migration::MigrationSet;
 use crate::migration::file::checksum;
 use crate::plan::format::{PhaseSpec, PlanSpec};
-use crate::plan::ownership::{Owners, add_owners};
-use crate::plan::validate;
 use crate::yaml_locate::{Locations, PathSeg, render_path};
 
 /// A plan read from its file, with what is needed to point at its parts.
@@ -186,121 +182,6 @@ fn rewrite(field: String, message: String) -> (String, String) {
         }
     }
     (field, message)
-}
-
-/// Every plan of a directory, validated against the migrations.
-#[derive(Debug, Clone, Default)]
-pub struct PlanSet {
-    pub dir: PathBuf,
-    pub plans: Vec<LoadedPlan>,
-}
-
-impl PlanSet {
-    /// Load and validate every `*.yaml` / `*.yml` file of `dir` (a missing
-    /// directory has no plans). Every problem of every file is reported.
-    pub fn load(dir: &Path, migrations: &MigrationSet) -> Result<PlanSet> {
-        let (set, problems) = Self::load_all(dir, migrations)?;
-        match problems.len() {
-            0 => Ok(set),
-            1 => Err(problems.into_iter().next().expect("one problem")),
-            _ => Err(Error::Invalid(problems)),
-        }
-    }
-
-    /// Like `load`, but returns the valid plans and the problems separately
-    /// (for `orch check`, which reports per file).
-    pub fn load_all(dir: &Path, migrations: &MigrationSet) -> Result<(PlanSet, Vec<Error>)> {
-        let mut paths = Vec::new();
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(|e| Error::io("cannot list plans", dir, e))?;
-                    let path = entry.path();
-                    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-                    if is_yaml && path.is_file() {
-                        paths.push(path);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("cannot list plans", dir, e)),
-        }
-        paths.sort();
-        let mut problems = Vec::new();
-        let mut plans = Vec::new();
-        for path in paths {
-            match LoadedPlan::load(&path) {
-                Ok(plan) => {
-                    let errors = validate::validate(&plan, migrations);
-                    if errors.is_empty() {
-                        plans.push(plan);
-                    } else {
-                        problems.extend(errors);
-                    }
-                }
-                Err(e) => problems.push(e),
-            }
-        }
-        problems.extend(cross_plan_problems(&plans));
-        Ok((
-            PlanSet {
-                dir: dir.to_path_buf(),
-                plans,
-            },
-            problems,
-        ))
-    }
-
-    pub fn get(&self, name: &str) -> Option<&LoadedPlan> {
-        self.plans.iter().find(|p| p.name() == name)
-    }
-
-    /// Which migration each plan phase owns.
-    pub fn owners(&self) -> Owners {
-        let mut owners = Owners::new();
-        for plan in &self.plans {
-            add_owners(&mut owners, plan.name(), &plan.spec);
-        }
-        owners
-    }
-}
-
-/// Rules across plans: unique names, a migration owned by one plan only.
-fn cross_plan_problems(plans: &[LoadedPlan]) -> Vec<Error> {
-    let mut problems = Vec::new();
-    let mut names: HashMap<&str, &LoadedPlan> = HashMap::new();
-    let mut owned: HashMap<&str, (&LoadedPlan, usize)> = HashMap::new();
-    for plan in plans {
-        if let Some(first) = names.insert(plan.name(), plan) {
-            problems.push(plan.error_at(
-                &[PathSeg::Key("plan".into())],
-                format!(
-                    "plan name {:?} is also used by {}",
-                    plan.name(),
-                    first.path.display()
-                ),
-            ));
-        }
-        for (i, phase) in plan.spec.phases.iter().enumerate() {
-            let Some(migration) = phase.migration.as_deref() else {
-                continue;
-            };
-            if let Some((other, j)) = owned.insert(migration, (plan, i))
-                && other.name() != plan.name()
-            {
-                problems.push(plan.error_at(
-                        &phase_path(i, &["migration"]),
-                        format!(
-                            "migration {migration:?} is already owned by plan {}, phase {} ({}); a migration belongs to one plan",
-                            other.name(),
-                            j + 1,
-                            other.spec.phases[j].id
-                        ),
-                    ));
-            }
-        }
-    }
-    problems
 }
 
 #[cfg(test)]

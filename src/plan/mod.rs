@@ -7,11 +7,14 @@ pub mod format;
 pub(crate) mod kinds;
 pub mod load;
 pub mod ownership;
+pub mod set;
 pub mod state;
 pub mod validate;
+pub(crate) mod validator;
 
 pub use audit::AuditAction;
 pub use format::{BackfillSpec, CheckSpec, PhaseKind, PhaseSpec, PlanSpec, Role};
-pub use load::{LoadedPlan, PlanSet};
+pub use load::LoadedPlan;
 pub use ownership::{MigrationOwner, Owners};
+pub use set::PlanSet;
 pub use state::{PhaseCommand, PhaseState};

@@ -8,6 +8,7 @@ use crate::migration::MigrationSet;
 use crate::plan::format::{CheckSpec, PhaseKind, PhaseSpec, Role};
 use crate::plan::kinds;
 use crate::plan::load::{LoadedPlan, phase_path};
+use crate::plan::validator::{Validator, valid_name};
 use crate::sql_text;
 use crate::yaml_locate::PathSeg;
 
@@ -16,11 +17,7 @@ pub const PLACEHOLDERS: [&str; 3] = ["gate_opened_at", "phase_started_at", "plan
 
 /// Every problem of one plan; empty when it is valid.
 pub fn validate(plan: &LoadedPlan, migrations: &MigrationSet) -> Vec<Error> {
-    let mut v = Validator {
-        plan,
-        migrations,
-        problems: Vec::new(),
-    };
+    let mut v = Validator::new(plan, migrations);
     v.plan_level();
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut used_migrations: HashMap<&str, usize> = HashMap::new();
@@ -51,45 +48,10 @@ pub fn validate(plan: &LoadedPlan, migrations: &MigrationSet) -> Vec<Error> {
         }
         v.phase(i, phase);
     }
-    v.problems
-}
-
-/// Collects the problems of one plan.
-pub(crate) struct Validator<'a> {
-    pub plan: &'a LoadedPlan,
-    pub migrations: &'a MigrationSet,
-    problems: Vec<Error>,
-}
-
-/// A plan or phase name: lowercase letters, digits, `-` and `_`.
-pub fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && name.len() <= 63
-}
-
-/// An unquoted PostgreSQL identifier in lowercase (orch quotes identifiers,
-/// so mixed case would silently name a different object).
-pub fn valid_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
-        && name.len() <= 63
+    v.into_problems()
 }
 
 impl Validator<'_> {
-    /// A problem with `field` of phase `phase` (0-based).
-    pub fn at(&mut self, phase: usize, field: &[&str], message: impl Into<String>) {
-        let path = phase_path(phase, field);
-        self.problems.push(self.plan.error_at(&path, message));
-    }
-
-    /// A problem at `path` in the plan file.
-    pub fn at_path(&mut self, path: Vec<PathSeg>, message: impl Into<String>) {
-        self.problems.push(self.plan.error_at(&path, message));
-    }
-
     fn plan_level(&mut self) {
         let spec = &self.plan.spec;
         let plan_field = vec![PathSeg::Key("plan".into())];

@@ -4,7 +4,7 @@
 
 use crate::plan::AuditAction;
 use crate::store::Store;
-use crate::store::plans::PhaseRecord;
+use crate::store::records::PhaseRecord;
 
 /// One record to write.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod bookkeeping;
 pub mod locks;
 pub mod migrations;
 pub mod plans;
+pub mod records;
 pub mod schema;
 pub mod session;
 

@@ -22,7 +22,7 @@ use crate::plan::LoadedPlan;
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::plans::{PhaseRecord, PlanRecord};
+use crate::store::records::{PhaseRecord, PlanRecord};
 
 /// A phase being advanced: its row has already moved to its new state
 /// (`started`), its guard held.

@@ -5,7 +5,7 @@
 use crate::plan::format::{BackfillSpec, PhaseSpec};
 use crate::plan::kinds::KindRules;
 use crate::plan::load::phase_path;
-use crate::plan::validate::{Validator, valid_identifier};
+use crate::plan::validator::{Validator, valid_identifier};
 use crate::sql_text;
 use crate::yaml_locate::PathSeg;
 

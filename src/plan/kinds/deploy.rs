@@ -3,7 +3,7 @@
 
 use crate::plan::format::PhaseSpec;
 use crate::plan::kinds::KindRules;
-use crate::plan::validate::Validator;
+use crate::plan::validator::Validator;
 
 pub(crate) struct DeployRules;
 

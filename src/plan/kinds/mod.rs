@@ -9,7 +9,7 @@ mod deploy;
 mod migration;
 
 use crate::plan::format::{PhaseKind, PhaseSpec};
-use crate::plan::validate::Validator;
+use crate::plan::validator::Validator;
 
 /// What a plan needs to know of one kind of phase.
 pub(crate) trait KindRules: Sync {
