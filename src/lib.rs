@@ -7,21 +7,21 @@
 pub mod backfill;
 pub mod cli;
 pub mod connect;
-pub mod demo;
-pub mod engine;
+pub(crate) mod demo;
+pub(crate) mod engine;
 pub mod error;
 pub mod events;
-pub mod identity;
+pub(crate) mod identity;
 #[cfg(test)]
 mod layers;
-pub mod migration;
+pub(crate) mod migration;
 pub mod pg_server;
 pub mod plan;
-pub mod sql_text;
+pub(crate) mod sql_text;
 pub mod stop;
 pub mod store;
-pub mod timefmt;
-pub mod yaml_locate;
+pub(crate) mod timefmt;
+pub(crate) mod yaml_locate;
 
 pub use error::{Error, Result};
 

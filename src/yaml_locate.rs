@@ -54,6 +54,7 @@ pub struct Locations {
 struct NodePlace {
     value: Position,
     /// Set for mapping entries: where the key is.
+    #[cfg_attr(not(test), allow(dead_code))] // for errors about a field's name
     key: Option<Position>,
 }
 
@@ -79,6 +80,7 @@ impl Locations {
 
     /// Position of the KEY at `path` (the last segment must be a Key), e.g.
     /// to point at an unknown field name.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn key(&self, path: &[PathSeg]) -> Option<Position> {
         self.nodes.get(path).and_then(|place| place.key)
     }

@@ -10,4 +10,3 @@ pub mod transactional;
 
 pub use file::{Migration, Section};
 pub use set::MigrationSet;
-pub use source::{MigrationSource, Resolved};
