@@ -377,7 +377,7 @@ impl PlanEngine<'_> {
         self.record_phase(plan.name(), running.clone(), action, json!({}))
             .await?;
         let job = BackfillJob {
-            settings: self.store.settings(),
+            connection: self.store.settings(),
             plan: plan.name(),
             phase: &spec.id,
             position: index as i32 + 1,
