@@ -297,7 +297,7 @@ async fn measure(
             };
             let stop = StopSignal::new();
             let job = BackfillJob {
-                settings,
+                connection: settings,
                 plan: "bench",
                 phase: &phase,
                 position: 1,

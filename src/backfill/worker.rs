@@ -1,19 +1,19 @@
-//! One backfill worker: walks its key range in batches on its own
-//! connection, adapting the batch size, retrying what may be retried, and
-//! stopping between batches when asked.
+//! One backfill worker: runs its range's batches on its own connection,
+//! adapting the batch size, retrying what may be retried, and stopping
+//! between batches when asked. How a batch walks is its `Walk`'s business.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::backfill::Settings;
+use crate::backfill::RunSettings;
 use crate::backfill::halt::Halt;
 use crate::backfill::sizing::BatchSizer;
+use crate::backfill::walk::Walk;
 use crate::connect::ConnectionSettings;
 use crate::error::{Error, Result};
-use crate::plan::BackfillSpec;
 use crate::store::Store;
-use crate::store::backfill::{BatchRange, TableKey, WorkerRow};
+use crate::store::backfill::{BatchDone, BatchFailure, BatchLimits, BatchRange, WorkerRow};
 
 /// What a worker tells the coordinator after each committed batch.
 #[derive(Debug, Clone)]
@@ -27,12 +27,11 @@ pub struct BatchReport {
 
 /// Everything the workers of one run share.
 pub struct WorkerContext<'a> {
-    pub settings: &'a ConnectionSettings,
+    pub connection: &'a ConnectionSettings,
     pub plan: &'a str,
     pub phase: &'a str,
-    pub spec: &'a BackfillSpec,
-    pub key: &'a TableKey,
-    pub config: &'a Settings,
+    pub walk: &'a dyn Walk,
+    pub run_settings: &'a RunSettings,
     pub halt: &'a Halt,
 }
 
@@ -54,138 +53,157 @@ pub async fn work(
         return Ok(());
     }
     let store = Store::open(
-        ctx.settings,
+        ctx.connection,
         &format!(
             "orch backfill {} {} worker {}",
             ctx.plan, ctx.phase, row.worker
         ),
     )
     .await?;
-    let statements = store
-        .prepare_batches(ctx.key, &ctx.spec.set, ctx.spec.condition.as_deref())
-        .await?;
-    // For messages only: each batch continues after the recorded cursor.
-    let mut cursor = row.cursor.clone().or_else(|| row.range_start.clone());
-    let mut sizer = BatchSizer::new(
-        ctx.config.batch_time,
-        ctx.config.min_batch,
-        ctx.config.max_batch,
-    );
-    let mut retries = 0;
-    let started = Instant::now();
-    let mut scanned_this_run: i64 = 0;
+    let batches = ctx.walk.prepare(&store).await?;
+    let range = BatchRange {
+        plan: ctx.plan,
+        phase: ctx.phase,
+        worker: row.worker,
+        start: row.range_start.as_deref(),
+        end: &row.range_end,
+    };
+    let limits = BatchLimits {
+        lock_timeout: ctx.run_settings.lock_timeout,
+        statement_timeout: ctx.run_settings.statement_timeout,
+    };
+    let mut walker = Walker::new(ctx, &row);
     loop {
         if ctx.halt.is_set() {
             return Ok(());
         }
-        let size = sizer.size();
-        let range = BatchRange {
-            plan: ctx.plan,
-            phase: ctx.phase,
-            worker: row.worker,
-            start: row.range_start.as_deref(),
-            end: &row.range_end,
-        };
+        let size = walker.sizer.size();
         let batch_started = Instant::now();
-        match store
-            .run_batch(
-                &statements,
-                &range,
-                size,
-                ctx.config.lock_timeout,
-                ctx.config.statement_timeout,
-            )
-            .await
-        {
+        match batches.run_batch(&store, &range, size, limits).await {
             Ok(done) => {
-                let took = batch_started.elapsed();
-                tracing::debug!(
-                    "backfill worker {}: {} keys asked, {} visited, {} updated in {} ms",
-                    row.worker,
-                    size,
-                    done.rows_scanned,
-                    done.rows_updated,
-                    took.as_millis()
-                );
-                retries = 0;
-                sizer.observe(done.rows_scanned, took);
-                scanned_this_run += done.rows_scanned;
-                if let Some(last) = done.last_key {
-                    cursor = Some(last);
-                }
-                let _ = reports.send(BatchReport {
-                    worker: row.worker,
-                    rows_scanned: done.rows_scanned,
-                    rows_updated: done.rows_updated,
-                    took,
-                    size,
-                });
-                if done.range_done {
+                if walker.committed(done, size, batch_started.elapsed(), &reports) {
                     return Ok(());
                 }
-                throttle(ctx, started, scanned_this_run).await;
+                walker.throttle().await;
             }
-            Err(failure) => {
-                let state = failure.sqlstate().to_string();
-                let retriable = [STATEMENT_TIMEOUT, LOCK_TIMEOUT, DEADLOCK, SERIALIZATION]
-                    .contains(&state.as_str());
-                if !retriable || retries >= MAX_RETRIES {
-                    let why = if retriable {
-                        format!("still failing after {MAX_RETRIES} retries: ")
-                    } else {
-                        String::new()
-                    };
-                    let upper = match &failure.last_key {
-                        Some(last) => format!("through {}", describe_key(ctx.key, Some(last))),
-                        None => format!("up to {size} keys"),
-                    };
-                    return Err(Error::failed(format!(
-                        "backfill of {} failed in the batch after key {}, {upper} (worker {}): {why}{}",
-                        ctx.key.display,
-                        describe_key(ctx.key, cursor.as_deref()),
-                        row.worker,
-                        failure.diagnostic
-                    )));
-                }
-                retries += 1;
-                match state.as_str() {
-                    STATEMENT_TIMEOUT => sizer.split(),
-                    LOCK_TIMEOUT => sizer.halve(),
-                    _ => {}
-                }
-                tracing::info!(
-                    "backfill worker {}: batch failed ({}), retry {retries} with {} keys",
-                    row.worker,
-                    failure.diagnostic.message,
-                    sizer.size()
-                );
-                let backoff = Duration::from_millis(50 * (1u64 << retries.min(6)));
-                tokio::time::sleep(backoff.mul_f64(0.5 + 0.5 * fastrand::f64())).await;
-            }
+            Err(failure) => walker.retry_or_fail(failure, size).await?,
         }
     }
 }
 
-/// Honour the pause between batches and the rows-per-second ceiling.
-async fn throttle(ctx: &WorkerContext<'_>, started: Instant, scanned: i64) {
-    let mut wait = ctx.config.pause;
-    if let Some(rate) = ctx.config.rate_per_worker() {
-        let due = Duration::from_secs_f64(scanned as f64 / rate);
-        wait = wait.max(due.saturating_sub(started.elapsed()));
-    }
-    if !wait.is_zero() {
-        ctx.halt.sleep(wait).await;
-    }
+/// One worker's state over its batches.
+struct Walker<'c, 'a> {
+    ctx: &'c WorkerContext<'a>,
+    worker: i32,
+    /// For messages only: each batch continues after the recorded cursor.
+    cursor: Option<Vec<String>>,
+    sizer: BatchSizer,
+    /// Consecutive failures of the current batch.
+    retries: u32,
+    started: Instant,
+    scanned_this_run: i64,
 }
 
-/// `(id)=(41000)` or `(table start)`.
-pub fn describe_key(key: &TableKey, values: Option<&[String]>) -> String {
-    match values {
-        None => "(table start)".to_string(),
-        Some(values) => format!(
-            "({})=({})",
-            key.column_names().join(", "),
-            values.join(", ")
-        ),
+impl<'c, 'a> Walker<'c, 'a> {
+    fn new(ctx: &'c WorkerContext<'a>, row: &WorkerRow) -> Self {
+        let settings = ctx.run_settings;
+        Walker {
+            ctx,
+            worker: row.worker,
+            cursor: row.cursor.clone().or_else(|| row.range_start.clone()),
+            sizer: BatchSizer::new(settings.batch_time, settings.min_batch, settings.max_batch),
+            retries: 0,
+            started: Instant::now(),
+            scanned_this_run: 0,
+        }
+    }
+
+    /// Learn from a committed batch and report it; true when the range is done.
+    fn committed(
+        &mut self,
+        done: BatchDone,
+        size: i64,
+        took: Duration,
+        reports: &UnboundedSender<BatchReport>,
+    ) -> bool {
+        tracing::debug!(
+            "backfill worker {}: {} keys asked, {} visited, {} updated in {} ms",
+            self.worker,
+            size,
+            done.rows_scanned,
+            done.rows_updated,
+            took.as_millis()
+        );
+        self.retries = 0;
+        self.sizer.observe(done.walked, took);
+        self.scanned_this_run += done.rows_scanned;
+        if let Some(last) = done.last {
+            self.cursor = Some(last);
+        }
+        let _ = reports.send(BatchReport {
+            worker: self.worker,
+            rows_scanned: done.rows_scanned,
+            rows_updated: done.rows_updated,
+            took,
+            size,
+        });
+        done.range_done
+    }
+
+    /// Honour the pause between batches and the rows-per-second ceiling.
+    async fn throttle(&self) {
+        let settings = self.ctx.run_settings;
+        let mut wait = settings.pause;
+        if let Some(rate) = settings.rate_per_worker() {
+            let due = Duration::from_secs_f64(self.scanned_this_run as f64 / rate);
+            wait = wait.max(due.saturating_sub(self.started.elapsed()));
+        }
+        if !wait.is_zero() {
+            self.ctx.halt.sleep(wait).await;
+        }
+    }
+
+    /// Back off and shrink the next batch for a failure worth retrying;
+    /// otherwise, or once retries run out, fail the worker.
+    async fn retry_or_fail(&mut self, failure: BatchFailure, size: i64) -> Result<()> {
+        let state = failure.sqlstate().to_string();
+        let retriable =
+            [STATEMENT_TIMEOUT, LOCK_TIMEOUT, DEADLOCK, SERIALIZATION].contains(&state.as_str());
+        if !retriable || self.retries >= MAX_RETRIES {
+            return Err(self.failed(&failure, size, retriable));
+        }
+        self.retries += 1;
+        match state.as_str() {
+            STATEMENT_TIMEOUT => self.sizer.split(),
+            LOCK_TIMEOUT => self.sizer.halve(),
+            _ => {}
+        }
+        tracing::info!(
+            "backfill worker {}: batch failed ({}), retry {} with {} keys",
+            self.worker,
+            failure.diagnostic.message,
+            self.retries,
+            self.sizer.size()
+        );
+        let backoff = Duration::from_millis(50 * (1u64 << self.retries.min(6)));
+        tokio::time::sleep(backoff.mul_f64(0.5 + 0.5 * fastrand::f64())).await;
+        Ok(())
+    }
+
+    /// The error a failed batch fails the phase with: which batch, and why.
+    fn failed(&self, failure: &BatchFailure, size: i64, retriable: bool) -> Error {
+        let why = if retriable {
+            format!("still failing after {MAX_RETRIES} retries: ")
+        } else {
+            String::new()
+        };
+        let walk = self.ctx.walk;
+        Error::failed(format!(
+            "backfill of {} failed in the batch {} (worker {}): {why}{}",
+            walk.table().display,
+            walk.describe_batch(self.cursor.as_deref(), failure.last.as_deref(), size),
+            self.worker,
+            failure.diagnostic
+        ))
     }
 }

@@ -88,7 +88,7 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         .record_phase(plan.name(), running.clone(), action, json!({}))
         .await?;
     let job = BackfillJob {
-        settings: engine.store.settings(),
+        connection: engine.store.settings(),
         plan: plan.name(),
         phase: &spec.id,
         position: index as i32 + 1,
