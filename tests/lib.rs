@@ -6,5 +6,6 @@ mod support;
 mod backfill;
 mod migrations;
 mod plans;
+mod snapshots;
 mod tls;
 mod zero_downtime;

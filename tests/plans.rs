@@ -1,7 +1,7 @@
 //! Plans end to end: `orch advance / confirm / rollback / status / checklist
 //! / check` driving the real binary against a real PostgreSQL.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{Run, Session, finish, wait_until};
 
@@ -675,25 +675,50 @@ fn a_migration_applied_outside_its_plan_is_refused() {
 
 #[test]
 fn two_plans_advance_at_the_same_time() {
-    let slow_check = |name: &str| {
+    // Regression: one plan's advance must not wait for another plan's (a
+    // lock shared by all plans would run them one after the other).
+    // Each plan's check waits for an advisory lock this test holds, so both
+    // are seen waiting side by side before the test lets them finish.
+    const GATE_KEY: i64 = 7_424_242;
+    let waiting_check = |name: &str| {
         format!(
-            "plan: {name}\nphases:\n  - id: wait\n    kind: check\n    title: Slow check\n    checks:\n      - name: slow\n        sql: SELECT true FROM pg_sleep(1.5)\n"
+            "plan: {name}\nphases:\n  - id: wait\n    kind: check\n    title: Waiting check\n    checks:\n      - name: waits for the test\n        sql: SELECT true FROM pg_advisory_xact_lock_shared({GATE_KEY})\n"
         )
     };
     let s = Session::new();
-    s.plan("one.yaml", &slow_check("one"))
-        .plan("two.yaml", &slow_check("two"));
+    s.plan("one.yaml", &waiting_check("one"))
+        .plan("two.yaml", &waiting_check("two"));
     // Create orch's schema first so both processes start from the same state.
     s.orch(&["migrate", "up"]).success();
-    let started = Instant::now();
+    let gate = s.db.connect();
+    gate.execute(&format!("SELECT pg_advisory_lock({GATE_KEY})"));
     let (a, b) = (s.spawn(&["advance", "one"]), s.spawn(&["advance", "two"]));
-    finish(a, &["advance", "one"]).success();
-    finish(b, &["advance", "two"]).success();
-    assert!(
-        started.elapsed() < Duration::from_millis(2900),
-        "took {:?}",
-        started.elapsed()
+    let checks_waiting = format!(
+        "SELECT count(DISTINCT pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND NOT granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND classid = 0 AND objid = {GATE_KEY} AND objsubid = 1"
     );
+    let both_waiting = wait_until(Duration::from_secs(60), || {
+        s.value(&checks_waiting).as_deref() == Some("2")
+    });
+    let applications = s.query(
+        "SELECT application_name, wait_event_type, query FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name LIKE 'orch advance %'",
+    );
+    gate.execute(&format!("SELECT pg_advisory_unlock({GATE_KEY})"));
+    let (a, b) = (
+        finish(a, &["advance", "one"]),
+        finish(b, &["advance", "two"]),
+    );
+    assert!(
+        both_waiting,
+        "the two plans' checks never ran at the same time; orch sessions: {applications:?}\n{a:?}\n{b:?}"
+    );
+    a.success().stdout_has("all 1 checks passed");
+    b.success().stdout_has("all 1 checks passed");
+    assert_eq!(phase_state_of(&s, "one", "wait"), "done");
+    assert_eq!(phase_state_of(&s, "two", "wait"), "done");
 }
 
 #[test]

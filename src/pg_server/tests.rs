@@ -142,12 +142,14 @@ fn a_server_that_exits_early_fails_fast_with_its_log() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
-/// Not a test by itself: the body of the child processes spawned below.
+/// Not a test by itself: the body of the child processes spawned below,
+/// which run it by name with `--ignored --exact`.
 #[test]
+#[ignore = "the body of child processes that the watchdog and bin-dir tests spawn"]
 fn child_process_entry() {
-    let Ok(mode) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+    let mode = std::env::var(CHILD_ENV).unwrap_or_else(|_| {
+        panic!("{CHILD_ENV} is unset: this runs only as a child of the pg_server tests")
+    });
     if mode == "bindir" {
         println!(
             "ORCH-CHILD {}",
@@ -174,6 +176,7 @@ fn child_process_entry() {
 fn spawn_child(mode: &str, bin_dir: Option<&Path>) -> (Child, Vec<String>) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args([
+        "--ignored",
         "--exact",
         "pg_server::tests::child_process_entry",
         "--nocapture",

@@ -383,6 +383,16 @@ impl Run {
     }
 }
 
+/// SQL for the number of sessions in the current database waiting to take
+/// `mode` on `table`, e.g. orch's ALTER queued behind a long transaction.
+pub fn lock_waiters(table: &str, mode: &str) -> String {
+    format!(
+        "SELECT count(*) FROM pg_locks
+         WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND relation = '{table}'::regclass AND mode = '{mode}' AND NOT granted"
+    )
+}
+
 /// Wait for a child and collect its output.
 pub fn finish(child: std::process::Child, args: &[&str]) -> Run {
     Run::from(child.wait_with_output().expect("wait for orch"), args)
