@@ -10,13 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use orch::backfill::{self, BackfillEnd, BackfillJob, BackfillOverrides};
 use orch::connect::ConnectionSettings;
-use orch::events::Silent;
 use orch::pg_server::{ServerOptions, database_url_or_throwaway};
-use orch::plan::BackfillSpec;
-use orch::stop::StopSignal;
-use orch::store::Store;
+use orch::{
+    BackfillEnd, BackfillJob, BackfillOverrides, BackfillSpec, Silent, StopSignal, Store,
+    run_backfill,
+};
 
 struct Args {
     rows: u64,
@@ -307,7 +306,7 @@ async fn measure(
                 reporter: &Silent,
                 stop: &stop,
             };
-            match backfill::run(job).await.unwrap() {
+            match run_backfill(job).await.unwrap() {
                 BackfillEnd::Finished(stats) => {
                     m.batch_p50_ms = Some(stats.batch_ms_p50);
                     m.batch_max_ms = Some(stats.batch_ms_max);

@@ -27,7 +27,7 @@ use crate::store::Store;
 
 pub use coordinator::run;
 pub use progress::{BackfillProgress, progress};
-pub use stats::{BackfillStats, bytes};
+pub use stats::BackfillStats;
 
 /// Command-line overrides of a phase's backfill settings.
 #[derive(Debug, Clone, Default)]

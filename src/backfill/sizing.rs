@@ -71,10 +71,6 @@ impl BatchSizer {
     pub fn halve(&mut self) {
         self.size = (self.size / 2).clamp(self.min, self.max);
     }
-
-    pub fn at_minimum(&self) -> bool {
-        self.size == self.min
-    }
 }
 
 #[cfg(test)]
@@ -124,7 +120,7 @@ mod tests {
             s.observe(100, ms(5000));
         }
         assert_eq!(s.size(), 100);
-        assert!(s.at_minimum());
+        assert_eq!(s.size(), s.min);
         let tiny = BatchSizer::new(ms(150), 0, 0);
         assert_eq!(tiny.size(), 1);
     }

@@ -20,7 +20,6 @@ use crate::store::backfill::{BatchDone, BatchFailure, BatchLimits, BatchRange, W
 pub struct BatchReport {
     pub worker: i32,
     pub rows_scanned: i64,
-    pub rows_updated: u64,
     pub took: Duration,
     pub size: i64,
 }
@@ -143,7 +142,6 @@ impl<'c, 'a> Walker<'c, 'a> {
         let _ = reports.send(BatchReport {
             worker: self.worker,
             rows_scanned: done.rows_scanned,
-            rows_updated: done.rows_updated,
             took,
             size,
         });

@@ -13,8 +13,8 @@ pub mod validate;
 pub(crate) mod validator;
 
 pub use audit::AuditAction;
-pub use format::{BackfillSpec, CheckSpec, PhaseKind, PhaseSpec, PlanSpec, Role};
+pub use format::{BackfillSpec, CheckSpec, PhaseKind, PlanSpec};
 pub use load::LoadedPlan;
 pub use ownership::{MigrationOwner, Owners};
 pub use set::PlanSet;
-pub use state::{PhaseCommand, PhaseState};
+pub use state::PhaseState;

@@ -84,6 +84,7 @@ pub enum PhaseCommand {
 }
 
 impl PhaseCommand {
+    #[cfg(test)]
     pub const ALL: [PhaseCommand; 6] = [
         PhaseCommand::Start,
         PhaseCommand::Succeed,
