@@ -1,8 +1,35 @@
 //! orch: zero-downtime schema changes for PostgreSQL.
 //!
-//! Three layers, arrows pointing one way: `cli` (argument parsing, printing)
-//! -> the engine (`engine`, reading `migration` files) -> `store`, which
-//! holds every SQL statement orch itself issues.
+//! The top-level modules form layers; a module imports only from layers
+//! below it (`src/layers.rs` lists them, and its test keeps the imports
+//! true). Top to bottom:
+//!
+//! - `cli`: clap types, parsing, printing (the human and JSON reporters).
+//!   It calls the engine; it never talks to the database itself.
+//! - `demo`: `orch demo`, a throwaway server, a simulated application and
+//!   the example plan walked through the engine.
+//! - `engine`: what orch decides and in which order: migrations
+//!   (`migrator`), plans (`plan_advance`, `plan_confirm`, `plan_rollback`,
+//!   `plan_status`), phase kinds (`phases`, one file per kind), checks and
+//!   lock retries. It reports through `events`; it never prints and never
+//!   formats SQL.
+//! - `backfill`: the batched backfill; how a table is cut into batches is a
+//!   walk (`backfill::walk`, one file per walk).
+//! - `store`: every SQL statement orch itself issues, and orch's schema.
+//! - `plan` and `events` (pure): the plan format, its rules (`plan::kinds`,
+//!   one file per phase kind), the phase state machine and the audit log's
+//!   actions; the events the engine emits.
+//! - `migration` (pure): migration folders behind one seam
+//!   (`migration::source`, one file per folder format).
+//! - leaves: `sql_text`, `yaml_locate`, `identity`, `pg_server`, `stop`,
+//!   `timefmt`, then `connect`, then `error`.
+//!
+//! The library's API is what the binary, the tests and the benchmarks use:
+//! `cli` (the binary's entry), `connect` (connection settings as libpq
+//! reads them), `pg_server` (a throwaway PostgreSQL), `Error`/`Result`, and
+//! the backfill runner with what it takes (for `benches/backfill.rs`).
+//! Everything else is `pub(crate)`. `docs/architecture.md` says where each
+//! kind of change goes.
 
 pub(crate) mod backfill;
 pub mod cli;
