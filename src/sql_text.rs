@@ -495,6 +495,27 @@ fn colon(rest: &[u8]) -> (TokenKind, usize) {
     }
 }
 
+/// The significant tokens of a statement, for recognising its shape:
+/// comments and whitespace left out, words lower-cased, quoted identifiers
+/// unquoted (as written), other tokens as they are.
+pub fn tokens(statement: &str) -> Vec<String> {
+    Lexer::new(statement)
+        .filter(Token::is_significant)
+        .map(|t| {
+            let text = &statement[t.start..t.end];
+            match t.kind {
+                TokenKind::Word => text.to_ascii_lowercase(),
+                TokenKind::Quoted
+                    if text.starts_with('"') && text.ends_with('"') && text.len() > 1 =>
+                {
+                    text[1..text.len() - 1].replace("\"\"", "\"")
+                }
+                _ => text.to_string(),
+            }
+        })
+        .collect()
+}
+
 /// The first `n` words of a statement, lower-cased, for classification.
 pub fn leading_words(statement: &str, n: usize) -> Vec<String> {
     statement
@@ -1076,6 +1097,16 @@ mod tests {
         assert_eq!(
             leading_words("CREATE INDEX(a) x;", 4),
             ["create", "index", "a)", "x"]
+        );
+    }
+
+    #[test]
+    fn tokens_skip_comments_and_fold_case() {
+        assert_eq!(
+            tokens("ALTER TABLE \"Posts\" -- c\n DROP COLUMN lat, drop lng"),
+            [
+                "alter", "table", "Posts", "drop", "column", "lat", ",", "drop", "lng"
+            ]
         );
     }
 }

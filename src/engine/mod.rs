@@ -14,3 +14,4 @@ pub mod plan_status;
 pub mod plan_sync;
 pub mod section_runner;
 pub mod workspace;
+pub(crate) mod written_columns;

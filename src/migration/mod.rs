@@ -3,6 +3,7 @@
 //! which statements need a non-transactional section (`transactional`), and
 //! the ordered set with its cross-migration rules (`set`).
 
+pub mod columns;
 pub mod file;
 pub mod set;
 pub mod source;

@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod blockers;
 pub mod bookkeeping;
+pub mod catalog;
 pub mod keyset;
 pub mod locks;
 pub mod migrations;

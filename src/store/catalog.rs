@@ -1,0 +1,57 @@
+//! What orch reads of the user's schema for its own checks (not the
+//! backfill's table and key, which are in `backfill`).
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::store::backfill::quote_ident;
+
+/// `a.b` -> `"a"."b"`: names as a migration wrote them (already folded to
+/// lower case unless they were quoted there).
+fn quoted(table: &str) -> String {
+    table
+        .split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// What writers must do about a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnRequirement {
+    pub not_null: bool,
+    pub has_default: bool,
+}
+
+impl ColumnRequirement {
+    /// An insert that leaves the column out fails.
+    pub fn must_be_written(self) -> bool {
+        self.not_null && !self.has_default
+    }
+}
+
+impl Store {
+    /// NOT NULL and default of `table.column` (`table` may be qualified;
+    /// unqualified names follow the search_path); None when there is no
+    /// such column.
+    pub async fn column_requirement(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<ColumnRequirement>> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT a.attnotnull, a.atthasdef
+                 FROM pg_attribute a
+                 WHERE a.attrelid = to_regclass($1) AND a.attname = $2
+                   AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&quoted(table), &column],
+            )
+            .await
+            .map_err(|e| Error::db(format!("cannot read column {table}.{column}"), e))?;
+        Ok(row.map(|r| ColumnRequirement {
+            not_null: r.get(0),
+            has_default: r.get(1),
+        }))
+    }
+}
