@@ -930,3 +930,45 @@ fn malformed_plan_corpus_gives_precise_errors_and_touches_nothing() {
         .stdout_has("ok: plans/owner.yaml (1 phases)");
     s.orch(&["check", "owner"]).success();
 }
+
+/// Regression: an unknown phase state used to read as `failed`, and a plan
+/// whose recorded definition could not be read vanished from `status`.
+/// Values orch does not know (a newer orch's, or a hand edit) are said, not
+/// guessed.
+#[test]
+fn stored_values_orch_does_not_know_are_said_not_guessed() {
+    let s = posts_session(5);
+    s.orch(&["advance", PLAN]).success();
+
+    s.execute(
+        "UPDATE orch.phases SET state = 'exploded' WHERE plan = 'posts-location' AND position = 1",
+    );
+    s.orch(&["status"]).code(1).stderr_has(
+        "orch.phases row posts-location/1 has state \"exploded\", which this orch does not know",
+    );
+    s.execute(
+        "UPDATE orch.phases SET state = 'done' WHERE plan = 'posts-location' AND position = 1",
+    );
+
+    s.execute("INSERT INTO orch.events (plan, actor, action, detail) VALUES ('posts-location', 'x', 'teleported', '{}')");
+    s.orch(&["checklist", PLAN])
+        .code(1)
+        .stderr_has("has action \"teleported\", which this orch does not know");
+
+    // The plan's file is gone and its recorded definition is unreadable.
+    s.remove("plans/posts-location.yaml");
+    s.execute("UPDATE orch.plans SET definition = '{\"plan\": 5}' WHERE name = 'posts-location'");
+    s.orch(&["status"])
+        .success()
+        .stdout_has("posts-location")
+        .stdout_has("definition recorded in the database cannot be read");
+    s.orch(&["migrate", "status"]).success().stderr_has(
+        "warning: cannot read the definition of plan posts-location recorded in the database",
+    );
+    // Which migrations it owns is unknown, so none may run.
+    s.orch(&["migrate", "up"])
+        .code(4)
+        .stderr_has("cannot read the definition of plan posts-location recorded in the database")
+        .stderr_has("upgrade orch");
+    assert_eq!(s.applied().len(), 2);
+}

@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::connect::ConnectionSettings;
 use crate::error::Result;
 use crate::events::Reporter;
+pub use crate::plan::BackfillOverrides;
 use crate::plan::BackfillSpec;
 use crate::stop::StopSignal;
 use crate::store::Store;
@@ -28,16 +29,6 @@ use crate::store::Store;
 pub use coordinator::run;
 pub use progress::{BackfillProgress, progress};
 pub use stats::BackfillStats;
-
-/// Command-line overrides of a phase's backfill settings.
-#[derive(Debug, Clone, Default)]
-pub struct BackfillOverrides {
-    pub workers: Option<u32>,
-    pub batch_time: Option<Duration>,
-    pub pause: Option<Duration>,
-    pub max_rows_per_second: Option<u64>,
-    pub vacuum_every: Option<u64>,
-}
 
 /// One backfill run (start or resume).
 pub struct BackfillJob<'a> {

@@ -180,8 +180,8 @@ pub struct BackfillArgs {
 }
 
 impl BackfillArgs {
-    pub fn overrides(&self) -> crate::engine::plan_runner::BackfillOverrides {
-        crate::engine::plan_runner::BackfillOverrides {
+    pub fn overrides(&self) -> crate::plan::BackfillOverrides {
+        crate::plan::BackfillOverrides {
             workers: self.workers,
             batch_time: self.batch_time,
             pause: self.pause,

@@ -4,10 +4,10 @@
 use std::fmt::Write;
 
 use crate::cli::Context;
-use crate::engine::plan_status::EventRecord;
 use crate::engine::plan_status::{PhaseStatus, PlanStatus, plan_events, plan_statuses};
 use crate::error::{Error, Result};
 use crate::plan::kinds;
+use crate::plan::records::EventRecord;
 use crate::plan::{AuditAction, PhaseState};
 use crate::timefmt;
 

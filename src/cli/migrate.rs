@@ -84,7 +84,7 @@ fn create(dir: &Path, name: &str) -> Result<()> {
 
 async fn status(ctx: &Context, json: bool) -> Result<()> {
     let workspace = ctx.workspace("migrate status").await?;
-    let owners = workspace.owners().await?;
+    let owners = workspace.owners_to_show(ctx.reporter.as_ref()).await?;
     let options = options(ctx, &LockArgs::defaults(), true, false, false);
     let rows = workspace
         .migrator(&owners, &options, ctx.reporter.as_ref())

@@ -1,15 +1,15 @@
 //! The command-line layer: parse arguments, call the engine, print results.
 //! It never talks to the database itself.
 
-pub mod args;
-pub mod check;
-pub mod checklist;
-pub mod demo;
-pub mod migrate;
-pub mod plans;
-pub mod progress;
-pub mod report;
-pub mod table;
+pub(crate) mod args;
+pub(crate) mod check;
+pub(crate) mod checklist;
+pub(crate) mod demo;
+pub(crate) mod migrate;
+pub(crate) mod plans;
+pub(crate) mod progress;
+pub(crate) mod report;
+pub(crate) mod table;
 
 use std::path::PathBuf;
 

@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use crate::error::Result;
 use crate::events::CheckOutcome;
 use crate::plan::CheckSpec;
+use crate::plan::records::CheckResultRecord;
 use crate::sql_text;
 use crate::store::Store;
 use crate::store::plans::CheckValue;
-use crate::store::records::CheckResultRecord;
 
 /// Times a check may refer to.
 #[derive(Debug, Clone, Copy, Default)]

@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
+use crate::plan::records::PhaseRecord;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::plan::{AuditAction, LoadedPlan};
-use crate::store::records::PhaseRecord;
 
 impl PlanEngine<'_> {
     /// `orch advance PLAN`: run exactly the next phase.

@@ -7,9 +7,9 @@ use crate::engine::checks;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::plan::AuditAction;
+use crate::plan::records::PhaseRecord;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::records::PhaseRecord;
 
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 

@@ -9,9 +9,9 @@ use crate::events::Event;
 use crate::plan::AuditAction;
 use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
+use crate::plan::records::PhaseRecord;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::records::PhaseRecord;
 
 use crate::engine::plan_runner::PlanEngine;
 

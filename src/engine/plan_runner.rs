@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde_json::json;
 
-pub use crate::backfill::BackfillOverrides;
 use crate::engine::checks::{self, CheckTimes};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::plan_sync::{self, Drift};
@@ -20,12 +19,12 @@ use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
 use crate::plan::format::{CheckSpec, PhaseSpec};
 use crate::plan::kinds;
-use crate::plan::{AuditAction, LoadedPlan, PlanSet};
+use crate::plan::records::{PhaseRecord, PlanRecord};
+use crate::plan::{AuditAction, BackfillOverrides, LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::locks::{self, LockGuard, LockScope};
-use crate::store::records::{PhaseRecord, PlanRecord};
 
 /// Settings of the plan commands.
 

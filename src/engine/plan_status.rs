@@ -8,11 +8,11 @@ use crate::backfill::BackfillProgress;
 use crate::engine::phases;
 use crate::engine::plan_runner::confirm_command;
 use crate::engine::workspace::Workspace;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::PhaseState;
-use crate::plan::format::{PhaseKind, PlanSpec};
-pub use crate::store::records::EventRecord;
-use crate::store::records::{CheckResultRecord, PhaseRecord, PlanRecord};
+use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
+use crate::plan::records::EventRecord;
+use crate::plan::records::{CheckResultRecord, PhaseRecord, PlanRecord};
 
 /// One plan at a glance, and its phases in detail.
 #[derive(Debug, Clone, Serialize)]
@@ -79,15 +79,21 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
     for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
         let loaded = plans.get(&name);
         let state = recorded.iter().find(|(r, _)| r.name == name);
+        let mut unreadable = None;
         let spec: PlanSpec = match (loaded, state) {
             (Some(plan), _) => plan.spec.clone(),
-            (None, Some((record, _))) => serde_json::from_value(record.definition.clone())
-                .map_err(|e| {
-                    Error::failed(format!(
-                        "plan {name} has no file in {} and its definition recorded in the database cannot be read ({e}); a newer orch may have written it (upgrade orch, or restore the plan's file)",
-                        plans.dir.display()
-                    ))
-                })?,
+            (None, Some((record, phases))) => {
+                match serde_json::from_value(record.definition.clone()) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        unreadable = Some(format!(
+                            "file missing and the definition recorded in the database cannot be read ({e}): shown from its phase records; a newer orch may have written it (upgrade orch, or restore {}/{name}.yaml)",
+                            plans.dir.display()
+                        ));
+                        spec_from_records(&name, phases)
+                    }
+                }
+            }
             (None, None) => continue,
         };
         let results = store.check_results(&name).await?;
@@ -99,6 +105,7 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
             progress.push((phase.id.clone(), live));
         }
         let file_note = match (loaded, state) {
+            _ if unreadable.is_some() => unreadable,
             (None, Some(_)) => Some("file missing: shown as recorded".to_string()),
             (Some(plan), Some((record, _))) if plan.checksum != record.checksum => {
                 Some("file edited since last used (applied at the next command)".to_string())
@@ -116,6 +123,31 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
         ));
     }
     Ok(out)
+}
+
+/// A stand-in definition from a plan's phase rows, for a plan whose
+/// recorded definition cannot be read: ids, kinds and states still show.
+fn spec_from_records(name: &str, phases: &[PhaseRecord]) -> PlanSpec {
+    PlanSpec {
+        plan: name.to_string(),
+        description: None,
+        phases: phases
+            .iter()
+            .map(|p| PhaseSpec {
+                id: p.id.clone(),
+                kind: p.kind,
+                title: "(definition unreadable)".to_string(),
+                instructions: None,
+                role: None,
+                migration: None,
+                backfill: None,
+                guard: Vec::new(),
+                checks: Vec::new(),
+                reversible: true,
+                rollback_loses: None,
+            })
+            .collect(),
+    }
 }
 
 /// The event log of one plan (for the checklist).

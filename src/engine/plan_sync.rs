@@ -8,9 +8,9 @@ use crate::error::Error;
 use crate::migration::MigrationSet;
 use crate::plan::format::PlanSpec;
 use crate::plan::load::phase_checksum;
+use crate::plan::records::{PhaseRecord, PlanRecord};
 use crate::plan::{LoadedPlan, PhaseState};
 use crate::store::migrations::AppliedMigration;
-use crate::store::records::{PhaseRecord, PlanRecord};
 use crate::timefmt;
 
 /// What to do about the file compared with the recorded plan.

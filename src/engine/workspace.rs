@@ -9,7 +9,7 @@ use crate::engine::migrator::{MigrateOptions, Migrator};
 use crate::engine::plan_runner::{PlanEngine, PlanOptions};
 use crate::engine::{phases, written_columns};
 use crate::error::{Error, Result};
-use crate::events::Reporter;
+use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
 use crate::plan::ownership::add_owners;
 use crate::plan::{LoadedPlan, Owners, PlanSet, PlanSpec};
@@ -58,18 +58,44 @@ impl Workspace {
     /// Which migrations belong to plan phases, so are applied only through
     /// them: those of the plans in the folder, and those of every plan the
     /// database has started, even when its file is gone (a branch checkout
-    /// must not let a contract migration run unguarded).
+    /// must not let a contract migration run unguarded). A recorded plan
+    /// whose definition cannot be read is an error: its migrations' owners
+    /// are unknown, so nothing may run.
     pub async fn owners(&self) -> Result<Owners> {
-        let mut owners = self.plans.owners();
-        for (plan, definition) in self.store.recorded_plan_definitions().await? {
-            let spec = serde_json::from_value::<PlanSpec>(definition).map_err(|e| {
-                Error::failed(format!(
-                    "cannot read the definition of plan {plan} recorded in the database ({e}); it may have been written by a newer orch, so its migrations' owners are unknown"
-                ))
-            })?;
-            add_owners(&mut owners, &plan, &spec);
+        let (owners, mut unreadable) = self.read_owners().await?;
+        match unreadable.len() {
+            0 => Ok(owners),
+            _ => Err(unreadable.remove(0)),
+        }
+    }
+
+    /// `owners`, for commands that only show them: an unreadable recorded
+    /// plan is a warning, and its migrations show no owner.
+    pub async fn owners_to_show(&self, reporter: &dyn Reporter) -> Result<Owners> {
+        let (owners, unreadable) = self.read_owners().await?;
+        for problem in unreadable {
+            reporter.report(Event::Warning {
+                message: problem.to_string(),
+            });
         }
         Ok(owners)
+    }
+
+    async fn read_owners(&self) -> Result<(Owners, Vec<Error>)> {
+        let mut owners = self.plans.owners();
+        let mut unreadable = Vec::new();
+        for (plan, definition) in self.store.recorded_plan_definitions().await? {
+            match serde_json::from_value::<PlanSpec>(definition) {
+                Ok(spec) => add_owners(&mut owners, &plan, &spec),
+                Err(e) => unreadable.push(Error::refused(
+                    format!(
+                        "cannot read the definition of plan {plan} recorded in the database ({e}); a newer orch may have written it, so which migrations it owns is unknown"
+                    ),
+                    Some("upgrade orch to the version that started the plan".to_string()),
+                )),
+            }
+        }
+        Ok((owners, unreadable))
     }
 
     /// Whether a plan of this name is in the files or the database.

@@ -2,6 +2,8 @@
 //! everywhere, so a typo is an error instead of a silently ignored setting.
 //! `docs/plan-format.md` documents it for people.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// A plan file: `plans/<name>.yaml`.
@@ -144,5 +146,16 @@ pub struct BackfillSpec {
     pub workers: Option<u32>,
     /// Run VACUUM on the table every N batches (default never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vacuum_every: Option<u64>,
+}
+
+/// Command-line overrides of a phase's backfill settings (they win over
+/// the plan file's).
+#[derive(Debug, Clone, Default)]
+pub struct BackfillOverrides {
+    pub workers: Option<u32>,
+    pub batch_time: Option<Duration>,
+    pub pause: Option<Duration>,
+    pub max_rows_per_second: Option<u64>,
     pub vacuum_every: Option<u64>,
 }

@@ -7,13 +7,14 @@ pub mod format;
 pub(crate) mod kinds;
 pub mod load;
 pub mod ownership;
+pub mod records;
 pub mod set;
 pub mod state;
 pub mod validate;
 pub(crate) mod validator;
 
 pub use audit::AuditAction;
-pub use format::{BackfillSpec, CheckSpec, PhaseKind, PlanSpec};
+pub use format::{BackfillOverrides, BackfillSpec, CheckSpec, PhaseKind, PlanSpec};
 pub use load::LoadedPlan;
 pub use ownership::{MigrationOwner, Owners};
 pub use set::PlanSet;

@@ -3,8 +3,8 @@
 //! transaction, so the record and the change commit (or vanish) together.
 
 use crate::plan::AuditAction;
+use crate::plan::records::PhaseRecord;
 use crate::store::Store;
-use crate::store::records::PhaseRecord;
 
 /// One record to write.
 #[derive(Debug, Clone)]

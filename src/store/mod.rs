@@ -9,7 +9,6 @@ pub mod keyset;
 pub mod locks;
 pub mod migrations;
 pub mod plans;
-pub mod records;
 pub mod schema;
 pub mod session;
 

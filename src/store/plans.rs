@@ -6,10 +6,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::error::{Error, PgDiagnostic, Result};
+use crate::plan::records::{CheckResultRecord, EventRecord, PhaseRecord, PlanRecord};
 use crate::plan::{AuditAction, PhaseKind, PhaseState};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::records::{CheckResultRecord, EventRecord, PhaseRecord, PlanRecord};
 
 const PHASE_COLUMNS: &str =
     "plan, position, id, kind, state, definition_checksum, started_at, finished_at, ran_by,

@@ -20,9 +20,9 @@ use crate::engine::plan_runner::PlanEngine;
 use crate::error::Result;
 use crate::plan::LoadedPlan;
 use crate::plan::format::{PhaseKind, PhaseSpec};
+use crate::plan::records::{PhaseRecord, PlanRecord};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::records::{PhaseRecord, PlanRecord};
 
 /// A phase being advanced: its row has already moved to its new state
 /// (`started`), its guard held.
