@@ -4,7 +4,8 @@
 //! below it (`src/layers.rs` lists them, and its test keeps the imports
 //! true). Top to bottom:
 //!
-//! - `cli`: clap types, parsing, printing (the human and JSON reporters).
+//! - `cli`: clap types, parsing, printing (the human reporter, tables,
+//!   `--json` output).
 //!   It calls the engine; it never talks to the database itself.
 //! - `demo`: `orch demo`, a throwaway server, a simulated application and
 //!   the example plan walked through the engine.
@@ -16,10 +17,10 @@
 //! - `backfill`: the batched backfill; how a table is cut into batches is a
 //!   walk (`backfill::walk`, one file per walk).
 //! - `store`: every SQL statement orch itself issues, and orch's schema.
-//! - `plan` and `events` (pure): the plan format, its rules (`plan::kinds`,
+//! - `plan` and `events` (no database): the plan format, its rules (`plan::kinds`,
 //!   one file per phase kind), the phase state machine and the audit log's
-//!   actions; the events the engine emits.
-//! - `migration` (pure): migration folders behind one seam
+//!   actions, the rows of plan state; the events the engine emits.
+//! - `migration` (no database): migration folders behind one seam
 //!   (`migration::source`, one file per folder format).
 //! - leaves: `sql_text`, `yaml_locate`, `identity`, `pg_server`, `stop`,
 //!   `timefmt`, then `connect`, then `error`.
