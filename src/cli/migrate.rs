@@ -85,11 +85,7 @@ fn create(dir: &Path, name: &str) -> Result<()> {
 async fn status(ctx: &Context, json: bool) -> Result<()> {
     let workspace = ctx.workspace("migrate status").await?;
     let owners = workspace.owners_to_show(ctx.reporter.as_ref()).await?;
-    let options = options(ctx, &LockArgs::defaults(), true, false, false);
-    let rows = workspace
-        .migrator(&owners, &options, ctx.reporter.as_ref())
-        .status()
-        .await?;
+    let rows = workspace.migration_statuses(&owners).await?;
     if json {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;

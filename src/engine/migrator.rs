@@ -305,12 +305,6 @@ pub struct UpOutcome {
 }
 
 impl Migrator<'_> {
-    /// `orch migrate status`: every migration, from files and the database.
-    pub async fn status(&self) -> Result<Vec<MigrationStatus>> {
-        let applied = self.store.applied_migrations().await?;
-        Ok(status(self.set, &applied, self.owners))
-    }
-
     /// Run `work` holding the migration lock (not in a dry run), released
     /// before returning.
     async fn locked<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {

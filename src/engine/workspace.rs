@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::connect::ConnectionSettings;
-use crate::engine::migrator::{MigrateOptions, Migrator};
+use crate::engine::migrator::{self, MigrateOptions, MigrationStatus, Migrator};
 use crate::engine::plan_runner::{PlanEngine, PlanOptions};
 use crate::engine::{phases, written_columns};
 use crate::error::{Error, Result};
@@ -96,6 +96,13 @@ impl Workspace {
             }
         }
         Ok((owners, unreadable))
+    }
+
+    /// `orch migrate status`: every migration, from the files and the
+    /// database.
+    pub async fn migration_statuses(&self, owners: &Owners) -> Result<Vec<MigrationStatus>> {
+        let applied = self.store.applied_migrations().await?;
+        Ok(migrator::status(&self.migrations, &applied, owners))
     }
 
     /// Whether a plan of this name is in the files or the database.
