@@ -4,6 +4,7 @@
 mod support;
 
 mod backfill;
+mod connect;
 mod migrations;
 mod plans;
 mod snapshots;

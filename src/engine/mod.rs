@@ -13,4 +13,5 @@ pub mod plan_runner;
 pub mod plan_status;
 pub mod plan_sync;
 pub mod section_runner;
+pub mod wait;
 pub mod workspace;
