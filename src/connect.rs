@@ -1,7 +1,8 @@
 //! Where orch connects: `--database-url`, else `DATABASE_URL`, else libpq's
-//! `PG*` variables and libpq's defaults; a password not given comes from the
-//! password file (`PGPASSFILE` or `~/.pgpass`). Also opens connections and
-//! pools.
+//! `PG*` variables and libpq's defaults (with no host anywhere, the socket
+//! directories of `sockets::DEFAULT_SOCKET_DIRS`); a password not given
+//! comes from the password file (`PGPASSFILE` or `~/.pgpass`). Also opens
+//! connections (one attempt per host, each failure named) and pools.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -13,7 +14,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
 
+mod attempts;
 mod pgpass;
+mod sockets;
 mod tls;
 
 pub use tls::{SslMode, TlsSettings};
@@ -189,19 +192,36 @@ impl ConnectionSettings {
         config
     }
 
-    /// Open one connection, not pooled, driven by a background task.
+    /// Where a connection is attempted, in order: `socket "/tmp/.s.PGSQL.5432"`
+    /// or `server at "db.example", port 5432`, comma-separated.
+    pub fn targets(&self) -> String {
+        let targets: Vec<String> = attempts::targets(&self.config)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        targets.join(", ")
+    }
+
+    /// Open one connection, not pooled, driven by a background task. Hosts
+    /// are tried in order, as libpq does; when all fail, the error names
+    /// each one and why.
     pub async fn connect(&self, application_name: &str) -> Result<Client> {
         let config = self.config(application_name);
-        let (client, connection) = config
-            .connect(self.connector.0.clone())
-            .await
-            .map_err(|e| self.connect_error(&e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("connection closed: {e}");
+        let mut failures = Vec::new();
+        for (targets, config) in attempts::attempts(&config) {
+            match config.connect(self.connector.0.clone()).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!("connection closed: {e}");
+                        }
+                    });
+                    return Ok(client);
+                }
+                Err(e) => failures.push(attempts::Failure::new(targets, &e)),
             }
-        });
-        Ok(client)
+        }
+        Err(self.connect_failed(&failures))
     }
 
     /// A pool of connections for concurrent work (backfill workers, demo).
@@ -221,19 +241,27 @@ impl ConnectionSettings {
 
     /// A connection error naming what was tried (never the password).
     pub fn connect_error(&self, err: &tokio_postgres::Error) -> Error {
-        let mut reason = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !reason.contains(&text) {
-                reason.push_str(": ");
-                reason.push_str(&text);
-            }
-            source = cause.source();
-        }
+        let failure = attempts::Failure::new(attempts::targets(&self.config), err);
+        self.connect_failed(&[failure])
+    }
+
+    /// A connection error for an attempt that got no answer at all within
+    /// `waited` (cut short by the caller, e.g. `orch wait`'s deadline).
+    pub fn no_answer(&self, waited: Duration) -> Error {
         Error::Connect {
             target: format!("{}, from {}", self.describe(), self.source),
-            reason,
+            reason: format!(
+                "{}: no answer within {}",
+                self.targets(),
+                humantime::format_duration(Duration::from_millis(waited.as_millis() as u64))
+            ),
+        }
+    }
+
+    fn connect_failed(&self, failures: &[attempts::Failure]) -> Error {
+        Error::Connect {
+            target: format!("{}, from {}", self.describe(), self.source),
+            reason: attempts::render(failures),
         }
     }
 }
@@ -269,8 +297,9 @@ fn fill_from_environment(config: &mut Config, env: &impl Fn(&str) -> Option<Stri
                 }
             }
             None => {
-                let port = config.get_ports()[0];
-                config.host(default_host(port));
+                for dir in sockets::default_socket_dirs(Path::is_dir) {
+                    config.host(dir);
+                }
             }
         }
     }
@@ -343,17 +372,6 @@ fn url_with_default_port(url: &str, port: &str) -> String {
     }
     let hosts: Vec<String> = hosts.split(',').map(|h| format!("{h}:{port}")).collect();
     format!("{}{user_info}{}{tail}", &url[..scheme_end], hosts.join(","))
-}
-
-/// libpq's default host is a unix socket directory (`/var/run/postgresql` on
-/// Debian, `/tmp` upstream); use the one that has a socket, else localhost.
-fn default_host(port: u16) -> String {
-    for dir in ["/var/run/postgresql", "/tmp"] {
-        if Path::new(dir).join(format!(".s.PGSQL.{port}")).exists() {
-            return dir.to_string();
-        }
-    }
-    "localhost".to_string()
 }
 
 /// The operating-system user name, libpq's default database user.
@@ -469,6 +487,51 @@ mod tests {
             ],
         );
         assert_eq!(s.describe(), "host=/run/pg port=5433 user=dave dbname=shop");
+    }
+
+    #[test]
+    fn with_no_host_anywhere_libpq_s_socket_directories_are_tried() {
+        let s = resolve(None, &[("PGUSER", "u")]);
+        let expected = sockets::default_socket_dirs(Path::is_dir).join(",");
+        assert_eq!(
+            s.describe(),
+            format!("host={expected} port=5432 user=u dbname=u")
+        );
+        assert!(s.targets().starts_with("socket \""), "{}", s.targets());
+        // A URL without a host is the same.
+        let s = resolve(Some("postgresql:///app"), &[("PGUSER", "u")]);
+        assert!(s.describe().starts_with(&format!("host={expected} ")));
+    }
+
+    #[test]
+    fn an_absolute_path_as_host_is_a_socket_directory() {
+        for (flag, vars) in [
+            (None, &[("PGHOST", "/srv/pg sockets")][..]),
+            (Some("postgresql://%2Fsrv%2Fpg%20sockets/app"), &[][..]),
+            (Some("postgresql:///app?host=/srv/pg%20sockets"), &[][..]),
+            (
+                Some("postgresql:///app"),
+                &[("PGHOST", "/srv/pg sockets")][..],
+            ),
+            (Some("host='/srv/pg sockets' dbname=app"), &[][..]),
+        ] {
+            let s = resolve(flag, vars);
+            assert_eq!(
+                s.config.get_hosts(),
+                [Host::Unix("/srv/pg sockets".into())],
+                "{flag:?} {vars:?}"
+            );
+            assert_eq!(
+                s.targets(),
+                "socket \"/srv/pg sockets/.s.PGSQL.5432\"",
+                "{flag:?} {vars:?}"
+            );
+        }
+        let s = resolve(None, &[("PGHOST", "/run/a,db.example"), ("PGPORT", "6000")]);
+        assert_eq!(
+            s.targets(),
+            "socket \"/run/a/.s.PGSQL.6000\", server at \"db.example\", port 6000"
+        );
     }
 
     #[test]

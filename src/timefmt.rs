@@ -34,6 +34,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like 500ms or 2s ({e})"))
 }
 
+/// `60s`, `2m`, `1m30s`, `0`: a duration that must name its unit (except
+/// 0), for flags where a bare number would be misread (`--timeout 60` is
+/// not 60 ms).
+pub fn parse_duration_with_unit(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Ok(Duration::ZERO),
+        Ok(n) => Err(format!(
+            "{text:?} has no unit; write {n}s for seconds or {n}ms for milliseconds"
+        )),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration like 60s or 2m ({e})")),
+    }
+}
+
 /// Milliseconds as a duration string.
 pub fn millis(ms: i64) -> String {
     duration(Duration::from_millis(ms.max(0) as u64))
@@ -53,6 +67,24 @@ mod tests {
                 .unwrap_err()
                 .contains("is not a duration like 500ms")
         );
+    }
+
+    #[test]
+    fn durations_with_units() {
+        let parse = parse_duration_with_unit;
+        assert_eq!(parse("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse("60").unwrap_err(),
+            "\"60\" has no unit; write 60s for seconds or 60ms for milliseconds"
+        );
+        assert!(
+            parse("soon")
+                .unwrap_err()
+                .contains("is not a duration like 60s")
+        );
+        assert!(parse("-1s").is_err());
     }
 
     #[test]

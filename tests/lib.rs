@@ -5,6 +5,7 @@ mod support;
 
 mod backfill;
 mod check;
+mod connect;
 mod migrations;
 mod plans;
 mod snapshots;

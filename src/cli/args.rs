@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::EXIT_CODES_HELP;
-use crate::timefmt::parse_duration;
+use crate::timefmt::{parse_duration, parse_duration_with_unit};
 
 /// orch: change the schema of a live PostgreSQL database without downtime.
 #[derive(Debug, Parser)]
@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Connection string (URL or key=value). Default: $DATABASE_URL, else libpq's PG* variables.
+    /// Connection string (URL or key=value). Default: $DATABASE_URL, else libpq's PG* variables, else the sockets in /var/run/postgresql, /tmp.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
@@ -149,6 +149,22 @@ pub enum Command {
     Checklist { plan: String },
     /// The posts plan under live simulated traffic, on a throwaway PostgreSQL.
     Demo(DemoArgs),
+    /// Wait until the database accepts connections (for scripts and containers).
+    ///
+    /// Tries to connect, with a pause between attempts that grows from 100ms
+    /// to 1s, until a connection succeeds (exit 0) or --timeout has passed
+    /// (exit 6, with the last attempt's error). It prints on stderr what it
+    /// waits for: each socket or server it tries, in order. A host that is an
+    /// absolute path is a socket directory, as in libpq; with no host anywhere
+    /// orch tries /var/run/postgresql (Debian's libpq) then /tmp (upstream's),
+    /// those that exist. Every connection error (no socket yet, connection
+    /// refused, the server starting up, a role or database not created yet) is
+    /// retried until the timeout.
+    Wait {
+        /// Give up after this long (with a unit: 60s, 2m; 0 makes one attempt).
+        #[arg(long, default_value = "60s", value_parser = parse_duration_with_unit, value_name = "DURATION")]
+        timeout: Duration,
+    },
     /// Validate plans and migrations without a database (for CI).
     Check {
         /// Only these plans (default: all).

@@ -10,6 +10,7 @@ pub(crate) mod plans;
 pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod table;
+pub(crate) mod wait;
 
 use std::path::PathBuf;
 
@@ -98,5 +99,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
         args::Command::Check { plans, online } => check::run(&ctx, &plans, online).await,
         args::Command::Demo(demo_args) => demo::run(&ctx, &demo_args).await,
+        args::Command::Wait { timeout } => wait::run(&ctx, timeout).await,
     }
 }

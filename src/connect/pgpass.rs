@@ -6,10 +6,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// libpq's compiled-in socket directory on Debian; a connection through it
-/// matches the host `localhost`, as in libpq.
-const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
-
 /// What one connection attempt is looked up by.
 pub struct Lookup<'a> {
     pub host: &'a str,
@@ -48,7 +44,9 @@ pub fn password(path: &Path, lookup: &Lookup<'_>) -> Option<String> {
 
 /// The first line of `text` that matches `lookup`.
 pub fn find(text: &str, lookup: &Lookup<'_>) -> Option<String> {
-    let host = if lookup.host.is_empty() || lookup.host == DEFAULT_SOCKET_DIR {
+    // A connection through libpq's default socket directory matches the
+    // host `localhost`, as in libpq.
+    let host = if lookup.host.is_empty() || super::sockets::is_default_socket_dir(lookup.host) {
         "localhost"
     } else {
         lookup.host

@@ -13,5 +13,6 @@ pub mod plan_runner;
 pub mod plan_status;
 pub mod plan_sync;
 pub mod section_runner;
+pub mod wait;
 pub mod workspace;
 pub(crate) mod written_columns;
