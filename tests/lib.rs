@@ -4,6 +4,7 @@
 mod support;
 
 mod backfill;
+mod cli;
 mod migrations;
 mod plans;
 mod snapshots;
