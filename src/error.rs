@@ -3,17 +3,21 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Exit codes, decided in one place (`Error::code`) and listed in `--help`.
+/// Exit codes, decided in one place (`Error::code`) and listed in `--help`
+/// and in README.md (tests keep the three in step).
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success (also: nothing to do)
-  1    a migration, phase, check or backfill failed in the database
+  1    a migration, phase or backfill failed in the database
   2    usage error (bad command-line arguments)
   3    invalid migration or plan files (nothing was run)
   4    refused by a safety rule (unconfirmed phase, changed file, irreversible step...)
   5    a lock could not be taken: another orch holds it, or lock_timeout retries ran out
   6    cannot connect to PostgreSQL
   7    cannot start a throwaway PostgreSQL (demo, tests)
+  8    a check or guard did not hold (confirm, advance, a check phase)
+  9    status --exit-code: something waits (migrate status: a migration is pending,
+       changed or missing; status: a plan waits on the operator)
   130  interrupted (Ctrl-C); the work done so far is saved and can be resumed";
 
 /// What PostgreSQL said about a failed statement, kept field by field so the
@@ -111,6 +115,19 @@ pub enum Error {
         next: Option<String>,
     },
 
+    /// A check or guard ran and did not hold: the operator's world is not
+    /// yet as the plan needs it (not a fault of orch or the database).
+    #[error("{message}{}", next_step(.next))]
+    CheckFailed {
+        message: String,
+        next: Option<String>,
+    },
+
+    /// `status --exit-code` found something waiting (pending migrations, a
+    /// plan waiting on the operator); the status itself was printed.
+    #[error("{summary}")]
+    Waiting { summary: String },
+
     /// Another orch process holds the lock we need.
     #[error("{what} is locked by another orch process (pid {pid}, application_name {application_name:?}{}); waited {waited_ms} ms", since_note(.since))]
     Busy {
@@ -125,7 +142,7 @@ pub enum Error {
     #[error("{message}")]
     LockTimeout { message: String },
 
-    /// A check, phase or backfill batch failed in the database.
+    /// A phase or backfill batch failed in the database.
     #[error("{message}")]
     Failed { message: String },
 
@@ -201,6 +218,8 @@ impl Error {
             Error::Busy { .. } | Error::LockTimeout { .. } => 5,
             Error::Connect { .. } => 6,
             Error::ServerStart { .. } => 7,
+            Error::CheckFailed { .. } => 8,
+            Error::Waiting { .. } => 9,
             Error::Interrupted { .. } => 130,
         }
     }
@@ -237,6 +256,13 @@ impl Error {
         }
     }
 
+    pub fn check_failed(message: impl Into<String>, next: Option<String>) -> Error {
+        Error::CheckFailed {
+            message: message.into(),
+            next,
+        }
+    }
+
     pub fn failed(message: impl Into<String>) -> Error {
         Error::Failed {
             message: message.into(),
@@ -246,3 +272,157 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+/// The codes a listing like `EXIT_CODES_HELP` holds (the lines after
+/// "Exit codes:"), each with its text, continuation lines joined.
+pub(crate) fn listed_codes(text: &str) -> Vec<(i32, String)> {
+    let mut out: Vec<(i32, String)> = Vec::new();
+    for line in text
+        .lines()
+        .skip_while(|l| !l.starts_with("Exit codes:"))
+        .skip(1)
+    {
+        let Some(rest) = line.strip_prefix("  ") else {
+            break;
+        };
+        let trimmed = rest.trim_start();
+        let (first, tail) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
+        match first.parse::<i32>() {
+            Ok(code) if rest == trimmed => out.push((code, tail.trim().to_string())),
+            _ => {
+                let last = out.last_mut().expect("a continuation follows a code");
+                last.1.push(' ');
+                last.1.push_str(trimmed);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every variant. The match in `variant` fails to compile
+    /// when a variant is added, as a reminder to add it here too.
+    fn every_variant() -> Vec<Error> {
+        let io = || std::io::Error::other("disk on fire");
+        let all = vec![
+            Error::InvalidMigration {
+                path: "m.sql".into(),
+                line: 1,
+                message: "m".into(),
+            },
+            Error::InvalidPlan {
+                path: "p.yaml".into(),
+                line: 1,
+                column: 1,
+                field: "f".into(),
+                message: "m".into(),
+            },
+            Error::Invalid(vec![Error::Usage("u".into())]),
+            Error::Connect {
+                target: "t".into(),
+                reason: "r".into(),
+            },
+            Error::ServerStart {
+                message: "m".into(),
+            },
+            Error::MigrationFailed {
+                path: "m.sql".into(),
+                name: "n".into(),
+                line: 1,
+                diagnostic: Box::default(),
+                applied_before_failure: 0,
+            },
+            Error::refused("r", None),
+            Error::check_failed("c", None),
+            Error::Waiting {
+                summary: "s".into(),
+            },
+            Error::Busy {
+                what: "w".into(),
+                pid: 1,
+                application_name: "a".into(),
+                since: None,
+                waited_ms: 0,
+            },
+            Error::LockTimeout {
+                message: "m".into(),
+            },
+            Error::failed("f"),
+            Error::Sql {
+                context: "c".into(),
+                diagnostic: Box::default(),
+            },
+            Error::Database {
+                context: "c".into(),
+                // The driver has no public constructor; this is its own
+                // stand-in for an error that did not come from the server.
+                source: tokio_postgres::Error::__private_api_timeout(),
+            },
+            Error::io("c", "p", io()),
+            Error::Usage("u".into()),
+            Error::Interrupted { resume: "r".into() },
+        ];
+        for error in &all {
+            variant(error);
+        }
+        all
+    }
+
+    fn variant(error: &Error) -> &'static str {
+        match error {
+            Error::InvalidMigration { .. } => "InvalidMigration",
+            Error::InvalidPlan { .. } => "InvalidPlan",
+            Error::Invalid(_) => "Invalid",
+            Error::Connect { .. } => "Connect",
+            Error::ServerStart { .. } => "ServerStart",
+            Error::MigrationFailed { .. } => "MigrationFailed",
+            Error::Refused { .. } => "Refused",
+            Error::CheckFailed { .. } => "CheckFailed",
+            Error::Waiting { .. } => "Waiting",
+            Error::Busy { .. } => "Busy",
+            Error::LockTimeout { .. } => "LockTimeout",
+            Error::Failed { .. } => "Failed",
+            Error::Sql { .. } => "Sql",
+            Error::Database { .. } => "Database",
+            Error::Io { .. } => "Io",
+            Error::Usage(_) => "Usage",
+            Error::Interrupted { .. } => "Interrupted",
+        }
+    }
+
+    #[test]
+    fn every_code_is_listed_and_every_listed_code_is_used() {
+        let listed: Vec<i32> = listed_codes(EXIT_CODES_HELP)
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(listed, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 130]);
+        let mut used = vec![0];
+        for error in every_variant() {
+            let code = error.code();
+            assert!(
+                listed.contains(&code),
+                "{} exits {code}, which --help does not list",
+                variant(&error)
+            );
+            used.push(code);
+        }
+        for code in listed {
+            assert!(
+                used.contains(&code),
+                "--help lists {code}, which no error gives"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_and_guards_have_their_own_code() {
+        let check = Error::check_failed("a check failed", None).code();
+        assert_ne!(check, Error::refused("not confirmed", None).code());
+        assert_ne!(check, Error::failed("failed").code());
+    }
+}

@@ -78,14 +78,19 @@ pub fn init_tracing(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Colour only on a terminal: CI logs and `2> file` stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Colour on a terminal unless NO_COLOR, or anywhere with CLICOLOR_FORCE.
+        .with_ansi(cli::color::stderr_enabled())
         .with_target(false)
         .try_init();
 }
 
 /// Print an error with its cause chain, once, to stderr.
 pub fn print_error(error: &Error) {
+    // `--exit-code`'s finding is not a failure: the status was printed.
+    if let Error::Waiting { summary } = error {
+        eprintln!("{summary}");
+        return;
+    }
     let mut text = format!("error: {error}");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -1,7 +1,5 @@
-use clap::Parser;
-
 fn main() {
-    let cli = orch::cli::Cli::parse();
+    let cli = orch::cli::parse();
     orch::init_tracing(cli.global.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,6 +5,7 @@ mod support;
 
 mod backfill;
 mod check;
+mod cli;
 mod connect;
 mod migrations;
 mod plans;

@@ -84,7 +84,7 @@ fn posts_location_end_to_end() {
         .stdout_has("Deploy application v2")
         .stdout_has("orch confirm posts-location deploy-dual-write --by NAME");
     s.orch(&["confirm", PLAN, "--by", "bob"])
-        .code(4)
+        .code(8)
         .stderr_has("a check failed")
         .stderr_has("check \"new posts carry a correct loc\" returned false")
         .stderr_has("WHERE created_at >= :gate_opened_at");
@@ -117,7 +117,7 @@ fn posts_location_end_to_end() {
         .stdout_has("gate 4/5 deploy-write-loc-only is open");
     v2_writes(&s, 5);
     s.orch(&["confirm", PLAN, "--by", "bob"])
-        .code(4)
+        .code(8)
         .stderr_has("new posts are written by the loc-only version");
     v3_writes(&s, 20);
     s.orch(&["confirm", PLAN, "--by", "bob"]).success();
@@ -447,7 +447,7 @@ fn a_guard_refuses_before_and_inside_the_contract_transaction() {
     );
     s.execute("INSERT INTO t VALUES (NULL)");
     s.orch(&["advance", "guarded"])
-        .code(4)
+        .code(8)
         .stderr_has("refusing to run phase 3 (contract) of plan guarded: its guard does not hold")
         .stderr_has("check \"no row lacks a\" returned false");
     assert_eq!(s.columns("t"), ["a"]);
@@ -455,7 +455,7 @@ fn a_guard_refuses_before_and_inside_the_contract_transaction() {
 
     s.execute("DELETE FROM t WHERE a IS NULL");
     s.orch(&["advance", "guarded"])
-        .code(4)
+        .code(8)
         .stdout_has("[ok  ] contract guard check \"no row lacks a\"")
         .stderr_has("2_add_b was rolled back: its guard no longer holds once its statements ran");
     assert_eq!(s.columns("t"), ["a"], "the contract left no trace");

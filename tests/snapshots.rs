@@ -128,7 +128,7 @@ fn posts_location_walk() {
     .success();
     s.orch(&["advance", PLAN]).success();
     // A refused confirmation is part of the record the checklist shows.
-    s.orch(&["confirm", PLAN, "--by", "bob"]).code(4);
+    s.orch(&["confirm", PLAN, "--by", "bob"]).code(8);
     snapshot_views(&s, PLAN, "3-gate-open");
 
     s.execute(

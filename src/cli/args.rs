@@ -4,14 +4,31 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
 
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::EXIT_CODES_HELP;
 use crate::timefmt::{parse_duration, parse_duration_with_unit};
 
+/// A short session on the canonical plan, shown by `orch --help`.
+pub const EXAMPLE_HELP: &str = "\
+Example (plans/posts-location.yaml: add loc, deploy, backfill, deploy, drop lat and lng):
+  orch migrate up                           # plain migrations; stops before a plan's own
+  orch advance posts-location               # phase 1: add the loc column
+  orch confirm posts-location --by alice --note \"loc is there\"
+  orch advance posts-location               # phase 2: a deploy gate opens; deploy, then confirm
+  orch confirm posts-location --by alice    # its checks must hold first (else exit 8)
+  orch status                               # every plan: phase k of n, what it waits on
+  orch checklist posts-location             # the plan as a Markdown release checklist";
+
+/// What `orch --help` shows after the commands: the example, then the exit codes.
+fn after_help() -> String {
+    format!("{EXAMPLE_HELP}\n\n{EXIT_CODES_HELP}")
+}
+
 /// orch: change the schema of a live PostgreSQL database without downtime.
 #[derive(Debug, Parser)]
-#[command(name = "orch", version, after_help = EXIT_CODES_HELP)]
+#[command(name = "orch", version, after_help = after_help())]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -106,14 +123,18 @@ pub enum Command {
     },
     /// Every plan at a glance: phase k of n, state, since when, what it waits on.
     Status {
-        /// Only this plan, with its phases in detail.
+        /// Only this plan (its file name without .yaml), with its phases in detail.
         plan: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Exit 9 when a plan waits on the operator (gate open, done and unconfirmed, failed, paused, interrupted).
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Run the next phase of a plan, if the phase before it is confirmed.
     Advance {
+        /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
         #[command(flatten)]
         locks: LockArgs,
@@ -122,6 +143,7 @@ pub enum Command {
     },
     /// Record the operator's confirmation of a phase (its checks must pass first).
     Confirm {
+        /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
         /// Phase id or number (default: the phase waiting for confirmation).
         phase: Option<String>,
@@ -136,6 +158,7 @@ pub enum Command {
     },
     /// Undo the latest phase that ran, where its kind allows it.
     Rollback {
+        /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
         /// Also roll back an irreversible phase (accepting what it says would be lost).
         #[arg(long)]
@@ -144,9 +167,15 @@ pub enum Command {
         locks: LockArgs,
     },
     /// Ask a running backfill to stop after its current batch (resume with advance).
-    Pause { plan: String },
+    Pause {
+        /// The plan whose backfill should stop (its file name without .yaml).
+        plan: String,
+    },
     /// A plan as a Markdown release checklist, with live state.
-    Checklist { plan: String },
+    Checklist {
+        /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
+        plan: String,
+    },
     /// The posts plan under live simulated traffic, on a throwaway PostgreSQL.
     Demo(DemoArgs),
     /// Wait until the database accepts connections (for scripts and containers).
@@ -172,6 +201,23 @@ pub enum Command {
         /// Also check against the database (backfill tables and their keys).
         #[arg(long)]
         online: bool,
+    },
+    /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish).
+    ///
+    /// For example: `orch completions bash > ~/.local/share/bash-completion/completions/orch`,
+    /// `orch completions zsh > ~/.zfunc/_orch`, `orch completions fish > ~/.config/fish/completions/orch.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
+    /// Print orch's man page (roff) on stdout, or write one page per command.
+    ///
+    /// For example: `orch man > orch.1 && man ./orch.1`, or
+    /// `orch man --dir /usr/local/share/man/man1` for orch(1), orch-migrate(1), orch-migrate-up(1)...
+    Man {
+        /// Write orch.1 and a page for every command into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -233,8 +279,10 @@ pub enum MigrateCommand {
     },
     /// Revert the most recent N migrations (default 1), newest first.
     Down {
+        /// How many migrations to revert.
         #[arg(default_value_t = 1)]
         count: usize,
+        /// Print the SQL that would run; change nothing.
         #[arg(long)]
         dry_run: bool,
         /// Run the current down section even if the file changed since it was applied.
@@ -245,8 +293,10 @@ pub enum MigrateCommand {
     },
     /// Revert the most recent migration and apply it again.
     Redo {
+        /// Print the SQL that would run; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run the current down section even if the file changed since it was applied.
         #[arg(long)]
         allow_changed: bool,
         #[command(flatten)]
@@ -257,6 +307,9 @@ pub enum MigrateCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Exit 9 when a migration is pending, changed since applied, or its file is missing.
+        #[arg(long)]
+        exit_code: bool,
     },
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::cli::Context;
 use crate::cli::args::{LockArgs, MigrateCommand};
+use crate::engine::attention;
 use crate::engine::migrator::{self, MigrateOptions, UpTarget};
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
@@ -54,7 +55,7 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
             migrator.redo().await.map(|_| ())
         }
-        MigrateCommand::Status { json } => status(ctx, json).await,
+        MigrateCommand::Status { json, exit_code } => status(ctx, json, exit_code).await,
     }
 }
 
@@ -82,7 +83,16 @@ fn create(dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn status(ctx: &Context, json: bool) -> Result<()> {
+async fn status(ctx: &Context, json: bool, exit_code: bool) -> Result<()> {
+    let rows = print_status(ctx, json).await?;
+    if exit_code {
+        attention::migrations(&rows)?;
+    }
+    Ok(())
+}
+
+/// Print the status table (or JSON) and hand the rows back.
+async fn print_status(ctx: &Context, json: bool) -> Result<Vec<migrator::MigrationStatus>> {
     let workspace = ctx.workspace("migrate status").await?;
     let owners = workspace.owners_to_show(ctx.reporter.as_ref()).await?;
     let rows = workspace.migration_statuses(&owners).await?;
@@ -90,11 +100,11 @@ async fn status(ctx: &Context, json: bool) -> Result<()> {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
         println!("{text}");
-        return Ok(());
+        return Ok(rows);
     }
     if rows.is_empty() {
         println!("no migrations in {}", ctx.migrations_dir.display());
-        return Ok(());
+        return Ok(rows);
     }
     let mut table = vec![vec![
         "VERSION".to_string(),
@@ -135,5 +145,5 @@ async fn status(ctx: &Context, json: bool) -> Result<()> {
         .filter(|r| r.state == migrator::MigrationState::Pending)
         .count();
     println!("{} migrations, {pending} pending", rows.len());
-    Ok(())
+    Ok(rows)
 }

@@ -4,7 +4,11 @@
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod checklist;
+pub(crate) mod color;
 pub(crate) mod demo;
+pub(crate) mod generate;
+#[cfg(test)]
+mod help_check;
 pub(crate) mod migrate;
 pub(crate) mod plans;
 pub(crate) mod progress;
@@ -20,6 +24,14 @@ use crate::error::Result;
 use crate::events::Reporter;
 
 pub use args::Cli;
+
+/// Parse the process's arguments, with clap's help and errors coloured as
+/// `color` decides for everything else.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().color(color::for_clap()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 /// What every command needs besides its own arguments.
 pub struct Context {
@@ -69,7 +81,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Context::from_args(&cli.global);
     match cli.command {
         args::Command::Migrate { command } => migrate::run(&ctx, command).await,
-        args::Command::Status { plan, json } => plans::status(&ctx, plan.as_deref(), json).await,
+        args::Command::Status {
+            plan,
+            json,
+            exit_code,
+        } => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
         args::Command::Advance {
             plan,
             locks,
@@ -100,5 +116,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         args::Command::Check { plans, online } => check::run(&ctx, &plans, online).await,
         args::Command::Demo(demo_args) => demo::run(&ctx, &demo_args).await,
         args::Command::Wait { timeout } => wait::run(&ctx, timeout).await,
+        args::Command::Completions { shell } => generate::completions(shell),
+        args::Command::Man { dir } => generate::man(dir.as_deref()),
     }
 }

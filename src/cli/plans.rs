@@ -4,6 +4,7 @@
 use crate::cli::Context;
 use crate::cli::args::{BackfillArgs, LockArgs};
 use crate::cli::table;
+use crate::engine::attention;
 use crate::engine::plan_runner::PlanOptions;
 use crate::engine::plan_status::{PlanStatus, plan_statuses};
 use crate::error::{Error, Result};
@@ -69,7 +70,7 @@ pub async fn act(
 }
 
 /// `orch status [PLAN] [--json]`.
-pub async fn status(ctx: &Context, plan: Option<&str>, json: bool) -> Result<()> {
+pub async fn status(ctx: &Context, plan: Option<&str>, json: bool, exit_code: bool) -> Result<()> {
     let workspace = ctx.workspace("status").await?;
     if let Some(name) = plan
         && !workspace.knows_plan(name).await?
@@ -79,8 +80,21 @@ pub async fn status(ctx: &Context, plan: Option<&str>, json: bool) -> Result<()>
         )));
     }
     let statuses = plan_statuses(&workspace, plan).await?;
+    print_status(ctx, plan, json, &statuses)?;
+    if exit_code {
+        attention::plans(&workspace, &statuses).await?;
+    }
+    Ok(())
+}
+
+fn print_status(
+    ctx: &Context,
+    plan: Option<&str>,
+    json: bool,
+    statuses: &[PlanStatus],
+) -> Result<()> {
     if json {
-        let text = serde_json::to_string_pretty(&statuses)
+        let text = serde_json::to_string_pretty(statuses)
             .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
         println!("{text}");
         return Ok(());
@@ -93,7 +107,7 @@ pub async fn status(ctx: &Context, plan: Option<&str>, json: bool) -> Result<()>
         return Ok(());
     }
     match plan {
-        None => print!("{}", overview(&statuses)),
+        None => print!("{}", overview(statuses)),
         Some(_) => print!("{}", detail(&statuses[0])),
     }
     Ok(())

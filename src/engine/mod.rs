@@ -2,6 +2,7 @@
 //! `migration`/`plan`, talks to the database only through `store`, and
 //! reports through `events`.
 
+pub mod attention;
 pub mod checks;
 pub mod lock_retry;
 pub mod migrator;

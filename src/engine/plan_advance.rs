@@ -76,7 +76,7 @@ impl PlanEngine<'_> {
                         json!({ "checks": outcomes }),
                     )])
                     .await?;
-                return Err(Error::refused(
+                return Err(Error::check_failed(
                     format!(
                         "refusing to run phase {} ({}) of plan {name}: its guard does not hold\n  {failures}",
                         index + 1,

@@ -87,7 +87,7 @@ impl PlanEngine<'_> {
                     }),
                 )])
                 .await?;
-            return Err(Error::refused(
+            return Err(Error::check_failed(
                 format!(
                     "not confirming phase {} ({}) of plan {name}: a check failed\n  {failures}",
                     index + 1,

@@ -185,7 +185,7 @@ impl<'a> SectionRunner<'a> {
                 let Some(failures) = describe_failures(&outcomes) else {
                     return Ok(());
                 };
-                Err(Error::refused(
+                Err(Error::check_failed(
                     format!(
                         "{} was rolled back: its guard no longer holds once its statements ran (rows changed after the guard was first evaluated)\n  {}",
                         job.id, failures

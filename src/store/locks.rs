@@ -152,3 +152,17 @@ pub async fn acquire(
         tokio::time::sleep(Duration::from_millis(100).min(wait)).await;
     }
 }
+
+impl super::Store {
+    /// The pid of the session holding plan `name`'s lock, if any: a running
+    /// phase whose plan nobody holds was interrupted (its process died).
+    pub async fn plan_lock_holder(&self, name: &str) -> Result<Option<i32>> {
+        let scope = LockScope::Plan(name.to_string());
+        let row = self
+            .client()
+            .query_opt(holder_sql(&scope), &scope.params())
+            .await
+            .map_err(|e| Error::db(format!("cannot find who holds {}", scope.describe()), e))?;
+        Ok(row.map(|r| r.get::<_, i32>(0)))
+    }
+}

@@ -30,12 +30,18 @@ impl PhaseWork for CheckPhase {
                 .evaluate(plan.name(), spec, &spec.checks, &times, "check phase")
                 .await?;
             if let Some(failures) = checks::describe_failures(&outcomes) {
-                let error = Error::failed(format!(
-                    "phase {} ({}) of plan {} failed:\n  {failures}",
-                    index + 1,
-                    spec.id,
-                    plan.name()
-                ));
+                let error = Error::check_failed(
+                    format!(
+                        "phase {} ({}) of plan {} failed: a check did not hold\n  {failures}",
+                        index + 1,
+                        spec.id,
+                        plan.name()
+                    ),
+                    Some(format!(
+                        "make the check hold, then run `orch advance {}` again",
+                        plan.name()
+                    )),
+                );
                 return Err(engine.fail(plan, running, error).await);
             }
             let mut done = running;
