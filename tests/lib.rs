@@ -4,6 +4,7 @@
 mod support;
 
 mod backfill;
+mod first_hour;
 mod migrations;
 mod plans;
 mod snapshots;

@@ -145,6 +145,16 @@ pub enum Command {
     },
     /// Ask a running backfill to stop after its current batch (resume with advance).
     Pause { plan: String },
+    /// Re-run a finished backfill phase over the rows that still match its where (e.g. rows an old app version wrote since).
+    Backfill {
+        plan: String,
+        /// Phase id or number of a backfill phase that ran (done or confirmed).
+        phase: String,
+        #[command(flatten)]
+        locks: LockArgs,
+        #[command(flatten)]
+        backfill: BackfillArgs,
+    },
     /// A plan as a Markdown release checklist, with live state.
     Checklist { plan: String },
     /// The posts plan under live simulated traffic, on a throwaway PostgreSQL.

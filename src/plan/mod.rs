@@ -9,6 +9,7 @@ pub mod load;
 pub mod ownership;
 pub mod set;
 pub mod state;
+pub mod suggest;
 pub mod validate;
 pub(crate) mod validator;
 
