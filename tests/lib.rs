@@ -7,6 +7,7 @@ mod backfill;
 mod check;
 mod cli;
 mod connect;
+mod first_hour;
 mod migrations;
 mod plans;
 mod snapshots;

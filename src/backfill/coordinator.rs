@@ -14,7 +14,7 @@ use crate::backfill::progress::{BackfillProgress, progress_of_or_empty};
 use crate::backfill::stats::{ThisRun, stats};
 use crate::backfill::walk::{self, Walk};
 use crate::backfill::worker::{self, BatchReport, WorkerContext};
-use crate::backfill::{BackfillEnd, BackfillJob, RunSettings};
+use crate::backfill::{BackfillEnd, BackfillJob, RunSettings, row_count};
 use crate::error::Result;
 use crate::events::Event;
 use crate::store::Store;
@@ -76,6 +76,8 @@ async fn worker_rows(
     let rows = store.backfill_workers(job.plan, job.phase).await?;
     if let Some(first) = rows.first() {
         walk.check_resume(&first.key_columns)?;
+        store.resume_backfill_clock(job.plan, job.phase).await?;
+        let rows = store.backfill_workers(job.plan, job.phase).await?;
         return Ok((rows, true));
     }
     let rows = first_rows(store, walk, workers).await?;
@@ -89,11 +91,8 @@ async fn worker_rows(
 /// it is now, with its size and row estimate recorded.
 async fn first_rows(store: &Store, walk: &dyn Walk, workers: u32) -> Result<Vec<WorkerRow>> {
     let size = store.table_size(walk.table()).await?;
-    let (estimate, source) = if size.reltuples > 0.0 {
-        (size.reltuples as i64, "estimated from pg_class.reltuples")
-    } else {
-        (store.count_rows(walk.table()).await?, "counted")
-    };
+    let count = row_count(store, walk.table()).await?;
+    let (estimate, source) = (count.rows, count.source());
     let ranges = walk.cut(store, workers, estimate).await?;
     let count = ranges.len() as i64;
     Ok(ranges

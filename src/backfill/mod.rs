@@ -25,6 +25,7 @@ pub use crate::plan::BackfillOverrides;
 use crate::plan::BackfillSpec;
 use crate::stop::StopSignal;
 use crate::store::Store;
+use crate::store::backfill::Table;
 
 pub use coordinator::run;
 pub use progress::{BackfillProgress, progress};
@@ -116,15 +117,72 @@ pub enum BackfillEnd {
     Interrupted(BackfillStats),
 }
 
+/// How many rows a table has, and how orch knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RowCount {
+    pub rows: i64,
+    /// From `pg_class.reltuples` (the table was analysed), else counted.
+    pub estimated: bool,
+    /// `reltuples` is -1: never analysed (or vacuumed) since it was created
+    /// (PostgreSQL 14 and later; earlier versions say 0).
+    pub never_analysed: bool,
+}
+
+impl RowCount {
+    /// What `backfill_workers.estimate_source` records.
+    pub fn source(&self) -> &'static str {
+        if self.estimated {
+            "estimated from pg_class.reltuples"
+        } else {
+            "counted"
+        }
+    }
+
+    /// For people: `~1200 rows (estimated from pg_class.reltuples)`,
+    /// `20030 rows (counted: never analysed)`.
+    pub fn describe(&self) -> String {
+        match (self.estimated, self.never_analysed) {
+            (true, _) => format!("~{} rows ({})", self.rows, self.source()),
+            (false, true) => format!("{} rows (counted: never analysed)", self.rows),
+            (false, false) => format!("{} rows (counted)", self.rows),
+        }
+    }
+}
+
+/// The table's rows: `reltuples` when statistics say there are some, an
+/// exact count when they are missing (-1, never analysed) or say none (0:
+/// empty when analysed, or unknown before PostgreSQL 14), where a count is
+/// cheap or necessary.
+pub(crate) async fn row_count(store: &Store, table: &Table) -> Result<RowCount> {
+    let size = store.table_size(table).await?;
+    if size.reltuples > 0.0 {
+        return Ok(RowCount {
+            rows: size.reltuples as i64,
+            estimated: true,
+            never_analysed: false,
+        });
+    }
+    Ok(RowCount {
+        rows: store.count_rows(table).await?,
+        estimated: false,
+        never_analysed: size.reltuples < 0.0,
+    })
+}
+
 /// For `orch check --online`: the table exists and can be walked.
 pub async fn check_table(store: &Store, spec: &BackfillSpec) -> Result<String> {
     let walk = walk::open(store, spec).await?;
-    walk.prepare(store).await?;
-    let size = store.table_size(walk.table()).await?;
+    // The batch statements refer to orch's own tables, which a database orch
+    // has not used yet lacks: compile them where they exist, then roll back.
+    store.begin_scratch().await?;
+    let prepared = walk.prepare(store).await;
+    store.end_scratch().await;
+    prepared?;
+    let count = row_count(store, walk.table()).await?;
     Ok(format!(
-        "{}: {}, ~{} rows",
+        "{}: {}, {}",
         walk.table().display,
         walk.describe(),
-        size.reltuples.max(0.0) as i64
+        count.describe()
     ))
 }

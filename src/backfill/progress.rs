@@ -17,7 +17,13 @@ pub struct BackfillProgress {
     pub rows_estimate: i64,
     pub estimate_source: String,
     pub percent: f64,
+    /// Rows visited per second while it ran (see `running_ms`).
     pub rows_per_second: f64,
+    /// How long the backfill has run: from when it started (its ranges were
+    /// recorded, just before the first batch) to its latest committed batch,
+    /// less the time it stood stopped between runs (paused, interrupted,
+    /// failed). The one time base of its rate, wherever it is shown.
+    pub running_ms: i64,
     pub workers: usize,
     pub done: bool,
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -36,7 +42,7 @@ impl BackfillProgress {
         );
         if self.rows_per_second > 0.0 {
             text.push_str(&format!(
-                ", {:.0} rows/s on average since it started",
+                ", {:.0} rows/s on average while it ran",
                 self.rows_per_second
             ));
         }
@@ -60,12 +66,8 @@ fn progress_of(rows: &[WorkerRow]) -> BackfillProgress {
     let sum = |f: fn(&WorkerRow) -> i64| rows.iter().map(f).sum::<i64>();
     let scanned = sum(|r| r.rows_scanned);
     let estimate = sum(|r| r.rows_estimate).max(1);
-    let started = rows.iter().filter_map(|r| r.started_at).min();
     let updated = rows.iter().filter_map(|r| r.updated_at).max();
-    let seconds = match (started, updated) {
-        (Some(s), Some(u)) => (u - s).num_milliseconds() as f64 / 1000.0,
-        _ => 0.0,
-    };
+    let running_ms = running_ms(rows);
     BackfillProgress {
         rows_updated: sum(|r| r.rows_updated),
         rows_scanned: scanned,
@@ -73,14 +75,37 @@ fn progress_of(rows: &[WorkerRow]) -> BackfillProgress {
         rows_estimate: estimate,
         estimate_source: rows[0].estimate_source.clone(),
         percent: (scanned as f64 * 100.0 / estimate as f64).min(100.0),
-        rows_per_second: if seconds > 0.0 {
-            scanned as f64 / seconds
-        } else {
-            0.0
-        },
+        rows_per_second: rate(scanned, running_ms),
+        running_ms,
         workers: rows.len(),
         done: rows.iter().all(|r| r.done),
         updated_at: updated,
+    }
+}
+
+/// The backfill's running time in ms: from the earliest `started_at` to the
+/// latest batch's `updated_at`, both taken by the server's clock. A resume
+/// moves `started_at` later by the time stopped (`Store::resume_backfill_clock`),
+/// so this leaves out the time between runs. 0 before the first batch.
+fn running_ms(rows: &[WorkerRow]) -> i64 {
+    if rows.iter().all(|r| r.batches_done == 0) {
+        return 0;
+    }
+    let started = rows.iter().filter_map(|r| r.started_at).min();
+    let updated = rows.iter().filter_map(|r| r.updated_at).max();
+    match (started, updated) {
+        (Some(s), Some(u)) => (u - s).num_milliseconds().max(0),
+        _ => 0,
+    }
+}
+
+/// The one definition of a backfill's rate: rows visited per second of its
+/// running time (0 when it has not run measurably long).
+pub(crate) fn rate(rows_scanned: i64, running_ms: i64) -> f64 {
+    if running_ms > 0 {
+        rows_scanned.max(0) as f64 * 1000.0 / running_ms as f64
+    } else {
+        0.0
     }
 }
 
@@ -90,5 +115,47 @@ pub(crate) fn progress_of_or_empty(rows: &[WorkerRow]) -> BackfillProgress {
         BackfillProgress::default()
     } else {
         progress_of(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+
+    fn row(worker: i32, scanned: i64, started_ms: i64, updated_ms: i64) -> WorkerRow {
+        let at = |ms| Utc.timestamp_opt(1_700_000_000, 0).unwrap() + Duration::milliseconds(ms);
+        WorkerRow {
+            worker,
+            key_columns: vec!["id".to_string()],
+            range_start: None,
+            range_end: vec!["9".to_string()],
+            cursor: None,
+            rows_updated: scanned,
+            rows_scanned: scanned,
+            batches_done: i64::from(scanned > 0),
+            batch_ms_total: 0,
+            batch_ms_max: 0,
+            rows_estimate: 1000,
+            estimate_source: "counted".to_string(),
+            table_bytes_before: 0,
+            total_bytes_before: 0,
+            done: false,
+            started_at: Some(at(started_ms)),
+            updated_at: Some(at(updated_ms)),
+        }
+    }
+
+    #[test]
+    fn rate_is_rows_per_second_of_running_time() {
+        // Two workers: from the first start to the latest batch is 2 s.
+        let p = progress_of(&[row(0, 600, 0, 1500), row(1, 400, 10, 2000)]);
+        assert_eq!(p.running_ms, 2000);
+        assert_eq!(p.rows_per_second, 500.0);
+        assert_eq!(rate(p.rows_scanned, p.running_ms), p.rows_per_second);
+        // Nothing done yet: no rate, not a division by zero.
+        let p = progress_of(&[row(0, 0, 0, 0)]);
+        assert_eq!((p.running_ms, p.rows_per_second), (0, 0.0));
     }
 }

@@ -24,10 +24,14 @@ pub struct BackfillStats {
     pub batches: u64,
     pub batch_ms_mean: f64,
     pub batch_ms_max: u64,
+    /// Running time over every run and the rate over it: the same figures
+    /// `orch status` shows (`BackfillProgress::running_ms`).
+    pub running_ms: u64,
+    pub rows_per_second: f64,
     /// This run only.
     pub rows_scanned_this_run: u64,
+    /// This command's wall time, setup and the final size lookup included.
     pub elapsed_ms: u64,
-    pub rows_per_second: f64,
     pub batch_ms_p50: u64,
     pub resumed: bool,
     pub rows_estimate: u64,
@@ -45,19 +49,19 @@ pub struct BackfillStats {
 impl BackfillStats {
     /// One line for people.
     pub fn summary(&self) -> String {
-        // A resumed backfill's totals span its runs; its time and rate are
-        // this run's, so say which is which.
+        // A resumed backfill's figures span its runs; say what this run did.
         let this_run = if self.resumed {
             format!(
-                " in all runs; this run visited {} in {} at {:.0} rows/s",
+                " in all runs; this run visited {} in {}; {} of running at {:.0} rows/s",
                 self.rows_scanned_this_run,
                 timefmt::millis(self.elapsed_ms as i64),
+                timefmt::millis(self.running_ms as i64),
                 self.rows_per_second
             )
         } else {
             format!(
                 ", {} at {:.0} rows/s",
-                timefmt::millis(self.elapsed_ms as i64),
+                timefmt::millis(self.running_ms as i64),
                 self.rows_per_second
             )
         };
@@ -143,9 +147,10 @@ pub(crate) async fn stats(
             .map(|r| r.batch_ms_max.max(0) as u64)
             .max()
             .unwrap_or(0),
+        running_ms: p.running_ms.max(0) as u64,
+        rows_per_second: p.rows_per_second,
         rows_scanned_this_run: scanned_this_run,
         elapsed_ms: elapsed.as_millis() as u64,
-        rows_per_second: scanned_this_run as f64 / elapsed.as_secs_f64().max(0.001),
         batch_ms_p50: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
         resumed: this_run.resumed,
         rows_estimate: p.rows_estimate.max(0) as u64,

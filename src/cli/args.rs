@@ -171,6 +171,17 @@ pub enum Command {
         /// The plan whose backfill should stop (its file name without .yaml).
         plan: String,
     },
+    /// Re-run a finished backfill phase over the rows that still match its where (e.g. rows an old app version wrote since).
+    Backfill {
+        /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
+        plan: String,
+        /// Phase id or number of a backfill phase that ran (done or confirmed).
+        phase: String,
+        #[command(flatten)]
+        locks: LockArgs,
+        #[command(flatten)]
+        backfill: BackfillArgs,
+    },
     /// A plan as a Markdown release checklist, with live state.
     Checklist {
         /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).

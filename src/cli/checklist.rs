@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::cli::Context;
 use crate::engine::plan_status::{PhaseStatus, PlanStatus, plan_events, plan_statuses};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::kinds;
 use crate::plan::records::EventRecord;
 use crate::plan::{AuditAction, PhaseState};
@@ -14,10 +14,9 @@ use crate::timefmt;
 pub async fn run(ctx: &Context, plan: &str) -> Result<()> {
     let workspace = ctx.workspace("checklist").await?;
     let statuses = plan_statuses(&workspace, Some(plan)).await?;
-    let status = statuses
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Usage(format!("no plan named {plan:?} in files or database")))?;
+    let Some(status) = statuses.into_iter().next() else {
+        return Err(workspace.unknown_plan(plan).await?);
+    };
     let events = plan_events(&workspace, plan).await?;
     print!("{}", render(&status, &events));
     Ok(())

@@ -112,6 +112,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let locks = args::LockArgs::defaults();
             plans::act(&ctx, &plan, plans::Action::Pause, &locks, None).await
         }
+        args::Command::Backfill {
+            plan,
+            phase,
+            locks,
+            backfill,
+        } => {
+            let action = plans::Action::Backfill { phase: &phase };
+            plans::act(&ctx, &plan, action, &locks, Some(&backfill)).await
+        }
         args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
         args::Command::Check { plans, online } => check::run(&ctx, &plans, online).await,
         args::Command::Demo(demo_args) => demo::run(&ctx, &demo_args).await,

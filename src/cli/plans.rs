@@ -1,4 +1,4 @@
-//! `orch status / advance / confirm / rollback / pause`: wiring the command
+//! `orch status / advance / confirm / rollback / pause / backfill`: wiring the command
 //! line to the plan engine, and the status screens.
 
 use crate::cli::Context;
@@ -34,6 +34,10 @@ pub enum Action<'a> {
         force: bool,
     },
     Pause,
+    /// `orch backfill PLAN PHASE`: re-run a finished backfill.
+    Backfill {
+        phase: &'a str,
+    },
 }
 
 pub async fn act(
@@ -48,11 +52,12 @@ pub async fn act(
         Action::Confirm { .. } => "confirm",
         Action::Rollback { .. } => "rollback",
         Action::Pause => "pause",
+        Action::Backfill { .. } => "backfill",
     };
     let workspace = ctx.workspace(&format!("{command} {plan}")).await?;
     let options = options(ctx, locks, backfill);
     let stop = StopSignal::new();
-    if matches!(action, Action::Advance) {
+    if matches!(action, Action::Advance | Action::Backfill { .. }) {
         stop.on_interrupt();
     }
     let engine = workspace.plan_engine(&options, ctx.reporter.as_ref(), &stop);
@@ -66,6 +71,7 @@ pub async fn act(
         }
         Action::Rollback { force } => engine.rollback(plan, force).await,
         Action::Pause => engine.pause(plan).await,
+        Action::Backfill { phase } => engine.rerun_backfill(plan, phase).await,
     }
 }
 
@@ -75,9 +81,7 @@ pub async fn status(ctx: &Context, plan: Option<&str>, json: bool, exit_code: bo
     if let Some(name) = plan
         && !workspace.knows_plan(name).await?
     {
-        return Err(Error::Usage(format!(
-            "no plan named {name:?} in files or database"
-        )));
+        return Err(workspace.unknown_plan(name).await?);
     }
     let statuses = plan_statuses(&workspace, plan).await?;
     print_status(ctx, plan, json, &statuses)?;

@@ -8,6 +8,7 @@ pub mod lock_retry;
 pub mod migrator;
 pub(crate) mod phases;
 pub mod plan_advance;
+pub mod plan_backfill;
 pub mod plan_confirm;
 pub mod plan_rollback;
 pub mod plan_runner;

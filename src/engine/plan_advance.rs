@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::engine::checks::{self, BoundCheck};
 use crate::engine::phases::{self, Step};
+use crate::engine::plan_backfill::earlier_backfill;
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -82,9 +83,16 @@ impl PlanEngine<'_> {
                         index + 1,
                         spec.id
                     ),
-                    Some(format!(
-                        "make the guard hold, then run `orch advance {name}` again"
-                    )),
+                    Some(match earlier_backfill(plan, index) {
+                        // Rows an old application version wrote after the
+                        // backfill are the usual culprit; re-running it fixes them.
+                        Some(backfill) => format!(
+                            "make the guard hold (if rows written after backfill {backfill} ran are what fails it, `orch backfill {name} {backfill}` updates them), then run `orch advance {name}` again"
+                        ),
+                        None => {
+                            format!("make the guard hold, then run `orch advance {name}` again")
+                        }
+                    }),
                 ));
             }
             // Evaluated once more inside a migration's own transaction.

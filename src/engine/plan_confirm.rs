@@ -42,13 +42,7 @@ impl PlanEngine<'_> {
             ));
         };
         let index = match phase {
-            Some(reference) => plan.find_phase(reference).ok_or_else(|| {
-                let ids: Vec<&str> = plan.spec.phases.iter().map(|p| p.id.as_str()).collect();
-                Error::Usage(format!(
-                    "plan {name} has no phase {reference:?} (phases: {})",
-                    ids.join(", ")
-                ))
-            })?,
+            Some(reference) => self.phase_index(plan, reference)?,
             None => match phases.iter().position(|p| p.state.awaits_confirmation()) {
                 Some(i) => i,
                 None => return Err(nothing_to_confirm(name, &phases)),

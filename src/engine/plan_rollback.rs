@@ -11,6 +11,7 @@ use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
 use crate::plan::records::PhaseRecord;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
+use crate::store::backfill::rerun_key;
 use crate::store::bookkeeping::Bookkeeping;
 
 use crate::engine::plan_runner::PlanEngine;
@@ -147,21 +148,34 @@ impl PlanEngine<'_> {
         let running = phases
             .iter()
             .find(|p| p.state == PhaseState::Running && kinds::rules(p.kind).pauses());
-        let Some(phase) = running else {
-            return Err(Error::refused(
-                format!(
-                    "no backfill of plan {} is running; nothing to pause",
-                    plan.name()
-                ),
-                None,
-            ));
+        let (phase, resume) = match running {
+            Some(phase) => {
+                if !self.store.request_pause(name, phase.position).await? {
+                    return Err(Error::refused(
+                        format!("phase {} is no longer running", phase.id),
+                        None,
+                    ));
+                }
+                (phase, format!("orch advance {name}"))
+            }
+            None => {
+                // A re-run (`orch backfill`) leaves its phase's state alone;
+                // its unfinished cursor rows say it is going on.
+                let Some(phase) = self.rerun_in_progress(&phases).await? else {
+                    return Err(Error::refused(
+                        format!(
+                            "no backfill of plan {} is running; nothing to pause",
+                            plan.name()
+                        ),
+                        None,
+                    ));
+                };
+                self.store
+                    .set_pause_request(name, phase.position, true)
+                    .await?;
+                (phase, format!("orch backfill {name} {}", phase.id))
+            }
         };
-        if !self.store.request_pause(name, phase.position).await? {
-            return Err(Error::refused(
-                format!("phase {} is no longer running", phase.id),
-                None,
-            ));
-        }
         self.store
             .commit_bookkeeping(&[self.event(
                 name,
@@ -172,10 +186,30 @@ impl PlanEngine<'_> {
             .await?;
         self.reporter.report(Event::Info {
             message: format!(
-                "asked backfill {} of plan {name} to pause after its current batch; `orch advance {name}` resumes it",
+                "asked backfill {} of plan {name} to pause after its current batch; `{resume}` resumes it",
                 phase.id
             ),
         });
         Ok(())
+    }
+
+    /// The finished backfill phase whose re-run has cursor rows not done.
+    async fn rerun_in_progress<'p>(
+        &self,
+        phases: &'p [PhaseRecord],
+    ) -> Result<Option<&'p PhaseRecord>> {
+        for phase in phases.iter().filter(|p| {
+            kinds::rules(p.kind).pauses()
+                && matches!(p.state, PhaseState::Done | PhaseState::Confirmed)
+        }) {
+            let rows = self
+                .store
+                .backfill_workers(&phase.plan, &rerun_key(&phase.id))
+                .await?;
+            if rows.iter().any(|r| !r.done) {
+                return Ok(Some(phase));
+            }
+        }
+        Ok(None)
     }
 }

@@ -20,6 +20,7 @@ use crate::migration::MigrationSet;
 use crate::plan::format::{CheckSpec, PhaseSpec};
 use crate::plan::kinds;
 use crate::plan::records::{PhaseRecord, PlanRecord};
+use crate::plan::suggest;
 use crate::plan::{AuditAction, BackfillOverrides, LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
 use crate::store::Store;
@@ -58,15 +59,19 @@ impl PlanEngine<'_> {
     pub(super) fn plan(&self, name: &str) -> Result<&LoadedPlan> {
         self.plans.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.plans.plans.iter().map(|p| p.name()).collect();
-            Error::Usage(format!(
-                "no plan named {name:?} in {} (plans: {})",
-                self.plans.dir.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+            Error::Usage(suggest::unknown_plan(
+                name,
+                &format!("in {}", self.plans.dir.display()),
+                &known,
             ))
+        })
+    }
+
+    /// Phase `reference` (id or 1-based number) of `plan`, 0-based.
+    pub(super) fn phase_index(&self, plan: &LoadedPlan, reference: &str) -> Result<usize> {
+        plan.find_phase(reference).ok_or_else(|| {
+            let ids: Vec<&str> = plan.spec.phases.iter().map(|p| p.id.as_str()).collect();
+            Error::Usage(suggest::unknown_phase(plan.name(), reference, &ids))
         })
     }
 

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
 use crate::plan::ownership::add_owners;
+use crate::plan::suggest;
 use crate::plan::{LoadedPlan, Owners, PlanSet, PlanSpec};
 use crate::stop::StopSignal;
 use crate::store::Store;
@@ -108,6 +109,29 @@ impl Workspace {
     /// Whether a plan of this name is in the files or the database.
     pub async fn knows_plan(&self, name: &str) -> Result<bool> {
         Ok(self.plans.get(name).is_some() || self.store.plan_state(name).await?.is_some())
+    }
+
+    /// The error for a plan name that is neither in the files nor in the
+    /// database: the closest name, and every plan there is.
+    pub async fn unknown_plan(&self, name: &str) -> Result<Error> {
+        let mut known: Vec<String> = self
+            .plans
+            .plans
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        for (plan, _) in self.store.recorded_plan_definitions().await? {
+            if !known.contains(&plan) {
+                known.push(plan);
+            }
+        }
+        known.sort();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        Ok(Error::Usage(suggest::unknown_plan(
+            name,
+            &format!("in {} or the database", self.plans.dir.display()),
+            &known,
+        )))
     }
 }
 

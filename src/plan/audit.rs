@@ -21,10 +21,14 @@ pub enum AuditAction {
     Confirmed,
     RolledBack,
     PauseRequested,
+    /// `orch backfill PLAN PHASE` started (or resumed) a re-run.
+    BackfillRerunStarted,
+    /// A re-run ended: finished, paused, interrupted or failed.
+    BackfillRerunEnded,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 14] = [
+    pub const ALL: [AuditAction; 16] = [
         AuditAction::PlanEdited,
         AuditAction::GateOpened,
         AuditAction::GuardFailed,
@@ -39,6 +43,8 @@ impl AuditAction {
         AuditAction::Confirmed,
         AuditAction::RolledBack,
         AuditAction::PauseRequested,
+        AuditAction::BackfillRerunStarted,
+        AuditAction::BackfillRerunEnded,
     ];
 
     /// The name stored in `orch.events.action`.
@@ -58,6 +64,8 @@ impl AuditAction {
             AuditAction::Confirmed => "confirmed",
             AuditAction::RolledBack => "rolled_back",
             AuditAction::PauseRequested => "pause_requested",
+            AuditAction::BackfillRerunStarted => "backfill_rerun_started",
+            AuditAction::BackfillRerunEnded => "backfill_rerun_ended",
         }
     }
 

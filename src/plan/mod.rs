@@ -10,6 +10,7 @@ pub mod ownership;
 pub mod records;
 pub mod set;
 pub mod state;
+pub mod suggest;
 pub mod validate;
 pub(crate) mod validator;
 

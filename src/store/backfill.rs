@@ -12,6 +12,14 @@ use tokio_postgres::types::ToSql;
 use crate::error::{Error, PgDiagnostic, Result};
 use crate::store::Store;
 
+/// The key under which `orch backfill PLAN PHASE` (a re-run of a finished
+/// backfill) keeps its cursor rows in `orch.backfill_workers`, beside the
+/// phase's own (`phase`): the first run's figures stay as they were for
+/// `orch status`. Phase ids cannot contain `@`, so the keys never clash.
+pub fn rerun_key(phase: &str) -> String {
+    format!("{phase}@rerun")
+}
+
 /// Quote an identifier for SQL.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -233,6 +241,41 @@ impl Store {
                 updated_at: r.get(16),
             })
             .collect())
+    }
+
+    /// A stopped backfill resumes: move its rows' `started_at` and
+    /// `updated_at` later by the time since its latest batch (or start), so
+    /// the span from the first start to the latest batch is the time it ran,
+    /// not the time it stood stopped; the latest `updated_at` becomes now.
+    pub async fn resume_backfill_clock(&self, plan: &str, phase: &str) -> Result<()> {
+        self.client()
+            .execute(
+                "WITH stopped AS (
+                     SELECT greatest(clock_timestamp() - max(updated_at), interval '0') AS gap
+                     FROM orch.backfill_workers WHERE plan = $1 AND phase = $2
+                 )
+                 UPDATE orch.backfill_workers
+                 SET started_at = started_at + stopped.gap, updated_at = updated_at + stopped.gap
+                 FROM stopped
+                 WHERE plan = $1 AND phase = $2",
+                &[&plan, &phase],
+            )
+            .await
+            .map_err(|e| Error::db("cannot resume the backfill's clock", e))?;
+        Ok(())
+    }
+
+    /// Forget the cursor rows kept under `phase` (a finished re-run's, before
+    /// the next re-run records its own).
+    pub async fn clear_backfill_workers(&self, plan: &str, phase: &str) -> Result<()> {
+        self.client()
+            .execute(
+                "DELETE FROM orch.backfill_workers WHERE plan = $1 AND phase = $2",
+                &[&plan, &phase],
+            )
+            .await
+            .map_err(|e| Error::db("cannot clear the backfill's cursors", e))?;
+        Ok(())
     }
 
     /// Record the workers' ranges when a backfill first starts.

@@ -38,7 +38,7 @@ pub enum Bookkeeping {
         plan: String,
         completed: bool,
     },
-    /// Forget a backfill's cursors (rolling it back).
+    /// Forget a backfill's cursors, its re-runs' too (rolling it back).
     ClearBackfill {
         plan: String,
         phase: String,
@@ -105,8 +105,8 @@ impl Store {
                 Bookkeeping::ClearBackfill { plan, phase } => {
                     client
                         .execute(
-                            "DELETE FROM orch.backfill_workers WHERE plan = $1 AND phase = $2",
-                            &[plan, phase],
+                            "DELETE FROM orch.backfill_workers WHERE plan = $1 AND phase IN ($2, $3)",
+                            &[plan, phase, &super::backfill::rerun_key(phase)],
                         )
                         .await?;
                 }

@@ -273,6 +273,24 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Set or clear the pause flag of a phase whatever its state: a re-run
+    /// of a finished backfill (`orch backfill`) watches it too.
+    pub async fn set_pause_request(
+        &self,
+        plan: &str,
+        position: i32,
+        requested: bool,
+    ) -> Result<()> {
+        self.client()
+            .execute(
+                "UPDATE orch.phases SET pause_requested = $3 WHERE plan = $1 AND position = $2",
+                &[&plan, &position, &requested],
+            )
+            .await
+            .map_err(|e| Error::db("cannot set the pause flag", e))?;
+        Ok(())
+    }
+
     /// Has an operator asked this phase to pause?
     pub async fn pause_requested(&self, plan: &str, position: i32) -> Result<bool> {
         let row = self

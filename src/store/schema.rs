@@ -99,9 +99,11 @@ CREATE TABLE IF NOT EXISTS orch.backfill_workers (
     table_bytes_before bigint NOT NULL,
     total_bytes_before bigint NOT NULL,
     done           boolean NOT NULL DEFAULT false,
+    -- started_at to the latest updated_at is the time the backfill ran: a resume moves both
+    -- later by the time it stood stopped (the rate in status is rows_scanned over that span)
     started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (plan, phase, worker)
+    PRIMARY KEY (plan, phase, worker)   -- phase: the phase id, or "<id>@rerun" for `orch backfill PLAN PHASE`
 );
 
 CREATE TABLE IF NOT EXISTS orch.events (

@@ -142,10 +142,10 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                 position: index + 1,
                 id: spec.id.clone(),
                 summary: format!(
-                    "backfill finished: {} rows updated in {} batches, {}",
+                    "backfill finished: {} rows updated in {} batches, {} of running",
                     stats.rows_updated,
                     stats.batches,
-                    timefmt::millis(stats.elapsed_ms as i64)
+                    timefmt::millis(stats.running_ms as i64)
                 ),
                 confirm_command: confirm_command(plan.name(), &spec.id),
             });
