@@ -120,7 +120,7 @@ fn a_row_written_after_the_backfill_is_fixed_by_re_running_it() {
     // A lagging v1 instance writes a row the old way, after the backfill.
     s.execute("INSERT INTO t (a, b) VALUES (40, 2)");
     s.orch(&["advance", "fill"])
-        .code(4)
+        .code(8)
         .stderr_has("its guard does not hold")
         .stderr_has("`orch backfill fill fill`");
 
