@@ -104,11 +104,8 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             v.at(i, &["backfill", field], format!("{field} {problem}"));
         }
     }
-    let durations: [(
-        &str,
-        &Option<String>,
-        fn(Duration) -> Result<Duration, String>,
-    ); 2] = [
+    type Limit = fn(Duration) -> Result<Duration, String>;
+    let durations: [(&str, &Option<String>, Limit); 2] = [
         ("batch_time", &spec.batch_time, tuning::batch_time),
         ("pause", &spec.pause, tuning::pause),
     ];
