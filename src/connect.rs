@@ -79,7 +79,7 @@ impl ConnectionSettings {
         };
         fill_from_environment(&mut config, &env)?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
         // As in libpq, TLS does not apply to unix sockets.
         let sockets_only = config
@@ -209,7 +209,26 @@ impl ConnectionSettings {
         let config = self.config(application_name);
         let mut failures = Vec::new();
         for (targets, config) in attempts::attempts(&config) {
-            match config.connect(self.connector.0.clone()).await {
+            // The driver's connect_timeout bounds only the socket's connect;
+            // a server that accepts it and never answers would hang the
+            // startup for ever, so the whole attempt gets the bound.
+            let limit = config
+                .get_connect_timeout()
+                .copied()
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            let attempt = tokio::time::timeout(limit, config.connect(self.connector.0.clone()));
+            let Ok(outcome) = attempt.await else {
+                failures.push(attempts::Failure {
+                    targets,
+                    reason: format!(
+                        "no answer within {} (connect_timeout)",
+                        humantime::format_duration(limit)
+                    ),
+                    nobody_there: true,
+                });
+                continue;
+            };
+            match outcome {
                 Ok((client, connection)) => {
                     tokio::spawn(async move {
                         if let Err(e) = connection.await {
@@ -265,6 +284,11 @@ impl ConnectionSettings {
         }
     }
 }
+
+/// How long one connection attempt (socket, TLS, startup) may take when
+/// neither `connect_timeout` nor `PGCONNECT_TIMEOUT` says: libpq waits
+/// for ever; orch does not hang a deploy on a server that never answers.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// PostgreSQL truncates application_name to 63 bytes; do it on a char
 /// boundary ourselves so the server never sees a broken UTF-8 sequence.
@@ -336,9 +360,18 @@ fn fill_from_environment(config: &mut Config, env: &impl Fn(&str) -> Option<Stri
         }
     }
     if config.get_connect_timeout().is_none()
-        && let Some(seconds) = var("PGCONNECT_TIMEOUT").and_then(|s| s.parse::<u64>().ok())
+        && let Some(text) = var("PGCONNECT_TIMEOUT")
     {
-        config.connect_timeout(Duration::from_secs(seconds.max(2)));
+        let seconds: u64 = text.trim().parse().map_err(|_| {
+            Error::Usage(format!(
+                "PGCONNECT_TIMEOUT={text:?} is not a whole number of seconds"
+            ))
+        })?;
+        // As libpq: 0 waits for ever (orch still bounds it, see
+        // DEFAULT_CONNECT_TIMEOUT), and less than 2 seconds counts as 2.
+        if seconds > 0 {
+            config.connect_timeout(Duration::from_secs(seconds.max(2)));
+        }
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ pub(crate) const LAYERS: &[&[&str]] = &[
         "identity",
         "pg_server",
         "stop",
+        "text_file",
         "timefmt",
     ],
     &["connect"],

@@ -48,6 +48,7 @@ pub(crate) mod plan;
 pub(crate) mod sql_text;
 pub(crate) mod stop;
 pub(crate) mod store;
+pub(crate) mod text_file;
 pub(crate) mod timefmt;
 pub(crate) mod yaml_locate;
 

@@ -495,6 +495,56 @@ fn colon(rest: &[u8]) -> (TokenKind, usize) {
     }
 }
 
+/// What an SQL fragment of a plan is: orch puts it inside its own
+/// statement, so it must stay in its place there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// An expression, e.g. a backfill's `where` (orch wraps it in
+    /// parentheses and ANDs it with the batch's range).
+    Expression,
+    /// The assignments after `SET`, e.g. a backfill's `set`.
+    Assignments,
+}
+
+/// Why `fragment` could escape its place in orch's statement, if it could:
+/// a `)` closing a parenthesis it did not open (`true) OR (true` would turn
+/// a batch's condition into a whole-table one), a parenthesis left open, a
+/// comment that never ends, a `;`, or (in assignments) a top-level `FROM`,
+/// `WHERE` or `RETURNING` that would change which rows are updated.
+pub fn fragment_problem(fragment: &str, kind: Fragment) -> Option<String> {
+    let mut depth = 0i32;
+    for token in Lexer::new(fragment) {
+        let text = &fragment[token.start..token.end];
+        match token.kind {
+            TokenKind::OpenParen => depth += 1,
+            TokenKind::CloseParen => {
+                depth -= 1;
+                if depth < 0 {
+                    return Some(
+                        "closes a parenthesis it did not open, so it would escape its place in orch's statement"
+                            .to_string(),
+                    );
+                }
+            }
+            TokenKind::UnterminatedComment => {
+                return Some("has a comment that never ends (/* without */)".to_string());
+            }
+            TokenKind::Semicolon => return Some("is an SQL fragment, without ';'".to_string()),
+            TokenKind::Word if depth == 0 && kind == Fragment::Assignments => {
+                let word = text.to_ascii_lowercase();
+                if ["from", "where", "returning"].contains(&word.as_str()) {
+                    return Some(format!(
+                        "is the list of assignments after SET (e.g. `loc = point(lng, lat)`); a top-level {} would change which rows a batch updates",
+                        word.to_uppercase()
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    (depth > 0).then(|| "leaves a parenthesis open".to_string())
+}
+
 /// The significant tokens of a statement, for recognising its shape:
 /// comments and whitespace left out, words lower-cased, quoted identifiers
 /// unquoted (as written), other tokens as they are.
@@ -1108,5 +1158,43 @@ mod tests {
                 "alter", "table", "Posts", "drop", "column", "lat", ",", "drop", "lng"
             ]
         );
+    }
+
+    #[test]
+    fn fragments_stay_in_their_place() {
+        use Fragment::{Assignments, Expression};
+        let cases: &[(&str, Fragment, Option<&str>)] = &[
+            ("loc IS NULL", Expression, None),
+            ("a IN (1, 2) AND (b OR c)", Expression, None),
+            ("note = ')' -- why", Expression, None),
+            (
+                "true) OR (true",
+                Expression,
+                Some("closes a parenthesis it did not open"),
+            ),
+            ("(a", Expression, Some("leaves a parenthesis open")),
+            ("a /* open", Expression, Some("a comment that never ends")),
+            ("a; DELETE FROM t", Expression, Some("without ';'")),
+            ("loc = point(lng, lat)", Assignments, None),
+            ("a = (SELECT b FROM u WHERE u.id = t.id)", Assignments, None),
+            ("a = 1 FROM other", Assignments, Some("a top-level FROM")),
+            ("a = 1 WHERE true", Assignments, Some("a top-level WHERE")),
+            (
+                "a = 1 returning *",
+                Assignments,
+                Some("a top-level RETURNING"),
+            ),
+            ("\"from\" = 1", Assignments, None),
+        ];
+        for (fragment, kind, expected) in cases {
+            let got = fragment_problem(fragment, *kind);
+            match expected {
+                None => assert_eq!(got, None, "{fragment}"),
+                Some(text) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(text)),
+                    "{fragment}: {got:?}"
+                ),
+            }
+        }
     }
 }

@@ -632,3 +632,141 @@ fn a_deadlocked_batch_is_retried() {
         .stdout_has("backfill finished");
     assert_every_row_right_once(&s);
 }
+
+/// Regression: `where: "true) OR (true"` turned every batch into a
+/// whole-table update (5 batches, every row updated 5 times). A fragment
+/// that could escape its place in orch's statement is refused with its
+/// file, line and field, before anything runs.
+#[test]
+fn backfill_fragments_cannot_escape_their_batch() {
+    let s = Session::new();
+    numbers_table(&s, 50);
+    let cases = [
+        (
+            "s = a + b, touched = touched + 1",
+            "\"true) OR (true\"",
+            "plans/fill.yaml:9:14: phases[0].backfill.where: where closes a parenthesis it did not open",
+        ),
+        (
+            "s = a + b FROM t AS other",
+            "s IS NULL",
+            "plans/fill.yaml:8:12: phases[0].backfill.set: set is the list of assignments after SET",
+        ),
+        (
+            "s = a + b",
+            "\"(s IS NULL\"",
+            "phases[0].backfill.where: where leaves a parenthesis open",
+        ),
+        (
+            "s = a + b",
+            "\"s IS NULL /* forever\"",
+            "phases[0].backfill.where: where has a comment that never ends",
+        ),
+    ];
+    for (set, condition, expected) in cases {
+        s.plan("fill.yaml", &plan("t", set, condition, ""));
+        s.orch(&["check"]).code(3).stderr_has(expected);
+        s.orch(&["advance", "fill"]).code(3).stderr_has(expected);
+    }
+    assert_eq!(
+        s.value("SELECT count(*) FROM t WHERE touched <> 0")
+            .as_deref(),
+        Some("0")
+    );
+    // Refused before anything ran: orch's schema was never even created.
+    assert_eq!(
+        s.value("SELECT to_regnamespace('orch') IS NULL").as_deref(),
+        Some("t")
+    );
+
+    // A comment at the end of a fragment is fine: it ends at its line.
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            "\"s = a + b, touched = touched + 1 -- sum\"",
+            "\"s IS NULL -- not yet\"",
+            "",
+        ),
+    );
+    s.orch(&["advance", "fill"]).success();
+    assert_every_row_right_once(&s);
+}
+
+/// Regression: a view as a backfill table gave "table pg_stat_activity does
+/// not exist". Views and system catalogs are refused by name.
+#[test]
+fn views_and_system_catalogs_are_not_backfill_tables() {
+    let s = Session::new();
+    numbers_table(&s, 5);
+    s.execute("CREATE VIEW t_view AS SELECT * FROM t");
+    for (table, expected) in [
+        (
+            "pg_stat_activity",
+            "pg_stat_activity is pg_catalog.pg_stat_activity, a system catalog",
+        ),
+        (
+            "pg_class",
+            "pg_class is pg_catalog.pg_class, a system catalog",
+        ),
+        ("t_view", "t_view is a view, not a table"),
+    ] {
+        s.plan("fill.yaml", &plan(table, "s = 1", "true", ""));
+        s.orch(&["check", "--online"])
+            .code(3)
+            .stderr_has(&format!("phases[0].backfill.table: {expected}"));
+    }
+}
+
+/// Regression: command-line overrides skipped the plan file's validation:
+/// `--max-rate 0` panicked mid-backfill, `--workers 0` became 1,
+/// `--batch-pause 100000000h` slept for ever, `--lock-timeout 0` removed the
+/// bound on how long writers queue behind orch. Each is refused before
+/// anything runs, with the file's words.
+#[test]
+fn overrides_are_validated_like_the_plan_file() {
+    let s = Session::new();
+    numbers_table(&s, 20);
+    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--max-rate", "0"],
+            "max_rows_per_second must be at least 1",
+        ),
+        (&["--workers", "0"], "workers must be between 1 and 64"),
+        (&["--workers", "65"], "workers must be between 1 and 64"),
+        (
+            &["--batch-time", "0ms"],
+            "batch_time must be between 10ms and 10s",
+        ),
+        (
+            &["--batch-time", "100000h"],
+            "batch_time must be between 10ms and 10s",
+        ),
+        (&["--batch-time", "100"], "\"100\" has no unit"),
+        (&["--batch-pause", "100000000h"], "pause must be at most 1h"),
+        (&["--vacuum-every", "0"], "vacuum_every must be at least 1"),
+        (
+            &["--lock-timeout", "0"],
+            "0 would let orch's DDL wait for its lock for ever",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["advance", "fill"];
+        args.extend_from_slice(flags);
+        s.orch(&args).code(2).stderr_has(expected);
+    }
+    assert_eq!(
+        s.value("SELECT to_regnamespace('orch') IS NULL").as_deref(),
+        Some("t"),
+        "nothing ran"
+    );
+    // The file's own durations name their unit too.
+    s.plan(
+        "fill.yaml",
+        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      batch_time: 100\n"),
+    );
+    s.orch(&["check"])
+        .code(3)
+        .stderr_has("phases[0].backfill.batch_time: \"100\" has no unit; write 100s for seconds or 100ms for milliseconds");
+}

@@ -150,3 +150,40 @@ fn wait_timeout_needs_a_unit() {
         .code(2)
         .stderr_has("\"60\" has no unit; write 60s for seconds or 60ms for milliseconds");
 }
+
+/// Regression: against a server that accepts TCP but never answers, orch
+/// hung until killed (connect_timeout and PGCONNECT_TIMEOUT bounded only
+/// the socket's connect); psql gave up after the timeout.
+#[test]
+fn connect_timeout_bounds_a_server_that_never_answers() {
+    // Accepts connections (the kernel completes them) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let url = format!("postgres://someone@127.0.0.1:{port}/db?connect_timeout=2");
+    orch(&["migrate", "status", "--database-url", &url], &[])
+        .code(6)
+        .stderr_has(&format!(
+            "server at \"127.0.0.1\", port {port}: no answer within 2s (connect_timeout)"
+        ));
+    orch(
+        &["migrate", "status"],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", port.as_str()),
+            ("PGCONNECT_TIMEOUT", "2"),
+        ],
+    )
+    .code(6)
+    .stderr_has("no answer within 2s (connect_timeout)");
+    orch(
+        &["migrate", "status"],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", port.as_str()),
+            ("PGCONNECT_TIMEOUT", "abc"),
+        ],
+    )
+    .code(2)
+    .stderr_has("PGCONNECT_TIMEOUT=\"abc\" is not a whole number of seconds");
+    drop(listener);
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod backfill;
+mod bad_files;
 mod check;
 mod cli;
 mod connect;

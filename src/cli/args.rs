@@ -8,7 +8,25 @@ use clap_complete::Shell;
 
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::EXIT_CODES_HELP;
+use crate::plan::tuning;
 use crate::timefmt::{parse_duration, parse_duration_with_unit};
+
+/// A whole number for a flag.
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))
+}
+
+/// `--lock-timeout`: 0 would remove the bound on how long the application
+/// queues behind orch's DDL, which is the point of orch.
+fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err("0 would let orch's DDL wait for its lock for ever while every writer queues behind it; give a bound such as 500ms".to_string());
+    }
+    Ok(timeout)
+}
 
 /// A short session on the canonical plan, shown by `orch --help`.
 pub const EXAMPLE_HELP: &str = "\
@@ -70,8 +88,8 @@ pub struct GlobalArgs {
 /// How DDL waits for table locks, and for other orch processes.
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
-    /// lock_timeout of each attempt: the longest the application may queue behind our DDL.
-    #[arg(long, env = "ORCH_LOCK_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    /// lock_timeout of each attempt: the longest the application may queue behind our DDL (not 0).
+    #[arg(long, env = "ORCH_LOCK_TIMEOUT", default_value = "500ms", value_parser = parse_lock_timeout)]
     pub lock_timeout: Duration,
 
     /// Escalate lock_timeout linearly up to this over the retries (default: no escalation).
@@ -235,20 +253,20 @@ pub enum Command {
 /// Command-line overrides of a backfill phase's settings.
 #[derive(Debug, Clone, Args)]
 pub struct BackfillArgs {
-    /// Parallel backfill workers on disjoint key ranges.
-    #[arg(long, value_name = "N")]
+    /// Parallel backfill workers on disjoint key ranges (1 to 64).
+    #[arg(long, value_name = "N", value_parser = |s: &str| number(s).and_then(tuning::workers))]
     pub workers: Option<u32>,
-    /// Target duration of one batch.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    /// Target duration of one batch (10ms to 10s).
+    #[arg(long, value_name = "DURATION", value_parser = |s: &str| tuning::duration(s).and_then(tuning::batch_time))]
     pub batch_time: Option<Duration>,
-    /// Pause between batches.
-    #[arg(long = "batch-pause", value_parser = parse_duration, value_name = "DURATION")]
+    /// Pause between batches (at most 1h).
+    #[arg(long = "batch-pause", value_name = "DURATION", value_parser = |s: &str| tuning::duration(s).and_then(tuning::pause))]
     pub pause: Option<Duration>,
-    /// At most this many rows per second.
-    #[arg(long, value_name = "ROWS")]
+    /// At most this many rows per second (at least 1).
+    #[arg(long, value_name = "ROWS", value_parser = |s: &str| number(s).and_then(tuning::max_rows_per_second))]
     pub max_rate: Option<u64>,
-    /// VACUUM the table every N batches.
-    #[arg(long, value_name = "N")]
+    /// VACUUM the table every N batches (at least 1).
+    #[arg(long, value_name = "N", value_parser = |s: &str| number(s).and_then(tuning::vacuum_every))]
     pub vacuum_every: Option<u64>,
 }
 

@@ -205,9 +205,31 @@ pub fn plan_up<'a>(
         }
         apply.push(f);
     }
+    let empty: Vec<String> = apply.iter().filter_map(|f| empty_up(f)).collect();
+    if !empty.is_empty() {
+        return Err(Error::refused(
+            format!(
+                "refusing to apply migrations:\n  - {}",
+                empty.join("\n  - ")
+            ),
+            None,
+        ));
+    }
     Ok(UpPlan {
         apply,
         stopped_before,
+    })
+}
+
+/// Why `migration` may not be applied: its up section holds no statement,
+/// and an empty migration would only be recorded as applied.
+pub fn empty_up(migration: &Migration) -> Option<String> {
+    migration.up.is_empty().then(|| {
+        format!(
+            "{}:{}: the up section has no statement; write the migration's SQL (an empty migration would only be recorded as applied)",
+            migration.up.path.display(),
+            migration.up.marker_line.max(1)
+        )
     })
 }
 

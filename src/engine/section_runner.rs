@@ -213,7 +213,9 @@ impl<'a> SectionRunner<'a> {
     ) -> Result<RunStats> {
         let started = Instant::now();
         let mut execution = Duration::ZERO;
-        let mut attempts = 0;
+        // Retries over all statements: a section of two statements that
+        // never waited for a lock took one attempt, not two.
+        let mut retries = 0;
         let statements = sql_text::split_statements(&job.section.sql);
         for (index, statement) in statements.iter().enumerate() {
             let line = job.section.file_line(statement.offset);
@@ -225,7 +227,6 @@ impl<'a> SectionRunner<'a> {
             let mut lock_timeout = self.policy.scheduled_timeout(0);
             let mut attempt = 0;
             loop {
-                attempts += 1;
                 if concurrent {
                     self.store
                         .set_session_timeouts(Duration::ZERO, Duration::ZERO)
@@ -249,7 +250,10 @@ impl<'a> SectionRunner<'a> {
                             .after_failure(job, line, attempt, lock_timeout, failure, wait)
                             .await;
                         match outcome {
-                            Ok(AfterFailure::Retry(next)) => lock_timeout = next,
+                            Ok(AfterFailure::Retry(next)) => {
+                                lock_timeout = next;
+                                retries += 1;
+                            }
                             Ok(AfterFailure::GiveUp(failure)) => {
                                 self.store.reset_session_timeouts().await;
                                 return Err(failed(job, line, failure, index));
@@ -266,7 +270,7 @@ impl<'a> SectionRunner<'a> {
         }
         self.store.reset_session_timeouts().await;
         let stats = RunStats {
-            attempts: attempts.max(1),
+            attempts: retries + 1,
             duration: started.elapsed(),
             execution,
         };

@@ -37,8 +37,16 @@ impl LoadedPlan {
     }
 
     pub fn load(path: &Path) -> Result<LoadedPlan> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io("cannot read plan", path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read plan", path, e))?;
+        let text = crate::text_file::decode(bytes).map_err(|(line, column, message)| {
+            Error::InvalidPlan {
+                path: path.to_path_buf(),
+                line,
+                column,
+                field: "(encoding)".to_string(),
+                message,
+            }
+        })?;
         Self::parse(path, &text)
     }
 

@@ -11,6 +11,7 @@ pub mod records;
 pub mod set;
 pub mod state;
 pub mod suggest;
+pub mod tuning;
 pub mod validate;
 pub(crate) mod validator;
 

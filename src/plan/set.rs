@@ -34,14 +34,24 @@ impl PlanSet {
     /// (for `orch check`, which reports per file).
     pub fn load_all(dir: &Path, migrations: &MigrationSet) -> Result<(PlanSet, Vec<Error>)> {
         let mut paths = Vec::new();
+        let mut problems = Vec::new();
         match std::fs::read_dir(dir) {
             Ok(entries) => {
                 for entry in entries {
                     let entry = entry.map_err(|e| Error::io("cannot list plans", dir, e))?;
                     let path = entry.path();
                     let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-                    if is_yaml && path.is_file() {
-                        paths.push(path);
+                    if !is_yaml {
+                        continue;
+                    }
+                    // Follows links: a link to a plan is a plan.
+                    match std::fs::metadata(&path) {
+                        Ok(meta) if meta.is_file() => paths.push(path),
+                        Ok(_) => problems.push(not_a_plan(&path, "it is a directory, not a file")),
+                        Err(e) => problems.push(not_a_plan(
+                            &path,
+                            &format!("it cannot be read ({e}); a broken or looping link?"),
+                        )),
                     }
                 }
             }
@@ -49,7 +59,6 @@ impl PlanSet {
             Err(e) => return Err(Error::io("cannot list plans", dir, e)),
         }
         paths.sort();
-        let mut problems = Vec::new();
         let mut plans = Vec::new();
         for path in paths {
             match LoadedPlan::load(&path) {
@@ -85,6 +94,18 @@ impl PlanSet {
             add_owners(&mut owners, plan.name(), &plan.spec);
         }
         owners
+    }
+}
+
+/// A `.yaml` entry of the plans folder that is no plan file: said, not
+/// skipped (a plan that silently does not exist is worse).
+fn not_a_plan(path: &Path, why: &str) -> Error {
+    Error::InvalidPlan {
+        path: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        field: "(file)".to_string(),
+        message: format!("not a plan file: {why}"),
     }
 }
 

@@ -35,10 +35,12 @@ pub struct Table {
     pub display: String,
 }
 
+/// The relation a name means, as the backfill's UPDATE would resolve it
+/// (an unqualified name follows the search_path).
 const FIND_TABLE: &str = "
     SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relname = $2 AND n.nspname = coalesce($1, current_schema())";
+    WHERE c.oid = to_regclass($1)";
 
 /// A worker's row of `orch.backfill_workers`. What the `text[]` columns
 /// (`range_start`, `range_end`, `cursor`) hold is the walk's business.
@@ -152,21 +154,34 @@ fn diagnostic(e: &tokio_postgres::Error) -> PgDiagnostic {
 impl Store {
     /// Find `table` (`name` or `schema.name`), which must be a table.
     pub async fn backfill_table(&self, table: &str) -> Result<Table> {
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (Some(s.to_string()), t.to_string()),
-            None => (None, table.to_string()),
-        };
+        let quoted: Vec<String> = table.split('.').map(quote_ident).collect();
         let row = self
             .client()
-            .query_opt(FIND_TABLE, &[&schema, &name])
+            .query_opt(FIND_TABLE, &[&quoted.join(".")])
             .await
             .map_err(|e| Error::db(format!("cannot look up table {table}"), e))?
             .ok_or_else(|| Error::failed(format!("table {table} does not exist")))?;
         let (oid, nspname, relname, relkind): (i64, String, String, String) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        if relkind != "r" && relkind != "p" {
+        if ["pg_catalog", "information_schema"].contains(&nspname.as_str())
+            || nspname.starts_with("pg_toast")
+        {
             return Err(Error::failed(format!(
-                "{table} is not a table (relkind {relkind})"
+                "{table} is {nspname}.{relname}, a system catalog: a backfill only updates the application's tables"
+            )));
+        }
+        let what = match relkind.as_str() {
+            "r" | "p" => None,
+            "v" => Some("a view"),
+            "m" => Some("a materialized view"),
+            "f" => Some("a foreign table"),
+            "S" => Some("a sequence"),
+            "i" | "I" => Some("an index"),
+            _ => Some("not a table"),
+        };
+        if let Some(what) = what {
+            return Err(Error::failed(format!(
+                "{table} is {what}, not a table: a backfill updates a table's rows in batches (relkind {relkind})"
             )));
         }
         Ok(Table {

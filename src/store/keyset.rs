@@ -105,7 +105,11 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> BatchSql
         }
     };
     let forms = [(false, params(1), k + 1), (true, params(k + 1), 2 * k + 1)];
-    let condition = condition.map(|c| format!(" AND ({c})")).unwrap_or_default();
+    // Each fragment ends with a line break, so a `--` comment at its end
+    // cannot swallow the rest of the statement.
+    let condition = condition
+        .map(|c| format!(" AND ({c}\n)"))
+        .unwrap_or_default();
     BatchSql {
         probe: forms.clone().map(|(after, end, limit)| {
             format!(
@@ -121,7 +125,7 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> BatchSql
             )
         }),
         update: forms.map(|(after, hi, _)| {
-            format!("UPDATE {table} SET {set} WHERE {}{condition}", range(after, &hi))
+            format!("UPDATE {table} SET {set}\n WHERE {}{condition}", range(after, &hi))
         }),
     }
 }
@@ -339,11 +343,11 @@ mod tests {
         assert!(sql.tail[1].contains("(SELECT count(*) FROM \"public\".\"posts\" WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer))"), "{}", sql.tail[1]);
         assert_eq!(
             sql.update[0],
-            "UPDATE \"public\".\"posts\" SET loc = point(lng, lat) WHERE (\"id\") <= (($1::text)::integer) AND (loc IS NULL)"
+            "UPDATE \"public\".\"posts\" SET loc = point(lng, lat)\n WHERE (\"id\") <= (($1::text)::integer) AND (loc IS NULL\n)"
         );
         assert_eq!(
             sql.update[1],
-            "UPDATE \"public\".\"posts\" SET loc = point(lng, lat) WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) AND (loc IS NULL)"
+            "UPDATE \"public\".\"posts\" SET loc = point(lng, lat)\n WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) AND (loc IS NULL\n)"
         );
     }
 

@@ -5,7 +5,7 @@
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-use crate::engine::migrator::record as migration_record;
+use crate::engine::migrator::{empty_up, record as migration_record};
 use crate::engine::phases::{PhaseWork, Step, Undo};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{SectionJob, SectionRunner};
@@ -40,6 +40,17 @@ impl PhaseWork for MigrationPhase {
 async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
     let file = engine.migration_of(spec)?;
+    if let Some(empty) = empty_up(file) {
+        return Err(Error::refused(
+            format!(
+                "phase {} ({}) of plan {}: {empty}",
+                index + 1,
+                spec.id,
+                plan.name()
+            ),
+            None,
+        ));
+    }
     let _history = engine.migrations_lock().await?;
     if let Some(applied) = engine
         .store

@@ -59,8 +59,8 @@ impl MigrationSource for DbmateFolder {
 /// Read and parse one file.
 fn load_file(path: &Path) -> Result<Migration> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
-    let text =
-        String::from_utf8(bytes).map_err(|e| invalid(path, 1, format!("not valid UTF-8 ({e})")))?;
+    let text = crate::text_file::decode(bytes)
+        .map_err(|(line, _, message)| invalid(path, line, message))?;
     parse_file(path, &text)
 }
 

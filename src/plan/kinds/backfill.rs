@@ -2,11 +2,14 @@
 //! `set` and `where` fragments, batch tuning), checked without a database;
 //! the table and key are checked against one by `orch check --online`.
 
+use std::time::Duration;
+
 use crate::plan::format::{BackfillSpec, PhaseSpec};
 use crate::plan::kinds::KindRules;
 use crate::plan::load::phase_path;
+use crate::plan::tuning;
 use crate::plan::validator::{Validator, valid_identifier};
-use crate::sql_text;
+use crate::sql_text::{self, Fragment};
 use crate::yaml_locate::PathSeg;
 
 pub(crate) struct BackfillRules;
@@ -77,7 +80,11 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             }
         }
     }
-    for (field, fragment) in [("set", Some(&spec.set)), ("where", spec.condition.as_ref())] {
+    let fragments = [
+        ("set", Some(&spec.set), Fragment::Assignments),
+        ("where", spec.condition.as_ref(), Fragment::Expression),
+    ];
+    for (field, fragment, kind) in fragments {
         let Some(fragment) = fragment else { continue };
         if fragment.trim().is_empty() {
             v.at(
@@ -93,19 +100,20 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
                 &["backfill", field],
                 format!("{field} is an SQL fragment, without ';'"),
             );
+        } else if let Some(problem) = sql_text::fragment_problem(fragment, kind) {
+            v.at(i, &["backfill", field], format!("{field} {problem}"));
         }
     }
-    for (field, value) in [("batch_time", &spec.batch_time), ("pause", &spec.pause)] {
-        if let Some(text) = value {
-            match crate::timefmt::parse_duration(text) {
-                Err(e) => v.at(i, &["backfill", field], e),
-                Ok(d) if field == "batch_time" && (d.as_millis() < 10 || d.as_secs() > 10) => v.at(
-                    i,
-                    &["backfill", field],
-                    "batch_time must be between 10ms and 10s",
-                ),
-                Ok(_) => {}
-            }
+    type Limit = fn(Duration) -> Result<Duration, String>;
+    let durations: [(&str, &Option<String>, Limit); 2] = [
+        ("batch_time", &spec.batch_time, tuning::batch_time),
+        ("pause", &spec.pause, tuning::pause),
+    ];
+    for (field, text, limit) in durations {
+        if let Some(text) = text
+            && let Err(e) = tuning::duration(text).and_then(limit)
+        {
+            v.at(i, &["backfill", field], e);
         }
     }
     if spec.min_batch == Some(0) {
@@ -124,27 +132,13 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             format!("max_batch ({max}) is below min_batch ({min})"),
         );
     }
-    if let Some(w) = spec.workers
-        && !(1..=64).contains(&w)
-    {
-        v.at(
-            i,
-            &["backfill", "workers"],
-            "workers must be between 1 and 64",
-        );
+    if let Some(Err(e)) = spec.workers.map(tuning::workers) {
+        v.at(i, &["backfill", "workers"], e);
     }
-    if spec.max_rows_per_second == Some(0) {
-        v.at(
-            i,
-            &["backfill", "max_rows_per_second"],
-            "max_rows_per_second must be at least 1 (leave it out for no limit)",
-        );
+    if let Some(Err(e)) = spec.max_rows_per_second.map(tuning::max_rows_per_second) {
+        v.at(i, &["backfill", "max_rows_per_second"], e);
     }
-    if spec.vacuum_every == Some(0) {
-        v.at(
-            i,
-            &["backfill", "vacuum_every"],
-            "vacuum_every must be at least 1 (leave it out to never vacuum)",
-        );
+    if let Some(Err(e)) = spec.vacuum_every.map(tuning::vacuum_every) {
+        v.at(i, &["backfill", "vacuum_every"], e);
     }
 }
