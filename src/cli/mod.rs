@@ -7,6 +7,7 @@ pub mod checklist;
 pub mod demo;
 pub mod migrate;
 pub mod plans;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod table;
