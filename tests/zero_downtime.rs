@@ -19,6 +19,17 @@ fn demo(s: &Session, args: &[&str]) -> (Run, serde_json::Value) {
     (run, report)
 }
 
+/// The SVG `--plot` wrote names every stage of the report's table.
+fn assert_plot_names_the_stages(svg: &std::path::Path, report: &serde_json::Value) {
+    let text = std::fs::read_to_string(svg)
+        .unwrap_or_else(|e| panic!("no plot at {}: {e}", svg.display()));
+    assert!(text.starts_with("<svg"), "not an SVG: {text:.200}");
+    for stage in report["stages"].as_array().unwrap() {
+        let name = stage["stage"].as_str().unwrap();
+        assert!(text.contains(name), "the plot does not name {name}");
+    }
+}
+
 fn stage<'a>(report: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Value {
     report["stages"]
         .as_array()
@@ -31,8 +42,21 @@ fn stage<'a>(report: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Val
 #[test]
 fn whole_posts_plan_under_continuous_writers() {
     let s = Session::new();
-    let (run, report) = demo(&s, &["--rows", "50000", "--dwell", "700ms"]);
+    let plot = tempfile::tempdir().unwrap();
+    let svg = plot.path().join("plan.svg");
+    let (run, report) = demo(
+        &s,
+        &[
+            "--rows",
+            "50000",
+            "--dwell",
+            "700ms",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
     run.success()
+        .stderr_has("wrote the latency plot to ")
         .stderr_has("phase 1/5 add-loc: applied 20240102000000_add_posts_loc")
         .stderr_has("phase 3/5 backfill-loc: backfill finished")
         .stderr_has("phase 5/5 drop-lat-lng: guard passed");
@@ -57,6 +81,7 @@ fn whole_posts_plan_under_continuous_writers() {
         "the app inserted posts"
     );
     assert_eq!(v["lat_lng_dropped"], true);
+    assert_plot_names_the_stages(&svg, &report);
     assert_eq!(s.columns("posts"), ["id", "url", "created_at", "loc"]);
     assert_eq!(
         s.value("SELECT count(*) FROM posts WHERE loc IS NULL")
@@ -205,9 +230,34 @@ fn naive_migration_blocks_writers_then_breaks_the_old_app() {
     // Guards the contrast the demo promises: it must show the failure
     // without failing the suite.
     let s = Session::new();
-    let (run, report) = demo(&s, &["--naive", "--rows", "100000", "--dwell", "700ms"]);
+    let plot = tempfile::tempdir().unwrap();
+    let svg = plot.path().join("naive.svg");
+    let (run, report) = demo(
+        &s,
+        &[
+            "--naive",
+            "--rows",
+            "100000",
+            "--dwell",
+            "700ms",
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+    );
     run.code(1)
         .stderr_has("as expected, the textbook migration broke the application");
+    assert_plot_names_the_stages(&svg, &report);
+    assert!(
+        std::fs::read_to_string(&svg)
+            .unwrap()
+            .contains("failed write ("),
+        "the plot marks the failed writes"
+    );
+    // Regression: a write that started a moment before the migration and
+    // waited behind it was counted (and failed) in the baseline.
+    let baseline = stage(&report, "0 baseline");
+    assert_eq!(baseline["writes_failed"], 0, "{baseline:#}");
+    assert_eq!(baseline["reads_failed"], 0, "{baseline:#}");
     assert_eq!(report["mode"], "naive");
     assert_eq!(report["passed"], false);
     let copy = stage(&report, "1 textbook migration");

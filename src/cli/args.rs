@@ -369,6 +369,9 @@ pub struct DemoArgs {
     /// Print the final report as JSON on stdout (the narration goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Also draw the app's write latency over time, with the phases, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub locks: LockArgs,
 }

@@ -3,9 +3,10 @@
 use crate::cli::Context;
 use crate::cli::args::DemoArgs;
 use crate::cli::report::HumanReporter;
-use crate::cli::table;
+use crate::cli::{plot, table};
 use crate::demo::{self, DemoOptions, DemoReport};
 use crate::error::{Error, Result};
+use crate::events::{Event, Reporter};
 
 pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let options = DemoOptions {
@@ -20,11 +21,19 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         backfill_workers: args.workers,
     };
     // With --json, narration goes to stderr so stdout is only the report.
-    let report = if args.json {
-        demo::run(&options, &HumanReporter::on_stderr()).await?
+    let on_stderr = HumanReporter::on_stderr();
+    let reporter: &dyn Reporter = if args.json {
+        &on_stderr
     } else {
-        demo::run(&options, ctx.reporter.as_ref()).await?
+        ctx.reporter.as_ref()
     };
+    let report = demo::run(&options, reporter).await?;
+    if let Some(path) = &args.plot {
+        plot::write(&report, path)?;
+        reporter.report(Event::Info {
+            message: format!("wrote the latency plot to {}", path.display()),
+        });
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
@@ -73,6 +82,35 @@ pub fn render(report: &DemoReport) -> String {
     }
     let mut out = format!("\napplication traffic per phase ({} mode):\n", report.mode);
     out.push_str(&table::render(&rows));
+    out.push_str(
+        "  each write and read counts in the phase in which it started, or, if it was still\n  running when the next phase began, in the phase in which it spent most of its time\n",
+    );
+    for m in &report.moved {
+        let mut what = Vec::new();
+        if m.writes > 0 {
+            what.push(format!(
+                "{} write(s) ({} failed)",
+                m.writes, m.writes_failed
+            ));
+        }
+        if m.reads > 0 {
+            what.push(format!("{} read(s) ({} failed)", m.reads, m.reads_failed));
+        }
+        out.push_str(&format!(
+            "  moved: {} that started in {} count in {} (longest {:.1} ms)\n",
+            what.join(" and "),
+            m.from,
+            m.to,
+            m.max_ms
+        ));
+    }
+    let d = &report.dropped;
+    if d.writes + d.reads > 0 {
+        out.push_str(&format!(
+            "  not in the table: {} writes ({} failed) and {} reads ({} failed) past the sample limit\n",
+            d.writes, d.writes_failed, d.reads, d.reads_failed
+        ));
+    }
     for s in report.stages.iter().filter(|s| s.first_error.is_some()) {
         out.push_str(&format!(
             "  first error in {}: {}\n",

@@ -11,6 +11,7 @@ pub(crate) mod generate;
 mod help_check;
 pub(crate) mod migrate;
 pub(crate) mod plans;
+pub(crate) mod plot;
 pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod table;

@@ -16,6 +16,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 
+use super::samples::{Measurements, OpKind};
 use crate::connect::ConnectionSettings;
 use crate::error::Result;
 
@@ -64,37 +65,6 @@ pub fn fill_sql(rows: u64) -> String {
     )
 }
 
-/// Write and read figures of one stage (one plan phase).
-#[derive(Debug, Default, Clone)]
-struct StageCounters {
-    /// Latency of every write attempt, failed or not: a write that waited
-    /// two seconds and then failed still kept the user waiting.
-    write_micros: Vec<u32>,
-    writes_ok: u64,
-    writes_failed: u64,
-    reads_ok: u64,
-    reads_failed: u64,
-    first_error: Option<String>,
-    started: Option<Instant>,
-    ended: Option<Instant>,
-}
-
-/// A stage's figures as reported.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StageStats {
-    pub stage: String,
-    pub seconds: f64,
-    pub writes_ok: u64,
-    pub writes_failed: u64,
-    pub reads_ok: u64,
-    pub reads_failed: u64,
-    /// Latency percentiles over every write attempt (failed ones included).
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    pub first_error: Option<String>,
-}
-
 /// How the app should behave.
 #[derive(Debug, Clone)]
 pub struct AppOptions {
@@ -109,17 +79,24 @@ pub struct AppOptions {
 struct Shared {
     version: RwLock<AppVersion>,
     stage: AtomicUsize,
-    stages: std::sync::Mutex<Vec<(String, StageCounters)>>,
+    measurements: std::sync::Mutex<Measurements>,
     stop: AtomicBool,
     inserts_by_version: [AtomicU64; 3],
 }
 
 impl Shared {
-    fn record<F: FnOnce(&mut StageCounters)>(&self, stage: usize, f: F) {
-        let mut stages = self.stages.lock().unwrap();
-        if let Some((_, counters)) = stages.get_mut(stage) {
-            f(counters);
-        }
+    fn record(
+        &self,
+        kind: OpKind,
+        stage: u16,
+        started: Instant,
+        latency: Duration,
+        error: Option<&str>,
+    ) {
+        self.measurements
+            .lock()
+            .unwrap()
+            .record(kind, stage, started, latency, error);
     }
 }
 
@@ -151,13 +128,7 @@ impl App {
         let shared = Arc::new(Shared {
             version: RwLock::new(AppVersion::V1),
             stage: AtomicUsize::new(0),
-            stages: std::sync::Mutex::new(vec![(
-                first_stage.to_string(),
-                StageCounters {
-                    started: Some(Instant::now()),
-                    ..StageCounters::default()
-                },
-            )]),
+            measurements: std::sync::Mutex::new(Measurements::start(first_stage)),
             stop: AtomicBool::new(false),
             inserts_by_version: Default::default(),
         });
@@ -193,18 +164,11 @@ impl App {
 
     /// Start attributing operations to a new stage.
     pub fn begin_stage(&self, name: &str) {
-        let mut stages = self.shared.stages.lock().unwrap();
-        if let Some((_, last)) = stages.last_mut() {
-            last.ended = Some(Instant::now());
-        }
-        stages.push((
-            name.to_string(),
-            StageCounters {
-                started: Some(Instant::now()),
-                ..StageCounters::default()
-            },
-        ));
-        self.shared.stage.store(stages.len() - 1, Ordering::SeqCst);
+        let mut measurements = self.shared.measurements.lock().unwrap();
+        let index = measurements.begin_stage(name);
+        self.shared
+            .stage
+            .store(usize::from(index), Ordering::SeqCst);
     }
 
     /// "Deploy" a version: wait until no operation of the old version is in
@@ -231,8 +195,8 @@ impl App {
         false
     }
 
-    /// Stop every task; return what the app wrote and the per-stage figures.
-    pub async fn stop(self) -> Result<(AppRecord, Vec<StageStats>)> {
+    /// Stop every task; return what the app wrote and what it measured.
+    pub async fn stop(self) -> Result<(AppRecord, Measurements)> {
         self.shared.stop.store(true, Ordering::SeqCst);
         let mut written = Written::new();
         for task in self.tasks {
@@ -240,43 +204,13 @@ impl App {
                 written.extend(part);
             }
         }
-        let stats = {
-            let mut stages = self.shared.stages.lock().unwrap();
-            if let Some((_, last)) = stages.last_mut() {
-                last.ended.get_or_insert_with(Instant::now);
-            }
-            stages.iter().map(|(name, c)| summarize(name, c)).collect()
+        let measurements = {
+            let mut measurements = self.shared.measurements.lock().unwrap();
+            measurements.finish();
+            std::mem::replace(&mut *measurements, Measurements::start(""))
         };
         let inserted = self.inserted.lock().await.clone();
-        Ok((AppRecord { written, inserted }, stats))
-    }
-}
-
-fn summarize(name: &str, c: &StageCounters) -> StageStats {
-    let mut micros = c.write_micros.clone();
-    micros.sort_unstable();
-    let pick = |q: f64| -> f64 {
-        if micros.is_empty() {
-            return 0.0;
-        }
-        let index = ((micros.len() as f64 - 1.0) * q).round() as usize;
-        f64::from(micros[index]) / 1000.0
-    };
-    let seconds = match (c.started, c.ended) {
-        (Some(s), Some(e)) => e.duration_since(s).as_secs_f64(),
-        _ => 0.0,
-    };
-    StageStats {
-        stage: name.to_string(),
-        seconds,
-        writes_ok: c.writes_ok,
-        writes_failed: c.writes_failed,
-        reads_ok: c.reads_ok,
-        reads_failed: c.reads_failed,
-        p50_ms: pick(0.5),
-        p99_ms: pick(0.99),
-        max_ms: micros.last().map_or(0.0, |m| f64::from(*m) / 1000.0),
-        first_error: c.first_error.clone(),
+        Ok((AppRecord { written, inserted }, measurements))
     }
 }
 
@@ -313,7 +247,7 @@ async fn write_loop(
         ticker.tick().await;
         let version_guard = shared.version.read().await;
         let version = *version_guard;
-        let stage = shared.stage.load(Ordering::SeqCst);
+        let stage = shared.stage.load(Ordering::SeqCst) as u16;
         let location = random_location();
         let lat = format!("{:.1}", location.lat);
         let lng = format!("{:.1}", location.lng);
@@ -323,11 +257,14 @@ async fn write_loop(
             Ok(client) => client,
             Err(e) => {
                 drop(version_guard);
-                shared.record(stage, |c| {
-                    c.writes_failed += 1;
-                    c.first_error
-                        .get_or_insert_with(|| format!("no connection: {e}"));
-                });
+                let text = format!("no connection: {e}");
+                shared.record(
+                    OpKind::Write,
+                    stage,
+                    started,
+                    started.elapsed(),
+                    Some(&text),
+                );
                 continue;
             }
         };
@@ -375,7 +312,7 @@ async fn write_loop(
                 .await
                 .map(|n| if n == 1 { id } else { -1 })
         };
-        let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        let latency = started.elapsed();
         drop(version_guard);
         match outcome {
             Ok(id) if id > 0 => {
@@ -385,25 +322,22 @@ async fn write_loop(
                     inserted.lock().await.push(id);
                     shared.inserts_by_version[version as usize].fetch_add(1, Ordering::SeqCst);
                 }
-                shared.record(stage, |c| {
-                    c.writes_ok += 1;
-                    c.write_micros.push(micros);
-                });
+                shared.record(OpKind::Write, stage, started, latency, None);
             }
-            Ok(_) => shared.record(stage, |c| {
-                c.writes_failed += 1;
-                c.write_micros.push(micros);
-                c.first_error
-                    .get_or_insert_with(|| "an update found no row".to_string());
-            }),
-            Err(e) => {
-                let text = error_text(&e);
-                shared.record(stage, |c| {
-                    c.writes_failed += 1;
-                    c.write_micros.push(micros);
-                    c.first_error.get_or_insert(text);
-                });
-            }
+            Ok(_) => shared.record(
+                OpKind::Write,
+                stage,
+                started,
+                latency,
+                Some("an update found no row"),
+            ),
+            Err(e) => shared.record(
+                OpKind::Write,
+                stage,
+                started,
+                latency,
+                Some(&error_text(&e)),
+            ),
         }
     }
     Ok(written)
@@ -415,7 +349,7 @@ async fn read_loop(pool: Pool, shared: Arc<Shared>, rows: u64, rate: u32) {
     while !shared.stop.load(Ordering::SeqCst) {
         ticker.tick().await;
         let version_guard = shared.version.read().await;
-        let stage = shared.stage.load(Ordering::SeqCst);
+        let stage = shared.stage.load(Ordering::SeqCst) as u16;
         let id = fastrand::i32(1..=rows.max(1) as i32);
         let sql = match *version_guard {
             AppVersion::V1 | AppVersion::V2 => {
@@ -423,6 +357,7 @@ async fn read_loop(pool: Pool, shared: Arc<Shared>, rows: u64, rate: u32) {
             }
             AppVersion::V3 => "SELECT loc[1], loc[0] FROM posts WHERE id = $1",
         };
+        let started = Instant::now();
         let result = match pool.get().await {
             Ok(client) => client
                 .query_opt(sql, &[&id])
@@ -430,18 +365,14 @@ async fn read_loop(pool: Pool, shared: Arc<Shared>, rows: u64, rate: u32) {
                 .map_err(|e| error_text(&e)),
             Err(e) => Err(format!("no connection: {e}")),
         };
+        let latency = started.elapsed();
         drop(version_guard);
-        match result {
-            Ok(Some(_)) => shared.record(stage, |c| c.reads_ok += 1),
-            Ok(None) => shared.record(stage, |c| {
-                c.reads_failed += 1;
-                c.first_error
-                    .get_or_insert_with(|| format!("post {id} not found"));
-            }),
-            Err(text) => shared.record(stage, |c| {
-                c.reads_failed += 1;
-                c.first_error.get_or_insert(text);
-            }),
-        }
+        // One text for every missing post, so the distinct texts stay few.
+        let error = match &result {
+            Ok(Some(_)) => None,
+            Ok(None) => Some("a post the reader looked up was not found"),
+            Err(text) => Some(text.as_str()),
+        };
+        shared.record(OpKind::Read, stage, started, latency, error);
     }
 }

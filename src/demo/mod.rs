@@ -6,7 +6,10 @@
 //! and no row was lost. `--naive` runs the textbook one-transaction
 //! migration under the same traffic instead, to show what the plan avoids.
 
+pub mod accounting;
 pub mod app;
+pub mod samples;
+pub mod timeline;
 pub mod verify;
 
 use std::sync::Mutex;
@@ -26,7 +29,10 @@ use crate::pg_server::{PgServer, ServerOptions};
 use crate::plan::BackfillOverrides;
 use crate::stop::StopSignal;
 use crate::timefmt;
-use app::{App, AppOptions, AppVersion, StageStats};
+use accounting::{Moved, StageStats};
+use app::{App, AppOptions, AppVersion};
+use samples::Dropped;
+use timeline::Timeline;
 use verify::Verification;
 
 const PLAN: &str = "posts-location";
@@ -84,10 +90,17 @@ pub struct DemoReport {
     pub server: String,
     pub rows: u64,
     pub stages: Vec<StageStats>,
+    /// Operations that started in one stage and count in another (see `accounting`).
+    pub moved: Vec<Moved>,
+    /// Operations past the sample limit: counted, in no stage.
+    pub dropped: Dropped,
     pub verification: Verification,
     pub passed: bool,
     /// Why it did not pass, in one sentence.
     pub problem: Option<String>,
+    /// Write latency over time, from the same samples as `stages`.
+    #[serde(skip)]
+    pub timeline: Timeline,
 }
 
 /// Where the demo runs: a throwaway server it owns, or the given database.
@@ -295,12 +308,16 @@ async fn run_on(
     } else {
         walk_plan(options, &workspace, &target.settings, &app, narrator).await
     };
-    let (record, stages) = app.stop().await?;
+    let (record, measurements) = app.stop().await?;
     walked?;
     narrator.say("stopped the app; verifying every post...".to_string());
     let verification = verify::verify(&db, options.rows, &record).await?;
-    let writes_failed: u64 = stages.iter().map(|s| s.writes_failed).sum();
-    let reads_failed: u64 = stages.iter().map(|s| s.reads_failed).sum();
+    let accounts = accounting::account(&measurements);
+    let dropped = measurements.dropped;
+    let writes_failed: u64 =
+        accounts.stages.iter().map(|s| s.writes_failed).sum::<u64>() + dropped.writes_failed;
+    let reads_failed: u64 =
+        accounts.stages.iter().map(|s| s.reads_failed).sum::<u64>() + dropped.reads_failed;
     let problem = if writes_failed > 0 {
         Some(format!("{writes_failed} application writes failed"))
     } else if reads_failed > 0 {
@@ -319,10 +336,13 @@ async fn run_on(
         mode: if options.naive { "naive" } else { "plan" },
         server: target.description.clone(),
         rows: options.rows,
-        stages,
+        stages: accounts.stages,
+        moved: accounts.moved,
+        dropped,
         passed: problem.is_none(),
         verification,
         problem,
+        timeline: timeline::timeline(&measurements, timeline::BUCKET),
     })
 }
 
