@@ -167,3 +167,45 @@ fn a_server_that_answers_garbage_is_named_as_not_postgresql() {
             .stderr_has("is the host or port wrong?");
     }
 }
+
+/// The guard's second evaluation runs inside the migration's transaction:
+/// as the check role, then back to orch's user for the bookkeeping (which
+/// the check role may not write).
+#[test]
+fn a_guard_runs_as_the_check_role_inside_the_migration_s_transaction() {
+    let s = Session::new();
+    s.execute("CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('x')");
+    s.migration(
+        "20240101000000_add_note.sql",
+        "-- migrate:up\nALTER TABLE secrets ADD COLUMN note text;\n\n-- migrate:down\nALTER TABLE secrets DROP COLUMN note;\n",
+    );
+    s.plan(
+        "guarded.yaml",
+        "plan: guarded
+phases:
+  - id: add-note
+    kind: migration
+    role: expand
+    title: Add note
+    migration: add_note
+    guard:
+      - name: secrets has rows
+        sql: SELECT count(*) > 0 FROM secrets
+",
+    );
+    let role = role_for(&s, "guard");
+    s.orch(&["advance", "guarded", "--check-role", &role])
+        .code(8)
+        .stdout_has("permission denied for table secrets");
+    assert!(!s.columns("secrets").contains(&"note".to_string()));
+    s.execute(&format!("GRANT SELECT ON secrets TO {role}"));
+    s.orch(&["advance", "guarded", "--check-role", &role])
+        .success();
+    assert!(s.columns("secrets").contains(&"note".to_string()));
+    assert_eq!(
+        s.value("SELECT count(*) FROM orch.migrations WHERE name = 'add_note'")
+            .as_deref(),
+        Some("1")
+    );
+    drop_role(&s, &role);
+}
