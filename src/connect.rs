@@ -15,6 +15,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::error::{Error, Result};
 
 mod attempts;
+mod invalid;
 mod pgpass;
 mod sockets;
 mod tls;
@@ -66,9 +67,8 @@ impl ConnectionSettings {
                     Some(port) => url_with_default_port(&text, &port),
                     None => text,
                 };
-                let config = Config::from_str(&text).map_err(|e| {
-                    Error::Usage(format!("{source} is not a valid connection string: {e}"))
-                })?;
+                let config =
+                    Config::from_str(&text).map_err(|e| invalid::explain(source, &text, &e))?;
                 (config, source, tls)
             }
             None => (
@@ -179,6 +179,11 @@ impl ConnectionSettings {
             parts.push(format!("sslrootcert={}", quote(root)));
         }
         parts.join(" ")
+    }
+
+    /// The database user orch connects as.
+    pub fn user(&self) -> &str {
+        self.config.get_user().unwrap_or_default()
     }
 
     pub fn dbname(&self) -> &str {

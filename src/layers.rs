@@ -5,6 +5,8 @@
 
 /// Top to bottom. `docs/architecture.md` explains each layer.
 pub(crate) const LAYERS: &[&[&str]] = &[
+    // Tests only: property tests of every parser of untrusted text.
+    &["fuzz"],
     // The command line: argument parsing, printing.
     &["cli"],
     // The demo: a throwaway server, a simulated application, the plan walk.

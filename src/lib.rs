@@ -39,6 +39,8 @@ pub(crate) mod demo;
 pub(crate) mod engine;
 pub mod error;
 pub(crate) mod events;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod identity;
 #[cfg(test)]
 mod layers;

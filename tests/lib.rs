@@ -11,6 +11,7 @@ mod connect;
 mod first_hour;
 mod migrations;
 mod plans;
+mod safety;
 mod snapshots;
 mod tls;
 mod zero_downtime;

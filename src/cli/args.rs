@@ -158,6 +158,8 @@ pub enum Command {
         locks: LockArgs,
         #[command(flatten)]
         backfill: BackfillArgs,
+        #[command(flatten)]
+        checks: CheckArgs,
     },
     /// Record the operator's confirmation of a phase (its checks must pass first).
     Confirm {
@@ -173,6 +175,8 @@ pub enum Command {
         note: Option<String>,
         #[command(flatten)]
         locks: LockArgs,
+        #[command(flatten)]
+        checks: CheckArgs,
     },
     /// Undo the latest phase that ran, where its kind allows it.
     Rollback {
@@ -248,6 +252,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// How a plan's checks and guards are run.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Run checks and guards as this role (SET LOCAL ROLE in their read-only transaction); give it SELECT on what they read and nothing more.
+    #[arg(long, env = "ORCH_CHECK_ROLE", value_name = "ROLE", value_parser = parse_role)]
+    pub check_role: Option<String>,
+}
+
+/// `--check-role`: a role name, not blank.
+fn parse_role(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("a role name must not be empty".to_string());
+    }
+    Ok(text.to_string())
 }
 
 /// Command-line overrides of a backfill phase's settings.

@@ -91,27 +91,49 @@ pub async fn run(cli: Cli) -> Result<()> {
             plan,
             locks,
             backfill,
-        } => plans::act(&ctx, &plan, plans::Action::Advance, &locks, Some(&backfill)).await,
+            checks,
+        } => {
+            let action = plans::Action::Advance;
+            let role = checks.check_role.as_deref();
+            plans::act(&ctx, &plan, action, &locks, Some(&backfill), role).await
+        }
         args::Command::Confirm {
             plan,
             phase,
             by,
             note,
             locks,
+            checks,
         } => {
             let action = plans::Action::Confirm {
                 phase: phase.as_deref(),
                 by: &by,
                 note: note.as_deref(),
             };
-            plans::act(&ctx, &plan, action, &locks, None).await
+            plans::act(
+                &ctx,
+                &plan,
+                action,
+                &locks,
+                None,
+                checks.check_role.as_deref(),
+            )
+            .await
         }
         args::Command::Rollback { plan, force, locks } => {
-            plans::act(&ctx, &plan, plans::Action::Rollback { force }, &locks, None).await
+            plans::act(
+                &ctx,
+                &plan,
+                plans::Action::Rollback { force },
+                &locks,
+                None,
+                None,
+            )
+            .await
         }
         args::Command::Pause { plan } => {
             let locks = args::LockArgs::defaults();
-            plans::act(&ctx, &plan, plans::Action::Pause, &locks, None).await
+            plans::act(&ctx, &plan, plans::Action::Pause, &locks, None, None).await
         }
         args::Command::Backfill {
             plan,
@@ -120,7 +142,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             backfill,
         } => {
             let action = plans::Action::Backfill { phase: &phase };
-            plans::act(&ctx, &plan, action, &locks, Some(&backfill)).await
+            plans::act(&ctx, &plan, action, &locks, Some(&backfill), None).await
         }
         args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
         args::Command::Check { plans, online } => check::run(&ctx, &plans, online).await,

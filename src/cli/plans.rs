@@ -46,6 +46,7 @@ pub async fn act(
     action: Action<'_>,
     locks: &LockArgs,
     backfill: Option<&BackfillArgs>,
+    check_role: Option<&str>,
 ) -> Result<()> {
     let command = match action {
         Action::Advance => "advance",
@@ -54,7 +55,8 @@ pub async fn act(
         Action::Pause => "pause",
         Action::Backfill { .. } => "backfill",
     };
-    let workspace = ctx.workspace(&format!("{command} {plan}")).await?;
+    let mut workspace = ctx.workspace(&format!("{command} {plan}")).await?;
+    workspace.run_checks_as(check_role);
     let options = options(ctx, locks, backfill);
     let stop = StopSignal::new();
     if matches!(action, Action::Advance | Action::Backfill { .. }) {

@@ -156,6 +156,18 @@ impl Failure {
                         | io::ErrorKind::AddrNotAvailable
                 ),
             },
+            None if answered_without_postgres_protocol(err) => Failure {
+                reason: format!(
+                    "what answered on {} is not PostgreSQL: its reply is not PostgreSQL's protocol ({}); is the host or port wrong?",
+                    match targets.as_slice() {
+                        [_] => "that host and port",
+                        _ => "those hosts and ports",
+                    },
+                    cause_chain(err)
+                ),
+                targets,
+                nobody_there: false,
+            },
             None => Failure {
                 targets,
                 reason: cause_chain(err),
@@ -180,6 +192,33 @@ impl Failure {
             text.push_str(question);
         }
         text
+    }
+}
+
+/// The driver's error for bytes that are not PostgreSQL's protocol: an
+/// unknown message, a message that does not parse, bytes left over when
+/// the peer closed ("bytes remaining on stream"), or a reply to the TLS
+/// request that is no TLS. Network failures (a reset, a timeout) and a
+/// real server's refusals are not this.
+fn answered_without_postgres_protocol(err: &tokio_postgres::Error) -> bool {
+    if err.as_db_error().is_some() {
+        return false;
+    }
+    let cause = std::error::Error::source(err);
+    match err.to_string().as_str() {
+        "unexpected message from server" | "error parsing response from server" => true,
+        "error communicating with the server" => cause
+            .and_then(|c| c.downcast_ref::<io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+                )
+            }),
+        "error performing TLS handshake" => {
+            cause.is_some_and(|c| c.to_string().contains("received corrupt message"))
+        }
+        _ => false,
     }
 }
 

@@ -55,8 +55,12 @@ impl LockRetryPolicy {
             return self.lock_timeout;
         }
         let span = max - self.lock_timeout;
-        self.lock_timeout
-            + span.mul_f64(f64::from(attempt.min(self.retries)) / f64::from(self.retries))
+        let fraction = f64::from(attempt.min(self.retries)) / f64::from(self.retries);
+        // Through f64 a huge span can round past itself, even past what a
+        // Duration holds: the step never exceeds the span.
+        let step = Duration::try_from_secs_f64(span.as_secs_f64() * fraction)
+            .map_or(span, |step| step.min(span));
+        self.lock_timeout.saturating_add(step)
     }
 
     /// The timeout for the next attempt, given what blocked the last one: an
@@ -103,6 +107,30 @@ impl LockRetryPolicy {
 mod tests {
     use super::*;
     use crate::events::Blocker;
+
+    /// Regression (found by `fuzz::fuzz_lock_retry_policy`): a huge
+    /// `--lock-timeout-max` (`18446744073709551615s` parses) panicked with
+    /// "overflow when adding durations" or in `mul_f64`.
+    #[test]
+    fn huge_escalations_saturate_instead_of_panicking() {
+        for (lock_timeout, max) in [
+            (
+                Duration::from_secs(5_351_759_800_866_328_576),
+                Duration::MAX,
+            ),
+            (Duration::from_millis(500), Duration::from_secs(u64::MAX)),
+        ] {
+            let policy = LockRetryPolicy {
+                lock_timeout,
+                lock_timeout_max: max,
+                retries: 1,
+                ..LockRetryPolicy::default()
+            };
+            assert_eq!(policy.scheduled_timeout(0), lock_timeout);
+            let last = policy.scheduled_timeout(1);
+            assert!(last > lock_timeout && last <= max, "{last:?}");
+        }
+    }
 
     fn sample(backend_type: &str) -> LockWaitSample {
         LockWaitSample {

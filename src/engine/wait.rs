@@ -50,7 +50,7 @@ pub async fn wait_for_database(
     mut on_retry: impl FnMut(&Retry<'_>),
 ) -> Result<u32> {
     let started = Instant::now();
-    let deadline = started + policy.timeout;
+    let deadline = deadline(started, policy.timeout);
     let mut pause = policy.first_pause;
     let mut previous: Option<Error> = None;
     let mut attempt = 0;
@@ -89,6 +89,15 @@ pub async fn wait_for_database(
     }
 }
 
+/// `started + timeout`, or a century on when that is past what an
+/// `Instant` can hold (`--timeout 300000000000years` parses).
+fn deadline(started: Instant, timeout: Duration) -> Instant {
+    started.checked_add(timeout).unwrap_or_else(|| {
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        started + century
+    })
+}
+
 /// The last error, saying that orch stopped waiting.
 fn gave_up(error: Error, timeout: Duration, attempts: u32) -> Error {
     let note = match (timeout.is_zero(), attempts) {
@@ -108,5 +117,24 @@ fn gave_up(error: Error, timeout: Duration, attempts: u32) -> Error {
             reason: format!("{reason}\n  {note}"),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (found trying huge values on every duration flag): a
+    /// `--timeout` past what an Instant holds panicked with "overflow when
+    /// adding duration to instant".
+    #[test]
+    fn a_timeout_past_any_instant_waits_a_century() {
+        let now = Instant::now();
+        let timeout = crate::timefmt::parse_duration_with_unit("300000000000years").unwrap();
+        assert!(deadline(now, timeout) > now + Duration::from_secs(99 * 365 * 24 * 3600));
+        assert_eq!(
+            deadline(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 }

@@ -56,6 +56,11 @@ impl Workspace {
         })
     }
 
+    /// Evaluate checks and guards as `role` (`--check-role`), if given.
+    pub fn run_checks_as(&mut self, role: Option<&str>) {
+        self.store.set_check_role(role.map(str::to_string));
+    }
+
     /// Which migrations belong to plan phases, so are applied only through
     /// them: those of the plans in the folder, and those of every plan the
     /// database has started, even when its file is gone (a branch checkout

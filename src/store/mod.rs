@@ -23,6 +23,8 @@ pub struct Store {
     client: Client,
     settings: ConnectionSettings,
     application_name: String,
+    /// The role checks run as (`--check-role`), if any.
+    check_role: Option<String>,
 }
 
 impl Store {
@@ -33,7 +35,45 @@ impl Store {
             client,
             settings: settings.clone(),
             application_name: application_name.to_string(),
+            check_role: None,
         })
+    }
+
+    /// Run checks as `role` from now on: inside their transaction, after
+    /// `READ ONLY`, with `SET LOCAL ROLE`, so they have that role's
+    /// privileges instead of orch's (a read-only transaction still lets a
+    /// superuser's `COPY ... TO PROGRAM` run).
+    pub fn set_check_role(&mut self, role: Option<String>) {
+        self.check_role = role;
+    }
+
+    /// Switch the open transaction to the check role, if one is set; the
+    /// caller rolls the transaction back on an error.
+    async fn enter_check_role(&self) -> Result<()> {
+        let Some(role) = &self.check_role else {
+            return Ok(());
+        };
+        let sql = format!("SET LOCAL ROLE {}", backfill::quote_ident(role));
+        self.client.batch_execute(&sql).await.map_err(|e| {
+            let why = crate::error::PgDiagnostic::from_driver(&e)
+                .map_or_else(|| e.to_string(), |d| d.message);
+            Error::Usage(format!(
+                "cannot run checks as --check-role {role:?}: {why} (orch's database user must be a member of that role: GRANT {} TO {})",
+                backfill::quote_ident(role),
+                backfill::quote_ident(self.settings.user())
+            ))
+        })
+    }
+
+    /// Back to orch's own role inside the open transaction, after checks.
+    async fn leave_check_role(&self) -> Result<()> {
+        if self.check_role.is_none() {
+            return Ok(());
+        }
+        self.client
+            .batch_execute("SET LOCAL ROLE NONE")
+            .await
+            .map_err(|e| Error::db("cannot leave the check role", e))
     }
 
     /// The working connection, for the statements below this module only.

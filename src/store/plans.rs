@@ -401,6 +401,10 @@ impl Store {
             .batch_execute(&begin)
             .await
             .map_err(|e| Error::db("cannot start a read-only transaction", e))?;
+        if let Err(e) = self.enter_check_role().await {
+            self.rollback().await;
+            return Err(e);
+        }
         let outcome = self.check_in_transaction(sql, params).await;
         self.rollback().await;
         Ok(outcome)
@@ -426,6 +430,7 @@ impl Store {
             .batch_execute(&setup)
             .await
             .map_err(|e| Error::db("cannot start the guard's second evaluation", e))?;
+        self.enter_check_role().await?;
         let mut values = Vec::new();
         for (sql, params) in checks {
             let refs: Vec<&(dyn ToSql + Sync)> =
@@ -448,6 +453,7 @@ impl Store {
                 return Ok(Recheck::Values(values));
             }
         }
+        self.leave_check_role().await?;
         let restore = format!(
             "RELEASE SAVEPOINT orch_recheck; SET LOCAL statement_timeout = {restore_timeout_ms}"
         );
