@@ -13,4 +13,5 @@ mod migrations;
 mod plans;
 mod snapshots;
 mod tls;
+mod verbs;
 mod zero_downtime;
