@@ -8,11 +8,15 @@ pub fn actor() -> String {
     {
         return name.trim().to_string();
     }
-    let host = nix::unistd::gethostname()
+    format!("{}@{}", crate::connect::os_user_name(), host())
+}
+
+/// This machine's host name (`localhost` when it has none that reads).
+pub fn host() -> String {
+    nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{}@{}", crate::connect::os_user_name(), host)
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// application_name for a command's connections, e.g. `orch migrate up (alice@web1)`.

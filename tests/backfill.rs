@@ -263,7 +263,7 @@ fn kill_9_at_several_points_then_resume() {
             s.value("SELECT state FROM orch.phases").as_deref(),
             Some("running")
         );
-        s.orch(&["status"]).success().stdout_has("running");
+        s.orch(&["status"]).success().stdout_has("phase 1 fill ");
     }
     s.orch(&["advance", "fill"])
         .success()
@@ -281,6 +281,45 @@ fn kill_9_at_several_points_then_resume() {
 
 fn fastrand_ms(seed: i64) -> u64 {
     (seed as u64 * 7919) % 120
+}
+
+/// Until the server has noticed a killed orch's connections: nobody holds
+/// plan `fill`'s advisory lock.
+fn wait_for_the_lock_to_go(s: &Session) {
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            s.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                .as_deref()
+                == Some("0")
+        }),
+        "the killed orch's lock was never released"
+    );
+}
+
+#[test]
+fn status_after_kill_9_says_interrupted_and_how_to_resume() {
+    // Guards against `status` saying "running" for ever after the process died.
+    let s = slow_backfill_session();
+    let mut child = start_until(&s, 2_000, &["advance", "fill"]);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    wait_for_the_lock_to_go(&s);
+    s.orch(&["status"])
+        .success()
+        .stdout_has("fill  1/1 fill  Fill t  interrupted")
+        .stdout_has("phase 1 fill interrupted (no progress for ")
+        .stdout_has("the process holding it is gone): run `orch advance fill` to resume");
+    s.orch(&["status", "fill", "--json"])
+        .success()
+        .stdout_has("\"state\": \"interrupted\"")
+        .stdout_has("\"alive\": false");
+    s.orch(&["status", "--exit-code"])
+        .code(9)
+        .stderr_has("fill (interrupted)");
+    s.orch(&["advance", "fill"])
+        .success()
+        .stdout_has("backfill finished");
+    assert_every_row_right_once(&s);
 }
 
 #[test]
@@ -313,9 +352,12 @@ fn ctrl_c_stops_after_the_batch_and_resumes() {
 fn pause_from_another_process_then_resume_and_status_shows_progress() {
     let s = slow_backfill_session();
     let child = start_until(&s, 2_000, &["advance", "fill"]);
+    // Status while it runs names the process and its host (the heartbeat).
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     s.orch(&["status"])
         .success()
-        .stdout_has("phase 1 fill running: ")
+        .stdout_has("phase 1 fill running (last batch ")
+        .stdout_has(&format!(" ago, pid {} on {host}): ", child.id()))
         .stdout_has("rows visited (");
     s.orch(&["status", "fill", "--json"])
         .success()

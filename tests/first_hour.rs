@@ -175,7 +175,7 @@ fn a_row_written_after_the_backfill_is_fixed_by_re_running_it() {
         .stdout_has("0 rows updated (3001 visited)");
     // Rolling the backfill back forgets the re-run's cursors as well.
     s.orch(&["rollback", "fill"]).success();
-    s.orch(&["rollback", "fill"]).success();
+    s.orch(&["rollback", "fill", "fill"]).success();
     assert_eq!(
         s.value("SELECT count(*) FROM orch.backfill_workers")
             .as_deref(),

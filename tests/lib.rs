@@ -14,4 +14,5 @@ mod plans;
 mod safety;
 mod snapshots;
 mod tls;
+mod verbs;
 mod zero_downtime;

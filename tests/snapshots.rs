@@ -72,6 +72,17 @@ fn settings() -> insta::Settings {
     for key in MEASURED {
         settings.add_redaction(&format!(".**.{key}"), "[measured]");
     }
+    // The heartbeat: which orch process ran a phase, on which host.
+    for (key, replacement) in [("run_pid", "[pid]"), ("run_host", "[host]")] {
+        settings.add_dynamic_redaction(&format!(".**.{key}"), move |value, _| {
+            if value == insta::internals::Content::Unit || value == insta::internals::Content::None
+            {
+                value
+            } else {
+                replacement.into()
+            }
+        });
+    }
     settings
 }
 

@@ -178,13 +178,29 @@ pub enum Command {
         #[command(flatten)]
         checks: CheckArgs,
     },
-    /// Undo the latest phase that ran, where its kind allows it.
+    /// Undo one phase (the one named, else the latest that ran), where its kind allows it.
+    ///
+    /// A rollback acts once. With PHASE, a phase already rolled back (pending)
+    /// is a no-op with exit 0. Without PHASE, orch infers the latest phase that
+    /// ran, records that it inferred it, and goes back one phase at most: when
+    /// the plan's last change was a rollback, it does nothing (exit 0) and
+    /// names the command that would undo the next phase. A rollback that finds
+    /// the plan moved while it waited for another orch's lock does nothing
+    /// either: exit 0 when that orch rolled back, else exit 4.
     Rollback {
         /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
-        /// Also roll back an irreversible phase (accepting what it says would be lost).
+        /// Phase id or number to undo (default: the latest phase that ran, see above).
+        phase: Option<String>,
+        /// Also roll back an irreversible phase (accepting what it says would be lost; the log says it was forced).
         #[arg(long)]
         force: bool,
+        /// Who rolls back (recorded in the event log; default: $ORCH_OPERATOR, else user@host).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+        /// A note kept with the rollback (e.g. why, or the incident).
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
         #[command(flatten)]
         locks: LockArgs,
     },

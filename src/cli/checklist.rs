@@ -84,9 +84,15 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
                 .filter(|session| *session != e.actor)
                 .map(|session| format!(" (session {session})"))
                 .unwrap_or_default();
+            // A forced rollback undid an irreversible phase: the log says so.
+            let forced = if e.detail.get("forced").and_then(|f| f.as_bool()) == Some(true) {
+                " (**forced**: irreversible)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "- {} {}{phase} by {}{session}{note}",
+                "- {} {}{phase}{forced} by {}{session}{note}",
                 timefmt::utc(&e.at),
                 e.action.words(),
                 e.actor

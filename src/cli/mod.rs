@@ -120,16 +120,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
-        args::Command::Rollback { plan, force, locks } => {
-            plans::act(
-                &ctx,
-                &plan,
-                plans::Action::Rollback { force },
-                &locks,
-                None,
-                None,
-            )
-            .await
+        args::Command::Rollback {
+            plan,
+            phase,
+            force,
+            by,
+            note,
+            locks,
+        } => {
+            let action = plans::Action::Rollback {
+                phase: phase.as_deref(),
+                force,
+                by: by.as_deref(),
+                note: note.as_deref(),
+            };
+            plans::act(&ctx, &plan, action, &locks, None, None).await
         }
         args::Command::Pause { plan } => {
             let locks = args::LockArgs::defaults();

@@ -5,6 +5,7 @@ use crate::cli::Context;
 use crate::cli::args::{BackfillArgs, LockArgs};
 use crate::cli::table;
 use crate::engine::attention;
+use crate::engine::plan_rollback::RollbackRequest;
 use crate::engine::plan_runner::PlanOptions;
 use crate::engine::plan_status::{PlanStatus, plan_statuses};
 use crate::error::{Error, Result};
@@ -31,7 +32,10 @@ pub enum Action<'a> {
         note: Option<&'a str>,
     },
     Rollback {
+        phase: Option<&'a str>,
         force: bool,
+        by: Option<&'a str>,
+        note: Option<&'a str>,
     },
     Pause,
     /// `orch backfill PLAN PHASE`: re-run a finished backfill.
@@ -71,7 +75,27 @@ pub async fn act(
             }
             engine.confirm(plan, phase, by.trim(), note).await
         }
-        Action::Rollback { force } => engine.rollback(plan, force).await,
+        Action::Rollback {
+            phase,
+            force,
+            by,
+            note,
+        } => {
+            let by = match by {
+                Some(by) if by.trim().is_empty() => {
+                    return Err(Error::Usage("--by NAME must not be empty".to_string()));
+                }
+                Some(by) => by.trim(),
+                None => ctx.actor.as_str(),
+            };
+            let request = RollbackRequest {
+                phase,
+                force,
+                by,
+                note,
+            };
+            engine.rollback(plan, request).await
+        }
         Action::Pause => engine.pause(plan).await,
         Action::Backfill { phase } => engine.rerun_backfill(plan, phase).await,
     }

@@ -10,6 +10,8 @@ use crate::engine::plan_backfill::earlier_backfill;
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::identity;
+use crate::plan::audit::Verb;
 use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
 use crate::plan::records::PhaseRecord;
@@ -19,7 +21,8 @@ use crate::plan::{AuditAction, LoadedPlan};
 impl PlanEngine<'_> {
     /// `orch advance PLAN`: run exactly the next phase.
     pub async fn advance(&self, name: &str) -> Result<()> {
-        self.locked(name, self.advance_locked(name)).await
+        self.once(name, Verb::Advance, self.advance_locked(name))
+            .await
     }
 
     async fn advance_locked(&self, name: &str) -> Result<()> {
@@ -110,6 +113,10 @@ impl PlanEngine<'_> {
         started.definition_checksum = Some(plan.phase_checksum(index));
         started.error = None;
         started.pause_requested = false;
+        // The heartbeat: who runs it, where; its time is the row's (or the
+        // last batch's) update.
+        started.run_pid = Some(std::process::id() as i32);
+        started.run_host = Some(identity::host());
         if !resumed || started.started_at.is_none() {
             started.started_at = Some(now);
         }

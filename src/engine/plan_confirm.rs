@@ -7,9 +7,11 @@ use crate::engine::checks;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::plan::AuditAction;
+use crate::plan::audit::Verb;
 use crate::plan::records::PhaseRecord;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::store::bookkeeping::Bookkeeping;
+use crate::timefmt;
 
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 
@@ -22,8 +24,12 @@ impl PlanEngine<'_> {
         by: &str,
         note: Option<&str>,
     ) -> Result<()> {
-        self.locked(name, self.confirm_locked(name, phase, by, note))
-            .await
+        self.once(
+            name,
+            Verb::Confirm,
+            self.confirm_locked(name, phase, by, note),
+        )
+        .await
     }
 
     async fn confirm_locked(
@@ -50,6 +56,21 @@ impl PlanEngine<'_> {
         };
         let current = &phases[index];
         let spec = &plan.spec.phases[index];
+        if current.state == PhaseState::Confirmed {
+            // A repeated confirmation changes nothing and is no mistake.
+            let when = match (&current.confirmed_by, current.confirmed_at) {
+                (Some(who), Some(at)) => format!(" by {who} at {}", timefmt::utc(&at)),
+                _ => String::new(),
+            };
+            self.reporter.report(Event::Info {
+                message: format!(
+                    "phase {} ({}) of plan {name} is already confirmed{when}; nothing to do",
+                    index + 1,
+                    current.id
+                ),
+            });
+            return Ok(());
+        }
         if !current.state.awaits_confirmation() {
             return Err(Error::refused(
                 format!(

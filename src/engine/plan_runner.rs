@@ -17,15 +17,17 @@ use crate::error::{Error, Result};
 use crate::events::CheckOutcome;
 use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
+use crate::plan::audit::Verb;
 use crate::plan::format::{CheckSpec, PhaseSpec};
 use crate::plan::kinds;
-use crate::plan::records::{PhaseRecord, PlanRecord};
+use crate::plan::records::{EventRecord, PhaseRecord, PlanRecord};
 use crate::plan::suggest;
 use crate::plan::{AuditAction, BackfillOverrides, LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::locks::{self, LockGuard, LockScope};
+use crate::timefmt;
 
 /// Settings of the plan commands.
 
@@ -82,6 +84,53 @@ impl PlanEngine<'_> {
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         self.lock(name).await?.around(work).await
+    }
+
+    /// Run a verb's `work` once: holding the plan's lock, and only if the
+    /// plan is still where it was before this command waited for the lock
+    /// (no other orch moved a phase meanwhile). When one did, the work does
+    /// not run: a no-op, said, when it was the same verb (its outcome is
+    /// what this one was asked for), else a refusal naming the move.
+    pub(super) async fn once(
+        &self,
+        name: &str,
+        verb: Verb,
+        work: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let seen = self.store.latest_move(name).await?.map(|e| e.id);
+        self.locked(name, async {
+            self.store.upgrade_schema().await?;
+            match self.store.latest_move(name).await? {
+                Some(moved) if Some(moved.id) != seen => self.moved(name, verb, &moved),
+                _ => work.await,
+            }
+        })
+        .await
+    }
+
+    /// The plan moved (`event`) while a `verb` waited for its lock.
+    fn moved(&self, name: &str, verb: Verb, event: &EventRecord) -> Result<()> {
+        let what = describe_move(event);
+        let completed = !matches!(
+            event.action,
+            AuditAction::PhaseFailed | AuditAction::BackfillPaused
+        );
+        if event.action.moved_by() == Some(verb) && completed {
+            self.reporter.report(Event::Info {
+                message: format!(
+                    "plan {name} moved while this {} waited for its lock ({what}): another orch did it; nothing more done",
+                    verb.name()
+                ),
+            });
+            return Ok(());
+        }
+        Err(Error::refused(
+            format!(
+                "plan {name} moved while this {} waited for its lock ({what}); nothing done",
+                verb.name()
+            ),
+            Some(format!("`orch status {name}`, then decide again")),
+        ))
     }
 
     pub(super) async fn lock(&self, name: &str) -> Result<LockGuard> {
@@ -264,6 +313,22 @@ impl PlanEngine<'_> {
             plan_started_at: Some(record.started_at),
         }
     }
+}
+
+/// An event that moved a phase, in words: `rolled back add-loc by alice at
+/// 2026-11-26 10:49:19 UTC`.
+pub(super) fn describe_move(event: &EventRecord) -> String {
+    let phase = event
+        .phase
+        .as_deref()
+        .map(|p| format!(" {p}"))
+        .unwrap_or_default();
+    format!(
+        "{}{phase} by {} at {}",
+        event.action.words(),
+        event.actor,
+        timefmt::utc(&event.at)
+    )
 }
 
 /// Pending rows for the file's phases from 0-based `from` on.

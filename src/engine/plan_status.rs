@@ -13,6 +13,8 @@ use crate::plan::PhaseState;
 use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
 use crate::plan::records::EventRecord;
 use crate::plan::records::{CheckResultRecord, PhaseRecord, PlanRecord};
+use crate::store::Store;
+use crate::timefmt;
 
 /// One plan at a glance, and its phases in detail.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +30,8 @@ pub struct PlanStatus {
     pub total: usize,
     /// 1-based phase the plan is on (the first not confirmed); None when complete.
     pub current: Option<usize>,
-    /// "not started", "complete", or the current phase's state.
+    /// "not started", "complete", or the current phase's state ("interrupted"
+    /// for a running phase whose process is gone).
     pub state: String,
     pub since: Option<DateTime<Utc>>,
     pub waiting_on: String,
@@ -51,7 +54,60 @@ pub struct PhaseStatus {
     pub state: PhaseState,
     pub record: Option<PhaseRecord>,
     pub progress: Option<BackfillProgress>,
+    /// For a running phase: is its process alive, and its heartbeat.
+    pub liveness: Option<Liveness>,
     pub checks: Vec<CheckStatus>,
+}
+
+/// Whether the process running a phase is still there. Decided by the
+/// plan's advisory lock (every orch acting on a plan holds it, and the
+/// server frees it when the process dies), not by time: the heartbeat
+/// only says how long ago the last sign of work was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Liveness {
+    /// A session holds the plan's lock.
+    pub alive: bool,
+    /// "last batch" (a backfill's latest committed batch) or "started"
+    /// (when the phase started, for other kinds and before a first batch).
+    pub activity: &'static str,
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// Milliseconds from then to now, by the server's clock.
+    pub idle_ms: Option<i64>,
+    /// The orch process that started the phase, and its host.
+    pub pid: Option<i32>,
+    pub host: Option<String>,
+}
+
+impl Liveness {
+    /// `running (last batch 2.0 s ago, pid 1234 on web1)`, or
+    /// `interrupted (no progress for 5m 03s; the process holding it is gone):
+    /// run `orch advance PLAN` to resume`.
+    pub fn describe(&self, plan: &str) -> String {
+        let idle = self.idle_ms.map(timefmt::millis);
+        if self.alive {
+            let mut parts = Vec::new();
+            if let Some(idle) = idle {
+                parts.push(format!("{} {idle} ago", self.activity));
+            }
+            match (self.pid, &self.host) {
+                (Some(pid), Some(host)) => parts.push(format!("pid {pid} on {host}")),
+                (Some(pid), None) => parts.push(format!("pid {pid}")),
+                _ => {}
+            }
+            if parts.is_empty() {
+                "running".to_string()
+            } else {
+                format!("running ({})", parts.join(", "))
+            }
+        } else {
+            let since = idle
+                .map(|idle| format!("no progress for {idle}; "))
+                .unwrap_or_default();
+            format!(
+                "interrupted ({since}the process holding it is gone): run `orch advance {plan}` to resume"
+            )
+        }
+    }
 }
 
 /// A guard or check with its latest result.
@@ -104,6 +160,10 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
                 .await?;
             progress.push((phase.id.clone(), live));
         }
+        let liveness = match state {
+            Some((_, phases)) => liveness(store, &name, phases, &progress).await?,
+            None => None,
+        };
         let file_note = match (loaded, state) {
             _ if unreadable.is_some() => unreadable,
             (None, Some(_)) => Some("file missing: shown as recorded".to_string()),
@@ -119,7 +179,10 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
             file_note,
             state,
             &results,
-            &progress,
+            Live {
+                progress: &progress,
+                liveness,
+            },
         ));
     }
     Ok(out)
@@ -150,6 +213,53 @@ fn spec_from_records(name: &str, phases: &[PhaseRecord]) -> PlanSpec {
     }
 }
 
+/// What is going on now, beside the records: each phase's live progress,
+/// and the liveness of the running phase (with its 1-based position).
+struct Live<'a> {
+    progress: &'a [(String, Option<BackfillProgress>)],
+    liveness: Option<(usize, Liveness)>,
+}
+
+/// The liveness of a plan's current phase when it is running, with its
+/// 1-based position.
+async fn liveness(
+    store: &Store,
+    plan: &str,
+    phases: &[PhaseRecord],
+    progress: &[(String, Option<BackfillProgress>)],
+) -> Result<Option<(usize, Liveness)>> {
+    let Some(phase) = phases
+        .iter()
+        .find(|p| p.state != PhaseState::Confirmed)
+        .filter(|p| p.state == PhaseState::Running)
+    else {
+        return Ok(None);
+    };
+    let alive = store.plan_lock_holder(plan).await?.is_some();
+    let last_batch = progress
+        .iter()
+        .find(|(id, _)| *id == phase.id)
+        .and_then(|(_, p)| p.as_ref())
+        .filter(|p| p.batches_done > 0)
+        .and_then(|p| p.updated_at);
+    let (activity, at) = match last_batch {
+        Some(at) => ("last batch", Some(at)),
+        None => ("started", phase.started_at),
+    };
+    let now = store.server_time().await?;
+    Ok(Some((
+        phase.position as usize,
+        Liveness {
+            alive,
+            activity,
+            last_activity_at: at,
+            idle_ms: at.map(|at| (now - at).num_milliseconds().max(0)),
+            pid: phase.run_pid,
+            host: phase.run_host.clone(),
+        },
+    )))
+}
+
 /// The event log of one plan (for the checklist).
 pub async fn plan_events(workspace: &Workspace, plan: &str) -> Result<Vec<EventRecord>> {
     workspace.store.events(plan).await
@@ -162,8 +272,9 @@ fn build(
     file_note: Option<String>,
     state: Option<&(PlanRecord, Vec<PhaseRecord>)>,
     results: &[CheckResultRecord],
-    progress: &[(String, Option<BackfillProgress>)],
+    live: Live<'_>,
 ) -> PlanStatus {
+    let Live { progress, liveness } = live;
     let records: &[PhaseRecord] = state.map_or(&[], |(_, phases)| phases.as_slice());
     let phases: Vec<PhaseStatus> = spec
         .phases
@@ -205,6 +316,10 @@ fn build(
                     .iter()
                     .find(|(id, _)| *id == p.id)
                     .and_then(|(_, pr)| pr.clone()),
+                liveness: liveness
+                    .as_ref()
+                    .filter(|(position, _)| *position == i + 1)
+                    .map(|(_, l)| l.clone()),
                 checks,
             }
         })
@@ -231,7 +346,11 @@ fn build(
                 }
                 _ => p.record.as_ref().and_then(|r| r.updated_at),
             };
-            (p.state.name().to_string(), since, waiting_on(name, p))
+            let state = match &p.liveness {
+                Some(l) if !l.alive => "interrupted",
+                _ => p.state.name(),
+            };
+            (state.to_string(), since, waiting_on(name, p))
         }
     };
     PlanStatus {
@@ -261,9 +380,14 @@ fn waiting_on(plan: &str, p: &PhaseStatus) -> String {
             confirm_command(plan, &p.id)
         ),
         PhaseState::Done => format!("confirmation of {which}: {}", confirm_command(plan, &p.id)),
-        PhaseState::Running => match &p.progress {
-            Some(progress) => format!("{which} running: {}", progress.describe()),
-            None => {
+        PhaseState::Running => match (&p.liveness, &p.progress) {
+            (Some(l), _) if !l.alive => format!("{which} {}", l.describe(plan)),
+            (Some(l), Some(progress)) => {
+                format!("{which} {}: {}", l.describe(plan), progress.describe())
+            }
+            (Some(l), None) => format!("{which} {}", l.describe(plan)),
+            (None, Some(progress)) => format!("{which} running: {}", progress.describe()),
+            (None, None) => {
                 format!("{which} running (if its process died: orch advance {plan} resumes it)")
             }
         },
@@ -280,5 +404,42 @@ fn waiting_on(plan: &str, p: &PhaseStatus) -> String {
             )
         }
         PhaseState::Confirmed => "nothing".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn liveness(alive: bool, idle_ms: Option<i64>, pid: Option<i32>) -> Liveness {
+        Liveness {
+            alive,
+            activity: "last batch",
+            last_activity_at: None,
+            idle_ms,
+            pid,
+            host: pid.map(|_| "web1".to_string()),
+        }
+    }
+
+    #[test]
+    fn running_or_interrupted_in_words() {
+        for (l, expected) in [
+            (
+                liveness(true, Some(2_000), Some(1234)),
+                "running (last batch 2.0 s ago, pid 1234 on web1)",
+            ),
+            (liveness(true, None, None), "running"),
+            (
+                liveness(false, Some(303_000), Some(1234)),
+                "interrupted (no progress for 5m 03s; the process holding it is gone): run `orch advance p` to resume",
+            ),
+            (
+                liveness(false, None, None),
+                "interrupted (the process holding it is gone): run `orch advance p` to resume",
+            ),
+        ] {
+            assert_eq!(l.describe("p"), expected);
+        }
     }
 }

@@ -73,9 +73,54 @@ impl AuditAction {
         AuditAction::ALL.into_iter().find(|a| a.name() == text)
     }
 
+    /// The verb whose work this action records, for the actions that move a
+    /// phase from one state to another; None for the rest (an edit of the
+    /// file, a refusal, a pause request, a re-run of a finished backfill).
+    /// What a verb saw before waiting for the plan's lock is the latest of
+    /// these; another one under the lock means the plan moved meanwhile.
+    pub fn moved_by(self) -> Option<Verb> {
+        match self {
+            AuditAction::GateOpened
+            | AuditAction::MigrationApplied
+            | AuditAction::ChecksPassed
+            | AuditAction::BackfillStarted
+            | AuditAction::BackfillResumed
+            | AuditAction::BackfillPaused
+            | AuditAction::BackfillFinished
+            | AuditAction::PhaseFailed => Some(Verb::Advance),
+            AuditAction::Confirmed => Some(Verb::Confirm),
+            AuditAction::RolledBack => Some(Verb::Rollback),
+            AuditAction::PlanEdited
+            | AuditAction::GuardFailed
+            | AuditAction::ConfirmRefused
+            | AuditAction::PauseRequested
+            | AuditAction::BackfillRerunStarted
+            | AuditAction::BackfillRerunEnded => None,
+        }
+    }
+
     /// For people: `gate opened`.
     pub fn words(self) -> String {
         self.name().replace('_', " ")
+    }
+}
+
+/// The commands that move a plan's phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verb {
+    Advance,
+    Confirm,
+    Rollback,
+}
+
+impl Verb {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Advance => "advance",
+            Verb::Confirm => "confirm",
+            Verb::Rollback => "rollback",
+        }
     }
 }
 
@@ -92,5 +137,13 @@ mod tests {
                 serde_json::Value::String(action.name().to_string())
             );
         }
+    }
+
+    #[test]
+    fn each_verb_has_a_move() {
+        for verb in [Verb::Advance, Verb::Confirm, Verb::Rollback] {
+            assert!(AuditAction::ALL.iter().any(|a| a.moved_by() == Some(verb)));
+        }
+        assert_eq!(AuditAction::PlanEdited.moved_by(), None);
     }
 }

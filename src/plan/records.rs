@@ -40,6 +40,11 @@ pub struct PhaseRecord {
     pub result: Option<serde_json::Value>,
     pub pause_requested: bool,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The process id of the orch that last started (or resumed) the
+    /// phase, and its host: with the time of its last batch (or its start),
+    /// the heartbeat `status` shows.
+    pub run_pid: Option<i32>,
+    pub run_host: Option<String>,
 }
 
 impl PhaseRecord {
@@ -63,6 +68,8 @@ impl PhaseRecord {
             result: None,
             pause_requested: false,
             updated_at: None,
+            run_pid: None,
+            run_host: None,
         }
     }
 }

@@ -154,13 +154,67 @@ impl Store {
         Ok(())
     }
 
-    async fn check_schema_version(&self) -> Result<()> {
+    /// Bring an existing schema an older orch created up to date (nothing
+    /// when there is no schema yet: read-only commands must not create it).
+    pub async fn upgrade_schema(&self) -> Result<()> {
+        if self.schema_exists().await? {
+            self.check_schema_version().await?;
+        }
+        Ok(())
+    }
+
+    async fn schema_version(&self) -> Result<i32> {
         let row = self
             .client
             .query_opt("SELECT schema_version FROM orch.meta", &[])
             .await
             .map_err(|e| Error::db("cannot read orch.meta", e))?;
-        let version: i32 = row.map(|r| r.get(0)).unwrap_or(schema::SCHEMA_VERSION);
+        Ok(row.map(|r| r.get(0)).unwrap_or(schema::SCHEMA_VERSION))
+    }
+
+    /// Refuse a schema newer than this orch; upgrade an older one, under the
+    /// bootstrap lock, re-reading the version once it is held (two orch
+    /// processes may upgrade at once).
+    async fn check_schema_version(&self) -> Result<()> {
+        let version = self.schema_version().await?;
+        if version < schema::SCHEMA_VERSION {
+            let lock = format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({}, {});",
+                schema::LOCK_CLASS,
+                schema::BOOTSTRAP_LOCK
+            );
+            let result = async {
+                self.client.batch_execute(&lock).await?;
+                let row = self
+                    .client
+                    .query_opt("SELECT schema_version FROM orch.meta", &[])
+                    .await?;
+                let mut version: i32 = row.map(|r| r.get(0)).unwrap_or(schema::SCHEMA_VERSION);
+                for (from, ddl) in schema::UPGRADES {
+                    if version == from {
+                        self.client.batch_execute(ddl).await?;
+                        version = from + 1;
+                    }
+                }
+                self.client
+                    .execute("UPDATE orch.meta SET schema_version = $1", &[&version])
+                    .await?;
+                self.client.batch_execute("COMMIT").await
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(Error::db(
+                    format!("cannot upgrade orch's schema from version {version}"),
+                    e,
+                ));
+            }
+            tracing::info!(
+                "upgraded orch's schema from version {version} to {}",
+                schema::SCHEMA_VERSION
+            );
+            return Ok(());
+        }
         if version > schema::SCHEMA_VERSION {
             return Err(Error::refused(
                 format!(

@@ -11,9 +11,13 @@ use crate::plan::{AuditAction, PhaseKind, PhaseState};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 
+/// The heartbeat columns are read through `to_jsonb`, so `status` still
+/// reads a schema an older orch created (upgraded by the next command
+/// that writes).
 const PHASE_COLUMNS: &str =
     "plan, position, id, kind, state, definition_checksum, started_at, finished_at, ran_by,
-    gate_opened_at, confirmed_by, confirmed_at, note, error, result, pause_requested, updated_at";
+    gate_opened_at, confirmed_by, confirmed_at, note, error, result, pause_requested, updated_at,
+    (to_jsonb(p) ->> 'run_pid')::int, to_jsonb(p) ->> 'run_host'";
 
 /// A value in orch's tables that this orch does not know: written by a
 /// newer orch, or edited by hand. Said, never guessed.
@@ -46,6 +50,22 @@ fn phase_from_row(r: &Row) -> Result<PhaseRecord> {
         result: r.get(14),
         pause_requested: r.get(15),
         updated_at: r.get(16),
+        run_pid: r.get(17),
+        run_host: r.get(18),
+    })
+}
+
+fn event_from_row(r: &Row) -> Result<EventRecord> {
+    let (id, action): (i64, String) = (r.get(0), r.get(5));
+    Ok(EventRecord {
+        id,
+        at: r.get(1),
+        plan: r.get(2),
+        phase: r.get(3),
+        actor: r.get(4),
+        action: AuditAction::parse(&action)
+            .ok_or_else(|| unknown("orch.events", &id.to_string(), "action", &action))?,
+        detail: r.get(6),
     })
 }
 
@@ -130,7 +150,7 @@ impl Store {
 
     pub async fn phases(&self, plan: &str) -> Result<Vec<PhaseRecord>> {
         let sql =
-            format!("SELECT {PHASE_COLUMNS} FROM orch.phases WHERE plan = $1 ORDER BY position");
+            format!("SELECT {PHASE_COLUMNS} FROM orch.phases p WHERE plan = $1 ORDER BY position");
         let rows = self
             .client()
             .query(&sql, &[&plan])
@@ -229,7 +249,7 @@ impl Store {
         &self,
         p: &PhaseRecord,
     ) -> Result<(), tokio_postgres::Error> {
-        let params: [&(dyn ToSql + Sync); 16] = [
+        let params: [&(dyn ToSql + Sync); 18] = [
             &p.plan,
             &p.position,
             &p.state.name(),
@@ -246,13 +266,15 @@ impl Store {
             &p.pause_requested,
             &p.id,
             &p.kind.name(),
+            &p.run_pid,
+            &p.run_host,
         ];
         self.client()
             .execute(
                 "UPDATE orch.phases SET state = $3, definition_checksum = $4, started_at = $5, finished_at = $6,
                     ran_by = $7, gate_opened_at = $8, confirmed_by = $9, confirmed_at = $10, note = $11,
                     error = $12, result = $13, pause_requested = $14, id = $15, kind = $16,
-                    updated_at = clock_timestamp()
+                    run_pid = $17, run_host = $18, updated_at = clock_timestamp()
                  WHERE plan = $1 AND position = $2",
                 &params,
             )
@@ -368,22 +390,30 @@ impl Store {
             )
             .await
             .map_err(|e| Error::db("cannot read the event log", e))?;
-        rows.iter()
-            .map(|r| {
-                let (id, action): (i64, String) = (r.get(0), r.get(5));
-                Ok(EventRecord {
-                    id,
-                    at: r.get(1),
-                    plan: r.get(2),
-                    phase: r.get(3),
-                    actor: r.get(4),
-                    action: AuditAction::parse(&action).ok_or_else(|| {
-                        unknown("orch.events", &id.to_string(), "action", &action)
-                    })?,
-                    detail: r.get(6),
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The latest event of `plan` whose action moved a phase (see
+    /// `AuditAction::moved_by`), if any.
+    pub async fn latest_move(&self, plan: &str) -> Result<Option<EventRecord>> {
+        if !self.schema_exists().await? {
+            return Ok(None);
+        }
+        let moves: Vec<&str> = AuditAction::ALL
+            .into_iter()
+            .filter(|a| a.moved_by().is_some())
+            .map(AuditAction::name)
+            .collect();
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT id, at, plan, phase, actor, action, detail FROM orch.events
+                 WHERE plan = $1 AND action = ANY($2) ORDER BY id DESC LIMIT 1",
+                &[&plan, &moves],
+            )
+            .await
+            .map_err(|e| Error::db("cannot read the event log", e))?;
+        row.as_ref().map(event_from_row).transpose()
     }
 
     /// Evaluate one check: a single statement returning one boolean, in a

@@ -1,7 +1,16 @@
 //! orch's own schema in the target database, created on first use.
 
-/// Bumped when the DDL below changes; recorded in `orch.meta`.
-pub const SCHEMA_VERSION: i32 = 1;
+/// Bumped when the DDL below changes; recorded in `orch.meta`. A database
+/// an older orch created is brought up to date by `UPGRADES`.
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// The steps from each earlier version to the next: `(from, DDL)`. Each
+/// only adds, so an older orch's statements keep working on the tables.
+pub const UPGRADES: [(i32, &str); 1] = [(
+    1,
+    "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
+     ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_host text;",
+)];
 
 /// Advisory lock (two-int form) classid shared by all orch locks: "orch".
 pub const LOCK_CLASS: i32 = 0x6f72_6368;
@@ -65,6 +74,8 @@ CREATE TABLE IF NOT EXISTS orch.phases (
     result          jsonb,
     pause_requested boolean NOT NULL DEFAULT false,
     updated_at      timestamptz NOT NULL DEFAULT now(),
+    run_pid         int,                 -- the orch process that last started the phase (heartbeat) ...
+    run_host        text,                -- ... and its host; the time is updated_at, or the last batch's
     PRIMARY KEY (plan, position),
     UNIQUE (plan, id)
 );

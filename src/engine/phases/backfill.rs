@@ -102,7 +102,11 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         Ok(end) => end,
         Err(e) => return Err(engine.fail(plan, running, e).await),
     };
-    let now = engine.store.server_time().await?;
+    // The batches ran on connections of their own; this one may have been
+    // lost meanwhile. The cursor rows hold the truth, so a rerun resumes
+    // from them and records the end that could not be recorded now.
+    let lost = |e: Error| lost_after_backfill(plan.name(), &end, e);
+    let now = engine.store.server_time().await.map_err(lost)?;
     let mut record = running;
     let (action, stats) = match &end {
         BackfillEnd::Finished(stats) => {
@@ -130,7 +134,8 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     record.result = Some(stats_json.clone());
     engine
         .record_phase(plan.name(), record, action, stats_json)
-        .await?;
+        .await
+        .map_err(lost)?;
     let resume = format!(
         "resume with `orch advance {}` (it continues from the saved cursor)",
         plan.name()
@@ -158,5 +163,48 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
             Ok(())
         }
         BackfillEnd::Interrupted(_) => Err(Error::Interrupted { resume }),
+    }
+}
+
+/// The main connection failed after the backfill's workers stopped: say
+/// what happened (the batches are committed, the phase's end is not
+/// recorded) and that a rerun records it.
+fn lost_after_backfill(plan: &str, end: &BackfillEnd, error: Error) -> Error {
+    let when = match end {
+        BackfillEnd::Finished(_) => "after the backfill's last batch committed",
+        BackfillEnd::Paused(_) | BackfillEnd::Interrupted(_) => {
+            "after the backfill stopped (its cursor is saved)"
+        }
+    };
+    let context = format!(
+        "the connection to the server was lost {when}, before orch could record the phase's end; nothing is lost: `orch advance {plan}` resumes from the saved cursor and records it"
+    );
+    match error {
+        Error::Database { source, .. } => Error::Database { context, source },
+        Error::Sql { diagnostic, .. } => Error::Sql {
+            context,
+            diagnostic,
+        },
+        other => Error::failed(format!("{context} ({other})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::BackfillStats;
+
+    #[test]
+    fn a_lost_connection_after_the_last_batch_says_what_happened() {
+        let end = BackfillEnd::Finished(BackfillStats::default());
+        let error = lost_after_backfill("p", &end, Error::failed("cannot read the server's clock"));
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "the connection to the server was lost after the backfill's last batch committed"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("`orch advance p` resumes"), "{text}");
     }
 }
