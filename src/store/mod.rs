@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod keyset;
 pub mod locks;
 pub mod migrations;
+pub mod orphans;
 pub mod plans;
 pub mod schema;
 pub mod session;
@@ -23,6 +24,8 @@ pub struct Store {
     client: Client,
     settings: ConnectionSettings,
     application_name: String,
+    /// The locks whose loss stops this store recording anything.
+    fences: locks::FenceRegistry,
 }
 
 impl Store {
@@ -33,6 +36,7 @@ impl Store {
             client,
             settings: settings.clone(),
             application_name: application_name.to_string(),
+            fences: locks::FenceRegistry::default(),
         })
     }
 
