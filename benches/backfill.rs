@@ -305,6 +305,7 @@ async fn measure(
                 lock_timeout: Duration::from_millis(500),
                 reporter: &Silent,
                 stop: &stop,
+                fences: Vec::new(),
             };
             match run_backfill(job).await.unwrap() {
                 BackfillEnd::Finished(stats) => {

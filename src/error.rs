@@ -12,7 +12,8 @@ Exit codes:
   2    usage error (bad command-line arguments)
   3    invalid migration or plan files (nothing was run)
   4    refused by a safety rule (unconfirmed phase, changed file, irreversible step...)
-  5    a lock could not be taken: another orch holds it, or lock_timeout retries ran out
+  5    a lock could not be taken (another orch holds it, lock_timeout retries ran out,
+       statements of an earlier orch still run) or a held lock was lost mid-work
   6    cannot connect to PostgreSQL
   7    cannot start a throwaway PostgreSQL (demo, tests)
   8    a check or guard did not hold (confirm, advance, a check phase)
@@ -138,6 +139,11 @@ pub enum Error {
         waited_ms: u64,
     },
 
+    /// A lock this process held was lost while it worked (its session was
+    /// terminated or its connection cut): it stopped and recorded nothing more.
+    #[error("{message}\n  next: {next}")]
+    LockLost { message: String, next: String },
+
     /// A DDL statement kept timing out on a table lock held by someone else.
     #[error("{message}")]
     LockTimeout { message: String },
@@ -215,7 +221,7 @@ impl Error {
             Error::InvalidMigration { .. } | Error::InvalidPlan { .. } => 3,
             Error::Invalid(list) => list.first().map_or(3, Error::code),
             Error::Refused { .. } => 4,
-            Error::Busy { .. } | Error::LockTimeout { .. } => 5,
+            Error::Busy { .. } | Error::LockTimeout { .. } | Error::LockLost { .. } => 5,
             Error::Connect { .. } => 6,
             Error::ServerStart { .. } => 7,
             Error::CheckFailed { .. } => 8,
@@ -351,6 +357,10 @@ mod tests {
             Error::LockTimeout {
                 message: "m".into(),
             },
+            Error::LockLost {
+                message: "m".into(),
+                next: "n".into(),
+            },
             Error::failed("f"),
             Error::Sql {
                 context: "c".into(),
@@ -385,6 +395,7 @@ mod tests {
             Error::Waiting { .. } => "Waiting",
             Error::Busy { .. } => "Busy",
             Error::LockTimeout { .. } => "LockTimeout",
+            Error::LockLost { .. } => "LockLost",
             Error::Failed { .. } => "Failed",
             Error::Sql { .. } => "Sql",
             Error::Database { .. } => "Database",

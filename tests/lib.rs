@@ -8,6 +8,7 @@ mod bad_files;
 mod check;
 mod cli;
 mod connect;
+mod faults;
 mod first_hour;
 mod migrations;
 mod plans;

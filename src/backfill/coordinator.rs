@@ -29,6 +29,7 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
         &format!("orch backfill {} {}", job.plan, job.phase),
     )
     .await?;
+    store.adopt_fences(&job.fences);
     let walk = walk::open(&store, job.spec).await?;
     let walk = walk.as_ref();
     let mut run_settings = RunSettings::new(job.spec, job.overrides, job.lock_timeout);
@@ -43,6 +44,7 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
         walk,
         run_settings: &run_settings,
         halt: &halt,
+        fences: &job.fences,
     };
     let mut this_run = ThisRun {
         started,
@@ -52,6 +54,14 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
         vacuum_time: Duration::ZERO,
     };
     let results = fan_out(&job, &store, &ctx, &rows, &before, &mut this_run).await;
+    if let Some(fence) = store.lost_fence() {
+        job.reporter.report(Event::BackfillEnded {
+            outcome: "stopped".to_string(),
+            rows_done: 0,
+            summary: "backfill stopped after its workers' current batches: this process lost its lock on the plan; the rows done so far stay done, and whoever holds the lock next resumes after them".to_string(),
+        });
+        return Err(fence.error());
+    }
     if let Some(error) = results.into_iter().find_map(|r| r.err()) {
         job.reporter.report(Event::BackfillEnded {
             outcome: "failed".to_string(),
@@ -240,13 +250,17 @@ async fn vacuum(job: &BackfillJob<'_>, store: &Store, walk: &dyn Walk, this_run:
     this_run.vacuum_time += t.elapsed();
 }
 
-/// Until the workers have finished: halt them on Ctrl-C, or when an
-/// operator asks to pause (`orch pause`, polled every 200 ms).
+/// Until the workers have finished: halt them on Ctrl-C, when an operator
+/// asks to pause (`orch pause`, polled every 200 ms), or when the plan's
+/// lock is lost (its watcher says so; seen within 200 ms).
 async fn watch(job: &BackfillJob<'_>, store: &Store, halt: &Halt, finished: &AtomicBool) {
     while !finished.load(Ordering::SeqCst) {
         tokio::select! {
             _ = job.stop.requested(), if !halt.is_set() => halt.set(HaltReason::Interrupted),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if store.lost_fence().is_some() {
+                    halt.set(HaltReason::LockLost);
+                }
                 if !halt.is_set() && store.pause_requested(job.plan, job.position).await.unwrap_or(false) {
                     halt.set(HaltReason::Paused);
                 }
@@ -267,6 +281,8 @@ async fn finish(
     let stats = stats(store, walk, &rows, this_run).await?;
     let (outcome, end) = match reason {
         None | Some(HaltReason::Failed) => ("finished", BackfillEnd::Finished(stats.clone())),
+        // Returned as an error before the run is summed up.
+        Some(HaltReason::LockLost) => ("stopped", BackfillEnd::Interrupted(stats.clone())),
         Some(HaltReason::Paused) => ("paused", BackfillEnd::Paused(stats.clone())),
         Some(HaltReason::Interrupted) => ("interrupted", BackfillEnd::Interrupted(stats.clone())),
     };

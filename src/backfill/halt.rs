@@ -1,5 +1,5 @@
-//! Why the workers stop early: a pause request, Ctrl-C, or another worker's
-//! failure. Set once; checked between batches.
+//! Why the workers stop early: a pause request, Ctrl-C, another worker's
+//! failure, or the plan's lock lost. Set once; checked between batches.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -11,6 +11,8 @@ pub enum HaltReason {
     Paused,
     Interrupted,
     Failed,
+    /// The process lost its plan's lock.
+    LockLost,
 }
 
 /// Shared by the workers and the coordinator of one run.
@@ -27,6 +29,7 @@ impl Halt {
             HaltReason::Paused => 1,
             HaltReason::Interrupted => 2,
             HaltReason::Failed => 3,
+            HaltReason::LockLost => 4,
         };
         let _ = self
             .reason
@@ -39,6 +42,7 @@ impl Halt {
             1 => Some(HaltReason::Paused),
             2 => Some(HaltReason::Interrupted),
             3 => Some(HaltReason::Failed),
+            4 => Some(HaltReason::LockLost),
             _ => None,
         }
     }

@@ -26,6 +26,7 @@ use crate::plan::BackfillSpec;
 use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::backfill::Table;
+use crate::store::locks::Fence;
 
 pub use coordinator::run;
 pub use progress::{BackfillProgress, progress};
@@ -45,6 +46,9 @@ pub struct BackfillJob<'a> {
     pub lock_timeout: Duration,
     pub reporter: &'a dyn Reporter,
     pub stop: &'a StopSignal,
+    /// The locks the run works under (`Store::fences`): each batch commits
+    /// only while they are held, and a lost one halts the run.
+    pub fences: Vec<Fence>,
 }
 
 /// The effective tuning of one run: workers, batch sizing, throttling,

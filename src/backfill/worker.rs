@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::backfill::RunSettings;
-use crate::backfill::halt::Halt;
+use crate::backfill::halt::{Halt, HaltReason};
 use crate::backfill::sizing::BatchSizer;
 use crate::backfill::walk::Walk;
 use crate::connect::ConnectionSettings;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::store::backfill::{BatchDone, BatchFailure, BatchLimits, BatchRange, WorkerRow};
+use crate::store::backfill::{
+    BatchDone, BatchFailure, BatchLimits, BatchRange, LOCK_LOST, WorkerRow,
+};
+use crate::store::locks::Fence;
 
 /// What a worker tells the coordinator after each committed batch.
 #[derive(Debug, Clone)]
@@ -32,6 +35,8 @@ pub struct WorkerContext<'a> {
     pub walk: &'a dyn Walk,
     pub run_settings: &'a RunSettings,
     pub halt: &'a Halt,
+    /// The locks each batch checks it still holds before it commits.
+    pub fences: &'a [Fence],
 }
 
 /// SQLSTATEs worth retrying.
@@ -59,6 +64,7 @@ pub async fn work(
         ),
     )
     .await?;
+    store.adopt_fences(ctx.fences);
     let batches = ctx.walk.prepare(&store).await?;
     let range = BatchRange {
         plan: ctx.plan,
@@ -165,6 +171,10 @@ impl<'c, 'a> Walker<'c, 'a> {
     /// otherwise, or once retries run out, fail the worker.
     async fn retry_or_fail(&mut self, failure: BatchFailure, size: i64) -> Result<()> {
         let state = failure.sqlstate().to_string();
+        if state == LOCK_LOST {
+            self.ctx.halt.set(HaltReason::LockLost);
+            return Err(Error::failed(failure.diagnostic.message));
+        }
         let retriable =
             [STATEMENT_TIMEOUT, LOCK_TIMEOUT, DEADLOCK, SERIALIZATION].contains(&state.as_str());
         if !retriable || self.retries >= MAX_RETRIES {

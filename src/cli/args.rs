@@ -107,6 +107,10 @@ pub struct LockArgs {
     /// How long to wait for another orch process holding the lock.
     #[arg(long, env = "ORCH_LOCK_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub lock_wait: Duration,
+
+    /// Cancel (then terminate) statements an earlier, killed orch left running on the plan or migrations, instead of waiting for them.
+    #[arg(long)]
+    pub cancel_orphans: bool,
 }
 
 impl LockArgs {
@@ -118,6 +122,7 @@ impl LockArgs {
             lock_retries: 10,
             statement_timeout: Duration::from_secs(60),
             lock_wait: Duration::from_secs(5),
+            cancel_orphans: false,
         }
     }
 

@@ -73,6 +73,7 @@ fn options(
         allow_changed,
         actor: ctx.actor.clone(),
         lock_wait: locks.lock_wait,
+        cancel_orphans: locks.cancel_orphans,
     }
 }
 

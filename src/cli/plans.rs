@@ -20,6 +20,7 @@ fn options(ctx: &Context, locks: &LockArgs, backfill: Option<&BackfillArgs>) -> 
         plan_lock_wait: locks.lock_wait,
         migration_lock_wait: locks.lock_wait,
         backfill: backfill.map(BackfillArgs::overrides).unwrap_or_default(),
+        cancel_orphans: locks.cancel_orphans,
     }
 }
 

@@ -258,6 +258,7 @@ async fn run_on(
         allow_changed: false,
         actor: OPERATOR.to_string(),
         lock_wait: Duration::from_secs(5),
+        cancel_orphans: false,
     };
     let owners = workspace.owners().await?;
     let migrator = workspace.migrator(&owners, &migrate_options, narrator);
@@ -363,6 +364,7 @@ async fn walk_plan(
             workers: options.backfill_workers,
             ..Default::default()
         },
+        cancel_orphans: false,
     };
     let stop = StopSignal::new();
     let engine = workspace.plan_engine(&plan_options, narrator, &stop);

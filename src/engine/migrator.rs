@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::lock_retry::LockRetryPolicy;
+use crate::engine::orphans;
 use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
@@ -30,6 +31,9 @@ pub struct MigrateOptions {
     pub actor: String,
     /// How long to wait for another orch holding the migration lock.
     pub lock_wait: Duration,
+    /// Cancel statements an earlier orch process left running on the
+    /// migration history instead of waiting for them.
+    pub cancel_orphans: bool,
 }
 
 /// How far `up` should go.
@@ -336,14 +340,20 @@ impl Migrator<'_> {
         self.lock().await?.around(work).await
     }
 
+    /// The migration lock; then what an earlier process left running on
+    /// the migration history is waited for (or cancelled).
     async fn lock(&self) -> Result<locks::LockGuard> {
-        locks::acquire(
-            self.store.settings(),
-            &format!("{} (lock)", self.store.application_name()),
-            LockScope::Migrations,
-            self.options.lock_wait,
+        let wait = self.options.lock_wait;
+        let guard = self.store.lock("lock", LockScope::Migrations, wait).await?;
+        orphans::settle(
+            self.store,
+            &LockScope::Migrations,
+            wait,
+            self.options.cancel_orphans,
+            self.reporter,
         )
-        .await
+        .await?;
+        Ok(guard)
     }
 
     /// `orch migrate up`.
@@ -571,6 +581,7 @@ mod tests {
             allow_changed: false,
             actor: "tester".into(),
             lock_wait: Duration::from_secs(1),
+            cancel_orphans: false,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod checks;
 pub mod lock_retry;
 pub mod migrator;
+pub(crate) mod orphans;
 pub(crate) mod phases;
 pub mod plan_advance;
 pub mod plan_backfill;

@@ -96,6 +96,7 @@ impl PlanEngine<'_> {
             lock_timeout: self.options.policy.lock_timeout,
             reporter: self.reporter,
             stop: self.stop,
+            fences: self.store.fences(),
         };
         let outcome = backfill::run(job).await;
         let _ = self

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::engine::checks::{self, CheckTimes};
 use crate::engine::lock_retry::LockRetryPolicy;
+use crate::engine::orphans;
 use crate::engine::plan_sync::{self, Drift};
 use crate::error::{Error, Result};
 use crate::events::CheckOutcome;
@@ -26,7 +27,7 @@ use crate::plan::{AuditAction, BackfillOverrides, LoadedPlan, PlanSet};
 use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::locks::{self, LockGuard, LockScope};
+use crate::store::locks::{LockGuard, LockScope};
 use crate::timefmt;
 
 /// Settings of the plan commands.
@@ -40,6 +41,9 @@ pub struct PlanOptions {
     /// How long to wait for the migration-history lock (migration phases).
     pub migration_lock_wait: Duration,
     pub backfill: BackfillOverrides,
+    /// Cancel statements an earlier orch process left running on the plan
+    /// (or the migration history) instead of waiting for them.
+    pub cancel_orphans: bool,
 }
 
 /// Drives plans against one database.
@@ -133,24 +137,35 @@ impl PlanEngine<'_> {
         ))
     }
 
+    /// The plan's lock; then what an earlier process left running on the
+    /// plan is waited for (or cancelled).
     pub(super) async fn lock(&self, name: &str) -> Result<LockGuard> {
-        locks::acquire(
-            self.store.settings(),
-            &format!("{} (lock)", self.store.application_name()),
-            LockScope::Plan(name.to_string()),
-            self.options.plan_lock_wait,
-        )
-        .await
+        let scope = LockScope::Plan(name.to_string());
+        let wait = self.options.plan_lock_wait;
+        let guard = self.store.lock("lock", scope.clone(), wait).await?;
+        self.settle(&scope, wait).await?;
+        Ok(guard)
     }
 
     /// The migration-history lock, for phases that apply or revert a
     /// migration (the same lock `orch migrate` takes).
     pub(super) async fn migrations_lock(&self) -> Result<LockGuard> {
-        locks::acquire(
-            self.store.settings(),
-            &format!("{} (migrations lock)", self.store.application_name()),
-            LockScope::Migrations,
-            self.options.migration_lock_wait,
+        let wait = self.options.migration_lock_wait;
+        let guard = self
+            .store
+            .lock("migrations lock", LockScope::Migrations, wait)
+            .await?;
+        self.settle(&LockScope::Migrations, wait).await?;
+        Ok(guard)
+    }
+
+    async fn settle(&self, scope: &LockScope, wait: Duration) -> Result<()> {
+        orphans::settle(
+            self.store,
+            scope,
+            wait,
+            self.options.cancel_orphans,
+            self.reporter,
         )
         .await
     }

@@ -13,11 +13,13 @@ use crate::events::CheckOutcome;
 use crate::events::LockWaitSample;
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::Section;
+use crate::migration::concurrent_index::{ConcurrentIndex, concurrent_index};
 use crate::sql_text;
 use crate::sql_text::leading_words;
 use crate::store::Store;
 use crate::store::blockers::BlockerMonitor;
 use crate::store::bookkeeping::Bookkeeping;
+use crate::store::catalog::InvalidIndex;
 use crate::store::plans::Recheck;
 use crate::store::session::ScriptFailure;
 use crate::timefmt;
@@ -102,6 +104,7 @@ impl<'a> SectionRunner<'a> {
         let mut lock_timeout = self.policy.scheduled_timeout(0);
         let mut attempt = 0;
         loop {
+            self.still_locked()?;
             self.store
                 .begin_with_timeouts(lock_timeout, self.policy.statement_timeout)
                 .await?;
@@ -120,6 +123,10 @@ impl<'a> SectionRunner<'a> {
                         duration: started.elapsed(),
                         execution: execution_started.elapsed(),
                     };
+                    if let Err(e) = self.store.check_fences().await {
+                        self.store.rollback().await;
+                        return Err(e);
+                    }
                     if let Err(e) = self.store.write_bookkeeping(&bookkeeping(&stats)).await {
                         self.store.rollback().await;
                         return Err(Error::db(format!("cannot record migration {}", job.id), e));
@@ -143,6 +150,15 @@ impl<'a> SectionRunner<'a> {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// Before each statement or attempt: a lock the watcher saw lost stops
+    /// the section (what a statement in flight did is then not recorded).
+    fn still_locked(&self) -> Result<()> {
+        match self.store.lost_fence() {
+            Some(fence) => Err(fence.error()),
+            None => Ok(()),
         }
     }
 
@@ -224,9 +240,22 @@ impl<'a> SectionRunner<'a> {
             let concurrent = leading_words(statement.text, 4)
                 .iter()
                 .any(|w| w == "concurrently");
+            let index_built = concurrent_index(statement.text);
+            let invalid_before = match &index_built {
+                Some(built) => {
+                    let before = self.store.invalid_indexes(&built.table).await?;
+                    refuse_invalid_existing(job, line, index, built, before.as_deref())?;
+                    before
+                }
+                None => None,
+            };
             let mut lock_timeout = self.policy.scheduled_timeout(0);
             let mut attempt = 0;
             loop {
+                if let Err(e) = self.still_locked() {
+                    self.store.reset_session_timeouts().await;
+                    return Err(e);
+                }
                 if concurrent {
                     self.store
                         .set_session_timeouts(Duration::ZERO, Duration::ZERO)
@@ -240,9 +269,24 @@ impl<'a> SectionRunner<'a> {
                 let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
                 let result = self.store.run_script(statement.text).await;
                 let wait = watch.stop();
+                let left_invalid = match &index_built {
+                    Some(built) => self.invalid_left(built, invalid_before.as_deref()).await,
+                    None => Ok(Vec::new()),
+                };
                 match result {
                     Ok(()) => {
                         execution += execution_started.elapsed();
+                        let left = match left_invalid {
+                            Ok(left) => left,
+                            Err(e) => {
+                                self.store.reset_session_timeouts().await;
+                                return Err(e);
+                            }
+                        };
+                        if !left.is_empty() {
+                            self.store.reset_session_timeouts().await;
+                            return Err(invalid_after(job, line, index, &left));
+                        }
                         break;
                     }
                     Err(failure) => {
@@ -256,6 +300,17 @@ impl<'a> SectionRunner<'a> {
                             }
                             Ok(AfterFailure::GiveUp(failure)) => {
                                 self.store.reset_session_timeouts().await;
+                                if let Ok(left) = &left_invalid
+                                    && !left.is_empty()
+                                {
+                                    self.reporter.report(Event::Warning {
+                                        message: format!(
+                                            "the failed CREATE INDEX CONCURRENTLY left INVALID index(es) behind; before running {} again: {}",
+                                            job.id,
+                                            drop_commands(left)
+                                        ),
+                                    });
+                                }
                                 return Err(failed(job, line, failure, index));
                             }
                             Err(e) => {
@@ -277,6 +332,10 @@ impl<'a> SectionRunner<'a> {
         self.store
             .begin_with_timeouts(self.policy.lock_timeout, self.policy.statement_timeout)
             .await?;
+        if let Err(e) = self.store.check_fences().await {
+            self.store.rollback().await;
+            return Err(e);
+        }
         if let Err(e) = self.store.write_bookkeeping(&bookkeeping(&stats)).await {
             self.store.rollback().await;
             return Err(Error::db(format!("cannot record migration {}", job.id), e));
@@ -290,6 +349,25 @@ impl<'a> SectionRunner<'a> {
             ));
         }
         Ok(stats)
+    }
+
+    /// The INVALID indexes a `CREATE INDEX CONCURRENTLY` left: the one it
+    /// names, or (unnamed) those that were not INVALID before it.
+    async fn invalid_left(
+        &self,
+        built: &ConcurrentIndex,
+        before: Option<&[InvalidIndex]>,
+    ) -> Result<Vec<InvalidIndex>> {
+        let Some(after) = self.store.invalid_indexes(&built.table).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(after
+            .into_iter()
+            .filter(|i| match &built.name {
+                Some(name) => &i.name == name,
+                None => !before.unwrap_or_default().contains(i),
+            })
+            .collect())
     }
 
     /// After a failed attempt: a lock timeout with retries left is
@@ -343,6 +421,75 @@ impl<'a> SectionRunner<'a> {
         tokio::time::sleep(sleep).await;
         Ok(AfterFailure::Retry(next))
     }
+}
+
+/// `DROP INDEX CONCURRENTLY x;`, for each index.
+fn drop_commands(indexes: &[InvalidIndex]) -> String {
+    indexes
+        .iter()
+        .map(|i| format!("`DROP INDEX CONCURRENTLY {};`", i.qualified))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` over an index of that name that
+/// is INVALID would do nothing and be recorded: refused with the fix. orch
+/// does not drop it itself: it may still be building for someone else.
+fn refuse_invalid_existing(
+    job: &SectionJob<'_>,
+    line: usize,
+    statement: usize,
+    built: &ConcurrentIndex,
+    before: Option<&[InvalidIndex]>,
+) -> Result<()> {
+    let (Some(name), Some(before)) = (&built.name, before) else {
+        return Ok(());
+    };
+    let Some(found) = before.iter().find(|i| &i.name == name) else {
+        return Ok(());
+    };
+    if !built.if_not_exists {
+        return Ok(());
+    }
+    let ran = match statement {
+        0 => String::new(),
+        n => format!(" (its first {n} statement(s) did run and stay applied)"),
+    };
+    Err(Error::refused(
+        format!(
+            "{}:{line}: refusing to run migration {} ({}){ran}: index {} exists but is INVALID (a CREATE INDEX CONCURRENTLY that failed, was cancelled or was killed left it); IF NOT EXISTS would skip it and the migration would be recorded as applied without a usable index",
+            job.path.display(),
+            job.id,
+            job.direction,
+            found.qualified
+        ),
+        Some(format!(
+            "run `DROP INDEX CONCURRENTLY {};` (once nothing builds it: pg_stat_progress_create_index), then the same command again",
+            found.qualified
+        )),
+    ))
+}
+
+/// A `CREATE INDEX CONCURRENTLY` that returned but left its index INVALID.
+fn invalid_after(
+    job: &SectionJob<'_>,
+    line: usize,
+    statement: usize,
+    left: &[InvalidIndex],
+) -> Error {
+    let names: Vec<&str> = left.iter().map(|i| i.qualified.as_str()).collect();
+    Error::failed(format!(
+        "{}:{line}: migration {} ({}) failed: CREATE INDEX CONCURRENTLY returned but left index {} INVALID (PostgreSQL does not use it); the migration is NOT recorded{}\n  next: {}, then the same command again",
+        job.path.display(),
+        job.id,
+        job.direction,
+        names.join(", "),
+        match statement {
+            0 => String::new(),
+            n => format!("; its first {n} statement(s) did run and stay applied"),
+        },
+        drop_commands(left)
+    ))
 }
 
 /// Sample the lock wait often enough to see it before the timeout fires.

@@ -4,6 +4,7 @@
 //! the ordered set with its cross-migration rules (`set`).
 
 pub mod columns;
+pub mod concurrent_index;
 pub mod file;
 pub mod set;
 pub mod source;

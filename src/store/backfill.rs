@@ -11,6 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::error::{Error, PgDiagnostic, Result};
 use crate::store::Store;
+use crate::store::locks::Fence;
 
 /// The key under which `orch backfill PLAN PHASE` (a re-run of a finished
 /// backfill) keeps its cursor rows in `orch.backfill_workers`, beside the
@@ -119,6 +120,22 @@ pub struct BatchFailure {
 impl BatchFailure {
     pub fn sqlstate(&self) -> &str {
         &self.diagnostic.sqlstate
+    }
+}
+
+/// The SQLSTATE-like code of a batch refused because its process lost its
+/// plan's lock (never sent by PostgreSQL: classes starting with O are free).
+pub const LOCK_LOST: &str = "OR001";
+
+/// Why a batch's transaction stopped.
+pub(crate) enum BatchError {
+    Db(tokio_postgres::Error),
+    LockLost(Fence),
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        BatchError::Db(e)
     }
 }
 
@@ -300,8 +317,14 @@ impl Store {
         phase: &str,
         workers: &[WorkerRow],
     ) -> Result<()> {
+        if let Err(e) = self.client().batch_execute("BEGIN").await {
+            return Err(Error::db("cannot record the backfill's ranges", e));
+        }
+        if let Err(e) = self.check_fences().await {
+            self.rollback().await;
+            return Err(e);
+        }
         let result = async {
-            self.client().batch_execute("BEGIN").await?;
             for w in workers {
                 let params: [&(dyn ToSql + Sync); 11] = [
                     &plan,
@@ -355,15 +378,16 @@ impl Store {
         })
     }
 
-    /// Open a batch's transaction under `limits` and lock the worker's
-    /// cursor row; returns where the batch starts (the recorded cursor, or
-    /// the range's start).
+    /// Open a batch's transaction under `limits`, check that this process
+    /// still holds its plan's lock (the fence's barrier is then held until
+    /// the batch commits), and lock the worker's cursor row; returns where
+    /// the batch starts (the recorded cursor, or the range's start).
     pub(crate) async fn begin_batch(
         &self,
         cursor: &CursorStatements,
         range: &BatchRange<'_>,
         limits: BatchLimits,
-    ) -> std::result::Result<Option<Vec<String>>, tokio_postgres::Error> {
+    ) -> std::result::Result<Option<Vec<String>>, BatchError> {
         let begin = format!(
             "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = off;",
             limits.lock_timeout.as_millis(),
@@ -371,6 +395,9 @@ impl Store {
         );
         let client = self.client();
         client.batch_execute(&begin).await?;
+        if let Some(fence) = self.lost_fence_in_transaction().await? {
+            return Err(BatchError::LockLost(fence));
+        }
         let recorded: Option<Vec<String>> = client
             .query_one(&cursor.lock, &[&range.plan, &range.phase, &range.worker])
             .await?
@@ -403,6 +430,19 @@ impl Store {
         ];
         self.client().execute(&cursor.update, &params).await?;
         self.client().batch_execute("COMMIT").await
+    }
+
+    /// Roll a batch back that may not commit: its process lost its lock.
+    pub(crate) async fn abandon_fenced_batch(&self, fence: &Fence) -> BatchFailure {
+        self.rollback().await;
+        BatchFailure {
+            diagnostic: PgDiagnostic {
+                sqlstate: LOCK_LOST.to_string(),
+                message: fence.error().to_string(),
+                ..PgDiagnostic::default()
+            },
+            last: None,
+        }
     }
 
     /// Roll a failed batch back and say what failed.

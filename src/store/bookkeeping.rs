@@ -116,9 +116,16 @@ impl Store {
     }
 
     /// BEGIN, write, COMMIT: for records that describe no other work.
+    /// Nothing is written once a lock this store is fenced by is lost.
     pub async fn commit_bookkeeping(&self, items: &[Bookkeeping]) -> crate::Result<()> {
+        if let Err(e) = self.client().batch_execute("BEGIN").await {
+            return Err(crate::Error::db("cannot record orch's state", e));
+        }
+        if let Err(e) = self.check_fences().await {
+            self.rollback().await;
+            return Err(e);
+        }
         let result = async {
-            self.client().batch_execute("BEGIN").await?;
             self.write_bookkeeping(items).await?;
             self.client().batch_execute("COMMIT").await
         }

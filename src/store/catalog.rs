@@ -55,3 +55,49 @@ impl Store {
         }))
     }
 }
+
+/// An index that is not valid (a `CREATE INDEX CONCURRENTLY` that failed,
+/// was cancelled, or is still building).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidIndex {
+    pub name: String,
+    /// `"schema"."name"`, for the `DROP INDEX CONCURRENTLY` that fixes it.
+    pub qualified: String,
+}
+
+impl Store {
+    /// The INVALID indexes in the schema of `table` (quoted, as
+    /// `to_regclass` reads it); None when there is no such table.
+    pub async fn invalid_indexes(&self, table: &str) -> Result<Option<Vec<InvalidIndex>>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT c.relname::text, format('%I.%I', n.nspname, c.relname)
+                 FROM pg_class t
+                 JOIN pg_class c ON c.relnamespace = t.relnamespace
+                 JOIN pg_index i ON i.indexrelid = c.oid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE t.oid = to_regclass($1) AND NOT i.indisvalid
+                 UNION ALL
+                 SELECT NULL, NULL WHERE to_regclass($1) IS NULL
+                 ORDER BY 1",
+                &[&table],
+            )
+            .await
+            .map_err(|e| Error::db(format!("cannot read the indexes beside {table}"), e))?;
+        if rows
+            .first()
+            .is_some_and(|r| r.get::<_, Option<String>>(0).is_none())
+        {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter()
+                .map(|r| InvalidIndex {
+                    name: r.get(0),
+                    qualified: r.get(1),
+                })
+                .collect(),
+        ))
+    }
+}

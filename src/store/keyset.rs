@@ -11,7 +11,8 @@ use tokio_postgres::types::ToSql;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::backfill::{
-    BatchDone, BatchLimits, BatchRange, BatchResult, CursorStatements, Table, quote_ident,
+    BatchDone, BatchError, BatchLimits, BatchRange, BatchResult, CursorStatements, Table,
+    quote_ident,
 };
 
 /// One key column and its SQL type (from `format_type`, so it is valid SQL).
@@ -248,7 +249,7 @@ impl Store {
         let started = Instant::now();
         let client = self.client();
         let mut batch_end: Option<Vec<String>> = None;
-        let result: std::result::Result<BatchDone, tokio_postgres::Error> = async {
+        let result: std::result::Result<BatchDone, BatchError> = async {
             let after = self.begin_batch(&statements.cursor, range, limits).await?;
             let form = usize::from(after.is_some());
             let mut bounds: Vec<&(dyn ToSql + Sync)> = Vec::new();
@@ -294,7 +295,8 @@ impl Store {
         .await;
         match result {
             Ok(done) => Ok(done),
-            Err(e) => Err(self.abandon_batch(&e, batch_end).await),
+            Err(BatchError::Db(e)) => Err(self.abandon_batch(&e, batch_end).await),
+            Err(BatchError::LockLost(fence)) => Err(self.abandon_fenced_batch(&fence).await),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod keyset;
 pub mod locks;
 pub mod migrations;
+pub mod orphans;
 pub mod plans;
 pub mod schema;
 pub mod session;
@@ -25,6 +26,8 @@ pub struct Store {
     application_name: String,
     /// The role checks run as (`--check-role`), if any.
     check_role: Option<String>,
+    /// The locks whose loss stops this store recording anything.
+    fences: locks::FenceRegistry,
 }
 
 impl Store {
@@ -36,6 +39,7 @@ impl Store {
             settings: settings.clone(),
             application_name: application_name.to_string(),
             check_role: None,
+            fences: locks::FenceRegistry::default(),
         })
     }
 

@@ -97,6 +97,7 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         lock_timeout: engine.options.policy.lock_timeout,
         reporter: engine.reporter,
         stop: engine.stop,
+        fences: engine.store.fences(),
     };
     let end = match backfill::run(job).await {
         Ok(end) => end,
