@@ -2,6 +2,7 @@
 //! confirmed: open a gate, apply a migration, evaluate checks, or run a
 //! backfill, recording the phase's new state with the work.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::engine::checks::{self, BoundCheck};
@@ -12,9 +13,8 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::identity;
 use crate::plan::audit::Verb;
-use crate::plan::format::PhaseSpec;
 use crate::plan::kinds;
-use crate::plan::records::PhaseRecord;
+use crate::plan::records::{PhaseRecord, PlanRecord};
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::plan::{AuditAction, LoadedPlan};
 
@@ -45,19 +45,7 @@ impl PlanEngine<'_> {
         let spec = &plan.spec.phases[index];
         let total = phases.len();
         if current.state.awaits_confirmation() {
-            let what = if current.state == PhaseState::Open {
-                "its gate is open: deploy as instructed, then confirm"
-            } else {
-                "it ran and waits for the operator's confirmation"
-            };
-            return Err(Error::refused(
-                format!(
-                    "refusing to advance plan {name}: phase {} of {total} ({}) is not confirmed; {what}",
-                    index + 1,
-                    current.id
-                ),
-                Some(confirm_command(name, &current.id)),
-            ));
+            return Err(not_confirmed(name, index, total, current));
         }
         let next = transition(spec.kind, current.state, PhaseCommand::Start).map_err(|e| {
             Error::refused(
@@ -65,62 +53,10 @@ impl PlanEngine<'_> {
                 None,
             )
         })?;
-        let mut recheck = Vec::new();
-        if !spec.guard.is_empty() {
-            let times = self.times(&record, &phases, index);
-            let outcomes = self
-                .evaluate(name, spec, &spec.guard, &times, "guard")
-                .await?;
-            if let Some(failures) = checks::describe_failures(&outcomes) {
-                self.store
-                    .commit_bookkeeping(&[self.event(
-                        name,
-                        Some(&spec.id),
-                        AuditAction::GuardFailed,
-                        json!({ "checks": outcomes }),
-                    )])
-                    .await?;
-                return Err(Error::check_failed(
-                    format!(
-                        "refusing to run phase {} ({}) of plan {name}: its guard does not hold\n  {failures}",
-                        index + 1,
-                        spec.id
-                    ),
-                    Some(match earlier_backfill(plan, index) {
-                        // Rows an old application version wrote after the
-                        // backfill are the usual culprit; re-running it fixes them.
-                        Some(backfill) => format!(
-                            "make the guard hold (if rows written after backfill {backfill} ran are what fails it, `orch backfill {name} {backfill}` updates them), then run `orch advance {name}` again"
-                        ),
-                        None => {
-                            format!("make the guard hold, then run `orch advance {name}` again")
-                        }
-                    }),
-                ));
-            }
-            // Evaluated once more inside a migration's own transaction.
-            recheck = spec
-                .guard
-                .iter()
-                .filter_map(|check| BoundCheck::bind(check, &times).ok())
-                .collect();
-        }
+        let recheck = self.guard(plan, &record, &phases, index).await?;
         let resumed = matches!(current.state, PhaseState::Running | PhaseState::Paused);
         let now = self.store.server_time().await?;
-        let mut started = current.clone();
-        started.state = next;
-        started.ran_by = Some(self.options.actor.clone());
-        started.definition_checksum = Some(plan.phase_checksum(index));
-        started.error = None;
-        started.pause_requested = false;
-        // The heartbeat: who runs it, where; its time is the row's (or the
-        // last batch's) update.
-        started.run_pid = Some(std::process::id() as i32);
-        started.run_host = Some(identity::host());
-        if !resumed || started.started_at.is_none() {
-            started.started_at = Some(now);
-        }
-        started.finished_at = None;
+        let started = self.started(plan, index, current, next, resumed, now);
         if !kinds::rules(spec.kind).is_gate() {
             self.reporter.report(Event::PhaseStarted {
                 plan: name.to_string(),
@@ -145,6 +81,84 @@ impl PlanEngine<'_> {
         phases::work(spec.kind).advance(self, step).await
     }
 
+    /// Evaluate phase `index`'s guard: refused (and audited) when it does
+    /// not hold; else the guard, bound, to evaluate again inside a
+    /// migration's own transaction.
+    async fn guard(
+        &self,
+        plan: &LoadedPlan,
+        record: &PlanRecord,
+        phases: &[PhaseRecord],
+        index: usize,
+    ) -> Result<Vec<BoundCheck>> {
+        let (name, spec) = (plan.name(), &plan.spec.phases[index]);
+        if spec.guard.is_empty() {
+            return Ok(Vec::new());
+        }
+        let times = self.times(record, phases, index);
+        let outcomes = self
+            .evaluate(name, spec, &spec.guard, &times, "guard")
+            .await?;
+        if let Some(failures) = checks::describe_failures(&outcomes) {
+            self.store
+                .commit_bookkeeping(&[self.event(
+                    name,
+                    Some(&spec.id),
+                    AuditAction::GuardFailed,
+                    json!({ "checks": outcomes }),
+                )])
+                .await?;
+            return Err(Error::check_failed(
+                format!(
+                    "refusing to run phase {} ({}) of plan {name}: its guard does not hold\n  {failures}",
+                    index + 1,
+                    spec.id
+                ),
+                Some(match earlier_backfill(plan, index) {
+                    // Rows an old application version wrote after the
+                    // backfill are the usual culprit; re-running it fixes them.
+                    Some(backfill) => format!(
+                        "make the guard hold (if rows written after backfill {backfill} ran are what fails it, `orch backfill {name} {backfill}` updates them), then run `orch advance {name}` again"
+                    ),
+                    None => format!("make the guard hold, then run `orch advance {name}` again"),
+                }),
+            ));
+        }
+        Ok(spec
+            .guard
+            .iter()
+            .filter_map(|check| BoundCheck::bind(check, &times).ok())
+            .collect())
+    }
+
+    /// Phase `index`'s row as it starts (or resumes): its new state, who
+    /// runs it and where (the heartbeat), the definition it runs with.
+    fn started(
+        &self,
+        plan: &LoadedPlan,
+        index: usize,
+        current: &PhaseRecord,
+        next: PhaseState,
+        resumed: bool,
+        now: DateTime<Utc>,
+    ) -> PhaseRecord {
+        let mut started = current.clone();
+        started.state = next;
+        started.ran_by = Some(self.options.actor.clone());
+        started.definition_checksum = Some(plan.phase_checksum(index));
+        started.error = None;
+        started.pause_requested = false;
+        // The heartbeat: who runs it, where; its time is the row's (or the
+        // last batch's) update.
+        started.run_pid = Some(std::process::id() as i32);
+        started.run_host = Some(identity::host());
+        if !resumed || started.started_at.is_none() {
+            started.started_at = Some(now);
+        }
+        started.finished_at = None;
+        started
+    }
+
     /// Record a failure of phase `index`, then hand the error back.
     pub(crate) async fn fail(
         &self,
@@ -167,14 +181,22 @@ impl PlanEngine<'_> {
         }
         error
     }
+}
 
-    pub(crate) fn migration_of(&self, spec: &PhaseSpec) -> Result<&crate::migration::Migration> {
-        let name = spec.migration.as_deref().unwrap_or_default();
-        self.migrations.by_name(name).ok_or_else(|| {
-            Error::refused(
-                format!("phase {}: migration {name:?} is missing", spec.id),
-                None,
-            )
-        })
-    }
+/// Why `advance` may not run the phase after `current`: it waits for the
+/// operator's confirmation.
+fn not_confirmed(name: &str, index: usize, total: usize, current: &PhaseRecord) -> Error {
+    let what = if current.state == PhaseState::Open {
+        "its gate is open: deploy as instructed, then confirm"
+    } else {
+        "it ran and waits for the operator's confirmation"
+    };
+    Error::refused(
+        format!(
+            "refusing to advance plan {name}: phase {} of {total} ({}) is not confirmed; {what}",
+            index + 1,
+            current.id
+        ),
+        Some(confirm_command(name, &current.id)),
+    )
 }

@@ -11,7 +11,8 @@ use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event};
-use crate::plan::format::PhaseKind;
+use crate::migration::Migration;
+use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::state::{PhaseCommand, transition};
 use crate::plan::{AuditAction, MigrationOwner};
 use crate::store::bookkeeping::Bookkeeping;
@@ -37,9 +38,21 @@ impl PhaseWork for MigrationPhase {
     }
 }
 
+/// The migration phase `spec` applies (validation made sure it exists; a
+/// file removed since is refused).
+fn migration_of<'a>(engine: &'a PlanEngine<'_>, spec: &PhaseSpec) -> Result<&'a Migration> {
+    let name = spec.migration.as_deref().unwrap_or_default();
+    engine.migrations.by_name(name).ok_or_else(|| {
+        Error::refused(
+            format!("phase {}: migration {name:?} is missing", spec.id),
+            None,
+        )
+    })
+}
+
 async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
-    let file = engine.migration_of(spec)?;
+    let file = migration_of(engine, spec)?;
     if let Some(empty) = empty_up(file) {
         return Err(Error::refused(
             format!(
@@ -162,7 +175,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
         return Ok(String::new());
     }
     let spec = undo.spec();
-    let file = engine.migration_of(spec)?;
+    let file = migration_of(engine, spec)?;
     let down = file
         .down
         .as_ref()
