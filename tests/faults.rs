@@ -222,3 +222,79 @@ fn an_invalid_index_fails_the_migration_and_if_not_exists_over_it_is_refused() {
         Some("t")
     );
 }
+
+// Guards against the real thing the simulated orphans above stand for: after
+// `kill -9` of orch, its ALTER goes on running on the server with its
+// exclusive lock, and the rerun must not run beside it.
+#[test]
+fn a_real_kill_9_leaves_an_alter_running_and_the_rerun_cancels_it() {
+    let s = Session::new();
+    s.execute("CREATE TABLE t (a int)");
+    // Slow while `go_fast` does not exist: the first run sleeps holding
+    // ACCESS EXCLUSIVE on t; the rerun, after `go_fast` is made, does not.
+    s.migration(
+        "1_add_b.sql",
+        "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\nSELECT pg_sleep(CASE WHEN to_regclass('go_fast') IS NULL THEN 120 ELSE 0 END);\n",
+    );
+    let mut child = s.spawn(&["migrate", "up"]);
+    let sleeping = "SELECT count(*) FROM pg_stat_activity
+                    WHERE application_name LIKE 'orch migrate up%' AND state = 'active'
+                      AND query LIKE '%pg_sleep%'";
+    assert!(
+        wait_until(Duration::from_secs(60), || count(&s, sleeping) == 1),
+        "orch's statement never started"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The server has not noticed: the statement still runs, holding its lock.
+    assert_eq!(count(&s, sleeping), 1);
+    s.execute("CREATE TABLE go_fast ()");
+    s.orch(&["migrate", "up", "--lock-wait", "300ms"])
+        .code(5)
+        .stderr_has("pg_sleep");
+    assert!(s.applied().is_empty());
+    s.orch(&["migrate", "up", "--cancel-orphans"]).success();
+    assert_eq!(count(&s, sleeping), 0);
+    assert_eq!(s.applied(), ["1_add_b"]);
+    assert!(s.columns("t").contains(&"b".to_string()));
+}
+
+// Guards against the rerun of a killed `CREATE INDEX CONCURRENTLY`: the
+// orphaned build goes on (here waiting for an old transaction); the rerun
+// cancels it, which leaves an INVALID index, and refuses with the fix
+// instead of recording `IF NOT EXISTS` over it as applied.
+#[test]
+fn a_real_kill_9_during_a_concurrent_index_build_ends_in_a_clear_failure_then_a_valid_index() {
+    let s = Session::new();
+    s.execute("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2);");
+    s.migration("1_unique_a.sql", UNIQUE_INDEX);
+    // An open transaction that has a snapshot: the build waits for it.
+    let old = s.db.connect();
+    old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t;");
+    let mut child = s.spawn(&["migrate", "up"]);
+    let building = "SELECT count(*) FROM pg_stat_activity
+                    WHERE application_name LIKE 'orch migrate up%' AND state = 'active'
+                      AND query LIKE '%CREATE UNIQUE INDEX CONCURRENTLY%'";
+    assert!(
+        wait_until(Duration::from_secs(60), || count(&s, building) == 1),
+        "orch's index build never started"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(count(&s, building), 1, "the orphaned build goes on");
+    s.orch(&["migrate", "up", "--cancel-orphans"])
+        .code(4)
+        .stderr_has("cancelling 1 statement(s)")
+        .stderr_has("index public.t_a exists but is INVALID")
+        .stderr_has("`DROP INDEX CONCURRENTLY public.t_a;`");
+    assert!(s.applied().is_empty());
+    old.execute("COMMIT");
+    s.execute("DROP INDEX CONCURRENTLY public.t_a");
+    s.orch(&["migrate", "up"]).success();
+    assert_eq!(s.applied(), ["1_unique_a"]);
+    assert_eq!(
+        s.value("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
+            .as_deref(),
+        Some("t")
+    );
+}
