@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Run, Session, finish, wait_until};
+use crate::support::{Run, SMALL_PLAN, Session, finish, wait_until};
 
 const PLAN: &str = "posts-location";
 
@@ -360,24 +360,6 @@ fn the_event_log_is_append_only() {
         Some("0")
     );
 }
-
-const SMALL_PLAN: &str = "plan: small
-phases:
-  - id: add-t
-    kind: migration
-    title: Create t
-    migration: create_t
-  - id: gate
-    kind: deploy
-    title: Deploy
-    instructions: deploy it
-  - id: later
-    kind: check
-    title: Later
-    checks:
-      - name: t exists
-        sql: SELECT to_regclass('t') IS NOT NULL
-";
 
 #[test]
 fn failed_phase_is_recorded_and_retried() {

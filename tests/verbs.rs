@@ -4,26 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Conn, Session, finish, wait_until};
-
-/// A migration with a down section, a deploy gate, and a check.
-const SMALL_PLAN: &str = "plan: small
-phases:
-  - id: add-t
-    kind: migration
-    title: Create t
-    migration: create_t
-  - id: gate
-    kind: deploy
-    title: Deploy
-    instructions: deploy it
-  - id: later
-    kind: check
-    title: Later
-    checks:
-      - name: t exists
-        sql: SELECT to_regclass('t') IS NOT NULL
-";
+use crate::support::{Conn, SMALL_PLAN, Session, finish, wait_until};
 
 fn small_session() -> Session {
     let s = Session::new();

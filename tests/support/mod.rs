@@ -409,3 +409,23 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
     condition()
 }
+
+/// A small plan for tests of the verbs: a migration (`create_t`, which the
+/// test writes), a deploy gate, and a check.
+pub const SMALL_PLAN: &str = "plan: small
+phases:
+  - id: add-t
+    kind: migration
+    title: Create t
+    migration: create_t
+  - id: gate
+    kind: deploy
+    title: Deploy
+    instructions: deploy it
+  - id: later
+    kind: check
+    title: Later
+    checks:
+      - name: t exists
+        sql: SELECT to_regclass('t') IS NOT NULL
+";
