@@ -223,6 +223,26 @@ fn an_invalid_index_fails_the_migration_and_if_not_exists_over_it_is_refused() {
     );
 }
 
+/// Start `orch migrate up`, SIGKILL it while its statement matching the
+/// LIKE `pattern` runs, and check that the statement goes on on the server
+/// (it has not noticed); returns the query counting it.
+fn kill_9_migrate_up_during(s: &Session, pattern: &str) -> String {
+    let mut child = s.spawn(&["migrate", "up"]);
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name LIKE 'orch migrate up%' AND state = 'active'
+           AND query LIKE '{pattern}'"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || count(s, &running) == 1),
+        "orch's statement never started"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(count(s, &running), 1, "the orphaned statement goes on");
+    running
+}
+
 // Guards against the real thing the simulated orphans above stand for: after
 // `kill -9` of orch, its ALTER goes on running on the server with its
 // exclusive lock, and the rerun must not run beside it.
@@ -236,25 +256,14 @@ fn a_real_kill_9_leaves_an_alter_running_and_the_rerun_cancels_it() {
         "1_add_b.sql",
         "-- migrate:up\nALTER TABLE t ADD COLUMN b int;\nSELECT pg_sleep(CASE WHEN to_regclass('go_fast') IS NULL THEN 120 ELSE 0 END);\n",
     );
-    let mut child = s.spawn(&["migrate", "up"]);
-    let sleeping = "SELECT count(*) FROM pg_stat_activity
-                    WHERE application_name LIKE 'orch migrate up%' AND state = 'active'
-                      AND query LIKE '%pg_sleep%'";
-    assert!(
-        wait_until(Duration::from_secs(60), || count(&s, sleeping) == 1),
-        "orch's statement never started"
-    );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    // The server has not noticed: the statement still runs, holding its lock.
-    assert_eq!(count(&s, sleeping), 1);
+    let sleeping = kill_9_migrate_up_during(&s, "%pg_sleep%");
     s.execute("CREATE TABLE go_fast ()");
     s.orch(&["migrate", "up", "--lock-wait", "300ms"])
         .code(5)
         .stderr_has("pg_sleep");
     assert!(s.applied().is_empty());
     s.orch(&["migrate", "up", "--cancel-orphans"]).success();
-    assert_eq!(count(&s, sleeping), 0);
+    assert_eq!(count(&s, &sleeping), 0);
     assert_eq!(s.applied(), ["1_add_b"]);
     assert!(s.columns("t").contains(&"b".to_string()));
 }
@@ -271,17 +280,7 @@ fn a_real_kill_9_during_a_concurrent_index_build_ends_in_a_clear_failure_then_a_
     // An open transaction that has a snapshot: the build waits for it.
     let old = s.db.connect();
     old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t;");
-    let mut child = s.spawn(&["migrate", "up"]);
-    let building = "SELECT count(*) FROM pg_stat_activity
-                    WHERE application_name LIKE 'orch migrate up%' AND state = 'active'
-                      AND query LIKE '%CREATE UNIQUE INDEX CONCURRENTLY%'";
-    assert!(
-        wait_until(Duration::from_secs(60), || count(&s, building) == 1),
-        "orch's index build never started"
-    );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert_eq!(count(&s, building), 1, "the orphaned build goes on");
+    kill_9_migrate_up_during(&s, "%CREATE UNIQUE INDEX CONCURRENTLY%");
     s.orch(&["migrate", "up", "--cancel-orphans"])
         .code(4)
         .stderr_has("cancelling 1 statement(s)")
