@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use chrono::{DateTime, Utc};
 
+use crate::plan::{PhaseKind, PhaseState};
 use crate::timefmt;
 
 /// Up or down.
@@ -125,7 +126,7 @@ pub enum Event {
         position: usize,
         total: usize,
         id: String,
-        kind: String,
+        kind: PhaseKind,
         title: String,
         resumed: bool,
     },
@@ -165,7 +166,7 @@ pub enum Event {
         plan: String,
         position: usize,
         id: String,
-        state: String,
+        state: PhaseState,
         note: String,
     },
     /// Backfill: the run started (or resumed).

@@ -17,8 +17,11 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["backfill"],
     // Every SQL statement orch itself issues.
     &["store"],
-    // Pure: plans (format, rules, state machine) and the events the engine emits.
-    &["plan", "events"],
+    // No database: the events the engine emits (they name phase kinds and
+    // states)...
+    &["events"],
+    // ...and plans (format, rules, state machine, audit actions, rows).
+    &["plan"],
     // Pure: migration folders and their sources.
     &["migration"],
     // Leaves.

@@ -17,13 +17,14 @@
 //! - `backfill`: the batched backfill; how a table is cut into batches is a
 //!   walk (`backfill::walk`, one file per walk).
 //! - `store`: every SQL statement orch itself issues, and orch's schema.
-//! - `plan` and `events` (no database): the plan format, its rules (`plan::kinds`,
-//!   one file per phase kind), the phase state machine and the audit log's
-//!   actions, the rows of plan state; the events the engine emits.
+//! - `events` (no database): what the engine emits for a reporter.
+//! - `plan` (no database): the plan format, its rules (`plan::kinds`, one
+//!   file per phase kind), the phase state machine, the audit log's actions
+//!   and the rows of plan state.
 //! - `migration` (no database): migration folders behind one seam
 //!   (`migration::source`, one file per folder format).
 //! - leaves: `sql_text`, `yaml_locate`, `identity`, `pg_server`, `stop`,
-//!   `timefmt`, then `connect`, then `error`.
+//!   `text_file`, `timefmt`, then `connect`, then `error`.
 //!
 //! The library's API is what the binary, the tests and the benchmarks use:
 //! `cli` (the binary's entry), `connect` (connection settings as libpq

@@ -210,7 +210,10 @@ fn plan_line(event: Event) -> Option<String> {
             resumed,
         } => {
             let verb = if resumed { "resuming" } else { "running" };
-            format!("{plan}: {verb} phase {position}/{total} {id} ({kind}): {title}")
+            format!(
+                "{plan}: {verb} phase {position}/{total} {id} ({}): {title}",
+                kind.name()
+            )
         }
         Event::GateOpened {
             plan,
@@ -282,7 +285,10 @@ fn plan_line(event: Event) -> Option<String> {
             } else {
                 format!(" ({note})")
             };
-            format!("{plan}: rolled back phase {position} {id}; it is {state} now{note}")
+            format!(
+                "{plan}: rolled back phase {position} {id}; it is {} now{note}",
+                state.name()
+            )
         }
         _ => return None,
     };

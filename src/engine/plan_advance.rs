@@ -63,7 +63,7 @@ impl PlanEngine<'_> {
                 position: index + 1,
                 total,
                 id: spec.id.clone(),
-                kind: spec.kind.name().to_string(),
+                kind: spec.kind,
                 title: spec.title.clone(),
                 resumed,
             });
@@ -173,6 +173,11 @@ impl PlanEngine<'_> {
         record.error = Some(error.to_string());
         record.finished_at = self.store.server_time().await.ok();
         let detail = json!({ "error": error.to_string() });
+        // A process that lost its lock may record nothing, its failure
+        // included (the error says so already): no second message for it.
+        if matches!(error, Error::LockLost { .. }) {
+            return error;
+        }
         if let Err(e) = self
             .record_phase(plan.name(), record, AuditAction::PhaseFailed, detail)
             .await

@@ -103,7 +103,7 @@ impl PlanEngine<'_> {
             plan: name.to_string(),
             position: index + 1,
             id: spec.id.clone(),
-            state: next.name().to_string(),
+            state: next,
             note,
         });
         Ok(())
