@@ -115,9 +115,10 @@ impl Store {
         Ok(())
     }
 
-    /// BEGIN, write, COMMIT: for records that describe no other work.
-    /// Nothing is written once a lock this store is fenced by is lost.
-    pub async fn commit_bookkeeping(&self, items: &[Bookkeeping]) -> crate::Result<()> {
+    /// BEGIN a transaction that records orch's state, once it has checked
+    /// that this process still holds the locks it is fenced by (else
+    /// nothing is begun, and the error says which lock was lost).
+    pub(crate) async fn begin_fenced(&self) -> crate::Result<()> {
         if let Err(e) = self.client().batch_execute("BEGIN").await {
             return Err(crate::Error::db("cannot record orch's state", e));
         }
@@ -125,6 +126,13 @@ impl Store {
             self.rollback().await;
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// BEGIN, write, COMMIT: for records that describe no other work.
+    /// Nothing is written once a lock this store is fenced by is lost.
+    pub async fn commit_bookkeeping(&self, items: &[Bookkeeping]) -> crate::Result<()> {
+        self.begin_fenced().await?;
         let result = async {
             self.write_bookkeeping(items).await?;
             self.client().batch_execute("COMMIT").await

@@ -161,8 +161,8 @@ impl Store {
 
     /// Create a plan and its (pending) phases.
     pub async fn create_plan(&self, plan: &PlanRecord, phases: &[PhaseRecord]) -> Result<()> {
+        self.begin_fenced().await?;
         let result = async {
-            self.client().batch_execute("BEGIN").await?;
             self.client()
                 .execute(
                     "INSERT INTO orch.plans (name, file, started_checksum, checksum, definition, started_by)
@@ -194,8 +194,8 @@ impl Store {
         phases: &[PhaseRecord],
         event: &Bookkeeping,
     ) -> Result<()> {
+        self.begin_fenced().await?;
         let result = async {
-            self.client().batch_execute("BEGIN").await?;
             // Replaced phases start over: a failed backfill's cursor belongs
             // to the definition it ran with.
             self.client()
@@ -328,7 +328,9 @@ impl Store {
 
     /// Record the latest result of a check (upsert) with an event.
     pub async fn record_check(&self, plan: &str, result: &CheckResultRecord) -> Result<()> {
-        self.client()
+        self.begin_fenced().await?;
+        let written = self
+            .client()
             .execute(
                 "INSERT INTO orch.check_results (plan, phase, check_name, sql, passed, detail, evaluated_at, evaluated_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -346,8 +348,15 @@ impl Store {
                     &result.evaluated_by,
                 ],
             )
-            .await
-            .map_err(|e| Error::db("cannot record a check result", e))?;
+            .await;
+        let committed = match written {
+            Ok(_) => self.client().batch_execute("COMMIT").await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            self.rollback().await;
+            return Err(Error::db("cannot record a check result", e));
+        }
         Ok(())
     }
 
