@@ -369,13 +369,15 @@ const STEPS: &[Step] = &[
         phase: "add-b",
         after: "confirmed",
     },
+    // Each rollback names its phase: a re-run after a kill is then a no-op
+    // when the first had already undone it (never a second undo).
     Step {
-        args: &["rollback", "cols"],
+        args: &["rollback", "cols", "add-b"],
         phase: "add-b",
         after: "pending",
     },
     Step {
-        args: &["rollback", "cols"],
+        args: &["rollback", "cols", "add-a"],
         phase: "add-a",
         after: "pending",
     },
@@ -425,9 +427,12 @@ phases:
             t.run_and_kill(&args, window);
             phases_agree(t).map_err(|e| format!("after a killed {}: {e}", args.join(" ")))?;
         }
-        // As an operator would: look at the state, and act only if the
-        // killed command had not done it.
-        if t.phase_state("cols", step.phase) != step.after {
+        // `confirm PLAN PHASE` and `rollback PLAN PHASE` act once: run
+        // again whatever the killed one did (a no-op when it had finished).
+        // `advance` names no phase, so, as an operator would, it is run
+        // again only if the state shows the killed one had not done it.
+        let names_its_phase = args[0] != "advance";
+        if names_its_phase || t.phase_state("cols", step.phase) != step.after {
             let started = Instant::now();
             let output = t.run(&args);
             window = started.elapsed();
