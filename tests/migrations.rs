@@ -1,6 +1,6 @@
 //! `orch migrate ...` end to end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -470,7 +470,6 @@ fn lock_timeout_retries_until_the_blocker_goes_away() {
         "--lock-retries",
         "30",
     ];
-    let started = Instant::now();
     let child = s.spawn(&args);
     std::thread::sleep(Duration::from_millis(1200));
     blocker.execute("COMMIT");
@@ -481,7 +480,6 @@ fn lock_timeout_retries_until_the_blocker_goes_away() {
         .stderr_has("waiting for AccessExclusiveLock on relation comments")
         .stderr_has(&format!("held by pid {}", blocker.pid()))
         .stderr_has("application_name \"long reader\"");
-    assert!(started.elapsed() >= Duration::from_millis(1200));
     let attempts: i32 = s
         .value("SELECT attempts FROM orch.migrations WHERE name = 'add_flag'")
         .unwrap()

@@ -21,7 +21,7 @@ use crate::plan::{AuditAction, LoadedPlan};
 impl PlanEngine<'_> {
     /// `orch advance PLAN`: run exactly the next phase.
     pub async fn advance(&self, name: &str) -> Result<()> {
-        self.once(name, Verb::Advance, self.advance_locked(name))
+        self.once(name, Verb::Advance, None, self.advance_locked(name))
             .await
     }
 

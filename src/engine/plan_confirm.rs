@@ -24,9 +24,18 @@ impl PlanEngine<'_> {
         by: &str,
         note: Option<&str>,
     ) -> Result<()> {
+        // A phase named by number or id: its id, to tell whether a confirm
+        // that ran meanwhile confirmed the same phase.
+        let named = match (phase, self.plan(name)) {
+            (Some(reference), Ok(plan)) => plan
+                .find_phase(reference)
+                .map(|i| plan.spec.phases[i].id.as_str()),
+            _ => None,
+        };
         self.once(
             name,
             Verb::Confirm,
+            named,
             self.confirm_locked(name, phase, by, note),
         )
         .await

@@ -45,11 +45,21 @@ impl PlanEngine<'_> {
     pub async fn rollback(&self, name: &str, request: RollbackRequest<'_>) -> Result<()> {
         // Bad input is said before waiting for anyone's lock.
         let plan = self.plan(name)?;
-        if let Some(reference) = request.phase {
-            self.phase_index(plan, reference)?;
-        }
-        self.once(name, Verb::Rollback, self.rollback_locked(name, request))
-            .await
+        let named = match request.phase {
+            Some(reference) => Some(
+                plan.spec.phases[self.phase_index(plan, reference)?]
+                    .id
+                    .as_str(),
+            ),
+            None => None,
+        };
+        self.once(
+            name,
+            Verb::Rollback,
+            named,
+            self.rollback_locked(name, request),
+        )
+        .await
     }
 
     async fn rollback_locked(&self, name: &str, request: RollbackRequest<'_>) -> Result<()> {

@@ -99,27 +99,37 @@ impl PlanEngine<'_> {
         &self,
         name: &str,
         verb: Verb,
+        phase: Option<&str>,
         work: impl std::future::Future<Output = Result<()>>,
     ) -> Result<()> {
         let seen = self.store.latest_move(name).await?.map(|e| e.id);
         self.locked(name, async {
             self.store.upgrade_schema().await?;
             match self.store.latest_move(name).await? {
-                Some(moved) if Some(moved.id) != seen => self.moved(name, verb, &moved),
+                Some(moved) if Some(moved.id) != seen => self.moved(name, verb, phase, &moved),
                 _ => work.await,
             }
         })
         .await
     }
 
-    /// The plan moved (`event`) while a `verb` waited for its lock.
-    fn moved(&self, name: &str, verb: Verb, event: &EventRecord) -> Result<()> {
+    /// The plan moved (`event`) while a `verb` waited for its lock. It did
+    /// what this one was asked when it is the same verb, completed, on the
+    /// phase this one names (if it names one).
+    fn moved(
+        &self,
+        name: &str,
+        verb: Verb,
+        phase: Option<&str>,
+        event: &EventRecord,
+    ) -> Result<()> {
         let what = describe_move(event);
         let completed = !matches!(
             event.action,
             AuditAction::PhaseFailed | AuditAction::BackfillPaused
         );
-        if event.action.moved_by() == Some(verb) && completed {
+        let same_phase = phase.is_none_or(|id| event.phase.as_deref() == Some(id));
+        if event.action.moved_by() == Some(verb) && completed && same_phase {
             self.reporter.report(Event::Info {
                 message: format!(
                     "plan {name} moved while this {} waited for its lock ({what}): another orch did it; nothing more done",

@@ -272,20 +272,15 @@ const HELD_PLAN: &str = "
 /// previous holder checked can commit after the new holder starts.
 const BARRIER_MIGRATIONS: &str = "SELECT pg_advisory_xact_lock($2::int, $1::int)::text";
 const BARRIER_PLAN: &str = "SELECT pg_advisory_xact_lock($2::int, hashtext($1::text))::text";
-const FENCE_MIGRATIONS: &str = "
-    WITH barrier AS (SELECT pg_advisory_xact_lock_shared($4::int, $2::int)::text AS b)
-    SELECT EXISTS (SELECT 1 FROM pg_locks l, barrier
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid = $3
-      AND l.classid::bigint = ($1::int::bigint & 4294967295)
-      AND l.objid::bigint = ($2::int::bigint & 4294967295)
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))";
-const FENCE_PLAN: &str = "
-    WITH barrier AS (SELECT pg_advisory_xact_lock_shared($4::int, hashtext($2::text))::text AS b)
-    SELECT EXISTS (SELECT 1 FROM pg_locks l, barrier
-    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid = $3
-      AND l.classid::bigint = ($1::int::bigint & 4294967295)
-      AND l.objid::bigint = (hashtext($2::text)::bigint & 4294967295)
-      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))";
+/// The shared side of the barrier, a statement of its own run before the
+/// held-check (`HELD_*`): within one statement SQL does not say whether
+/// `pg_locks` or the barrier is evaluated first, and the check must come
+/// after the barrier is held. (`$1` and `$3` are the held-check's, selected
+/// so both statements take the same parameters.)
+const FENCE_MIGRATIONS: &str =
+    "SELECT pg_advisory_xact_lock_shared($4::int, $2::int)::text, $1::int, $3::int";
+const FENCE_PLAN: &str =
+    "SELECT pg_advisory_xact_lock_shared($4::int, hashtext($2::text))::text, $1::int, $3::int";
 
 /// A lock's session must not be closed for idling.
 const NO_IDLE_TIMEOUTS: &str = "SELECT count(set_config(name, '0', false)) FROM pg_settings
@@ -495,11 +490,18 @@ impl super::Store {
             if fence.is_lost() {
                 return Ok(Some(fence));
             }
-            let row = self
-                .client()
+            // The barrier first, then the check, as two statements.
+            self.client()
                 .query_one(
                     fence_sql(&fence.scope),
                     &fence_params(&fence.scope, &fence.pid),
+                )
+                .await?;
+            let row = self
+                .client()
+                .query_one(
+                    held_sql(&fence.scope),
+                    &held_params(&fence.scope, &fence.pid),
                 )
                 .await?;
             if !row.get::<_, bool>(0) {

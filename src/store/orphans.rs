@@ -38,8 +38,17 @@ const ORPHANS: &str = r"
       AND a.state IS NOT NULL AND a.state <> 'idle'
       AND a.pid <> ALL($1::int[])
       AND a.application_name NOT LIKE '%lock)'
+      -- A session that holds or waits for one of orch's locks is a live
+      -- process's lock session (its name may have been cut at 63 bytes).
+      AND NOT EXISTS (SELECT 1 FROM pg_locks own
+                      WHERE own.pid = a.pid AND own.locktype = 'advisory'
+                        AND own.classid::bigint = ($4::int::bigint & 4294967295))
       AND (a.application_name LIKE ANY($2::text[])
            OR ($3 AND (a.application_name LIKE 'orch advance %' OR a.application_name LIKE 'orch rollback %')
+               -- Only when its lock session's name ('... (lock)') fits in
+               -- the 63 bytes PostgreSQL keeps: else it cannot be told
+               -- whether the process still holds its lock, and it is left be.
+               AND octet_length(a.application_name) + 7 <= 63
                AND NOT EXISTS (
                    SELECT 1 FROM pg_stat_activity h JOIN pg_locks l ON l.pid = h.pid
                    WHERE l.locktype = 'advisory' AND l.granted
