@@ -239,3 +239,28 @@ fn a_schema_1_database_is_upgraded_and_still_read() {
         .code(4)
         .stderr_has("newer than this orch understands");
 }
+
+#[test]
+fn a_rollback_of_another_phase_meanwhile_is_not_taken_for_this_one() {
+    // Guards against `rollback P A` answering "another orch did it" (exit 0)
+    // when the rollback that ran while it waited undid phase B, not A.
+    let s = small_session();
+    s.orch(&["advance", "small"]).success();
+    s.orch(&["confirm", "small", "--by", "a"]).success();
+    s.orch(&["advance", "small"]).success();
+    s.orch(&["confirm", "small", "--by", "a"]).success();
+    s.orch(&["advance", "small"]).success();
+    let lock = hold_plan_lock(&s);
+    let gate = ["rollback", "small", "gate", "--lock-wait", "60s"];
+    let later = ["rollback", "small", "later", "--lock-wait", "60s"];
+    let (g, l) = (s.spawn(&gate), s.spawn(&later));
+    release_when_waiting(&s, lock, &["rollback", "rollback"]);
+    let (g, l) = (finish(g, &gate), finish(l, &later));
+    // Whichever ran first, only `later` is undone, and `rollback small gate`
+    // says it did nothing.
+    l.success();
+    g.code(4);
+    assert_eq!(events(&s, "rolled_back"), 1);
+    assert_eq!(state(&s, "later"), "pending");
+    assert_eq!(state(&s, "gate"), "confirmed");
+}
