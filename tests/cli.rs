@@ -229,25 +229,32 @@ fn completions_for_every_shell() {
     }
     // The bash script is valid bash (when bash is here to say so).
     let bash = orch_alone(&["completions", "bash"]);
-    if let Ok(mut child) = Command::new("bash")
-        .arg("-n")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(bash.stdout.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+    if let Some(out) = pipe_through("bash", &["-n"], &bash.stdout) {
         assert!(
             out.status.success(),
             "bash -n: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `input` through `program args`, when the program is installed (None
+/// when it is not: the check is then skipped).
+fn pipe_through(program: &str, args: &[&str], input: &str) -> Option<std::process::Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
 }
 
 #[test]
@@ -259,20 +266,7 @@ fn man_page_renders() {
         .stdout_has("completions")
         .stdout_has("Exit codes:");
     // Rendered by groff when it is installed: no warnings, the sections show.
-    if let Ok(mut child) = Command::new("groff")
-        .args(["-man", "-Tutf8", "-ww", "-P-cbou"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(run.stdout.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+    if let Some(out) = pipe_through("groff", &["-man", "-Tutf8", "-ww", "-P-cbou"], &run.stdout) {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());
         assert!(

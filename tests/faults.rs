@@ -187,6 +187,11 @@ fn migrate_up_cancels_what_a_killed_migrate_up_left_running() {
     assert_eq!(s.applied(), ["1_add_b"]);
 }
 
+/// Whether index `t_a` is valid (`t`/`f`), if it exists.
+fn t_a_valid(s: &Session) -> Option<String> {
+    s.value("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
+}
+
 const UNIQUE_INDEX: &str = "-- migrate:up transaction:false\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a ON t (a);\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY t_a;\n";
 
 // Guards against recording a migration as applied while the index its
@@ -201,11 +206,7 @@ fn an_invalid_index_fails_the_migration_and_if_not_exists_over_it_is_refused() {
         .stderr_has("could not create unique index")
         .stderr_has("`DROP INDEX CONCURRENTLY public.t_a;`");
     assert!(s.applied().is_empty());
-    assert_eq!(
-        s.value("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
-            .as_deref(),
-        Some("f")
-    );
+    assert_eq!(t_a_valid(&s).as_deref(), Some("f"));
     // IF NOT EXISTS would skip the INVALID index: refused with the fix.
     s.orch(&["migrate", "up"])
         .code(4)
@@ -216,11 +217,7 @@ fn an_invalid_index_fails_the_migration_and_if_not_exists_over_it_is_refused() {
     s.execute("DROP INDEX CONCURRENTLY public.t_a");
     s.orch(&["migrate", "up"]).success();
     assert_eq!(s.applied(), ["1_unique_a"]);
-    assert_eq!(
-        s.value("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
-            .as_deref(),
-        Some("t")
-    );
+    assert_eq!(t_a_valid(&s).as_deref(), Some("t"));
 }
 
 /// Start `orch migrate up`, SIGKILL it while its statement matching the
@@ -291,9 +288,5 @@ fn a_real_kill_9_during_a_concurrent_index_build_ends_in_a_clear_failure_then_a_
     s.execute("DROP INDEX CONCURRENTLY public.t_a");
     s.orch(&["migrate", "up"]).success();
     assert_eq!(s.applied(), ["1_unique_a"]);
-    assert_eq!(
-        s.value("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a'::regclass")
-            .as_deref(),
-        Some("t")
-    );
+    assert_eq!(t_a_valid(&s).as_deref(), Some("t"));
 }
