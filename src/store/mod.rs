@@ -133,11 +133,7 @@ impl Store {
         if self.schema_exists().await? {
             return self.check_schema_version().await;
         }
-        let lock = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({}, {});",
-            schema::LOCK_CLASS,
-            schema::BOOTSTRAP_LOCK
-        );
+        let lock = bootstrap_begin();
         let result = async {
             self.client.batch_execute(&lock).await?;
             self.client.batch_execute(schema::CREATE).await?;
@@ -182,11 +178,7 @@ impl Store {
     async fn check_schema_version(&self) -> Result<()> {
         let version = self.schema_version().await?;
         if version < schema::SCHEMA_VERSION {
-            let lock = format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({}, {});",
-                schema::LOCK_CLASS,
-                schema::BOOTSTRAP_LOCK
-            );
+            let lock = bootstrap_begin();
             let result = async {
                 self.client.batch_execute(&lock).await?;
                 let row = self
@@ -254,4 +246,14 @@ impl Store {
             .map_err(|e| Error::db("cannot read deadlock_timeout", e))?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
+}
+
+/// BEGIN a transaction holding the bootstrap lock: creating or upgrading
+/// orch's schema is done by one process at a time.
+fn bootstrap_begin() -> String {
+    format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({}, {});",
+        schema::LOCK_CLASS,
+        schema::BOOTSTRAP_LOCK
+    )
 }
