@@ -331,6 +331,7 @@ fn migrations() -> MigrationSet {
     MigrationSet {
         dir: "migrations".into(),
         files: vec![file("add_loc", 2), file("drop_lat_lng", 3)],
+        ..MigrationSet::default()
     }
 }
 

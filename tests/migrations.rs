@@ -273,7 +273,7 @@ fn out_of_order_needs_explicit_flag() {
     s.orch(&["migrate", "up"]).success();
     s.migration("2_b.sql", "-- migrate:up\nCREATE TABLE b ();\n");
     s.orch(&["migrate", "up"]).code(4).stderr_has(
-        "migrations/2_b.sql is pending but older than the newest applied migration (3)",
+        "migrations/2_b.sql is pending but comes before the newest applied migration (3)",
     );
     assert!(!s.has_table("b"));
     s.orch(&["migrate", "up", "--allow-out-of-order"])

@@ -8,6 +8,7 @@ use clap_complete::Shell;
 
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::EXIT_CODES_HELP;
+use crate::migration::source::Format;
 use crate::plan::tuning;
 use crate::timefmt::{parse_duration, parse_duration_with_unit};
 
@@ -73,6 +74,10 @@ pub struct GlobalArgs {
         value_name = "DIR"
     )]
     pub migrations_dir: PathBuf,
+
+    /// Format of the migrations folder (default: detected from its files).
+    #[arg(long, global = true, env = "ORCH_MIGRATIONS_FORMAT", value_name = "NAME", value_parser = parse_format)]
+    pub format: Option<Format>,
 
     /// Directory of plan files.
     #[arg(
@@ -415,4 +420,8 @@ pub struct DemoArgs {
     pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub locks: LockArgs,
+}
+
+fn parse_format(text: &str) -> std::result::Result<Format, String> {
+    Format::parse(text)
 }

@@ -8,7 +8,7 @@ use crate::plan::PlanSet;
 use crate::plan::kinds;
 
 pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
-    let migrations = MigrationSet::load(&ctx.migrations_dir)?;
+    let migrations = MigrationSet::load(&ctx.migrations_dir, ctx.format)?;
     let (plans, problems) = PlanSet::load_all(&ctx.plans_dir, &migrations)?;
     let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut problems: Vec<Error> = problems

@@ -1,8 +1,6 @@
 //! `orch migrate ...`: wiring the command line to the migrator, and the
 //! status table.
 
-use std::path::Path;
-
 use crate::cli::Context;
 use crate::cli::args::{LockArgs, MigrateCommand};
 use crate::engine::attention;
@@ -13,7 +11,7 @@ use crate::timefmt;
 
 pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
     match command {
-        MigrateCommand::Create { name } => create(&ctx.migrations_dir, &name),
+        MigrateCommand::Create { name } => create(ctx, &name),
         MigrateCommand::Up {
             count,
             to,
@@ -77,10 +75,11 @@ fn options(
     }
 }
 
-fn create(dir: &Path, name: &str) -> Result<()> {
-    let set = MigrationSet::load(dir)?;
-    let path = crate::migration::set::create(dir, &set, name, chrono::Utc::now())?;
-    println!("created {}", path.display());
+fn create(ctx: &Context, name: &str) -> Result<()> {
+    let set = MigrationSet::load(&ctx.migrations_dir, ctx.format)?;
+    for path in crate::migration::set::create(&set, name, chrono::Utc::now())? {
+        println!("created {}", path.display());
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ use crate::connect::ConnectionSettings;
 use crate::engine::workspace::{Folders, Workspace};
 use crate::error::Result;
 use crate::events::Reporter;
+use crate::migration::source::Format;
 
 pub use args::Cli;
 
@@ -38,6 +39,7 @@ pub fn parse() -> Cli {
 pub struct Context {
     pub database_url: Option<String>,
     pub migrations_dir: PathBuf,
+    pub format: Option<Format>,
     pub plans_dir: PathBuf,
     pub actor: String,
     pub reporter: Box<dyn Reporter>,
@@ -48,6 +50,7 @@ impl Context {
         Context {
             database_url: global.database_url.clone(),
             migrations_dir: global.migrations_dir.clone(),
+            format: global.format,
             plans_dir: global.plans_dir.clone(),
             actor: crate::identity::actor(),
             reporter: Box::new(report::HumanReporter::new()),
@@ -66,6 +69,7 @@ impl Context {
     pub async fn workspace(&self, command: &str) -> Result<Workspace> {
         let folders = Folders {
             migrations: &self.migrations_dir,
+            format: self.format,
             plans: &self.plans_dir,
         };
         Workspace::open(

@@ -243,6 +243,7 @@ async fn run_on(
     }
     let folders = Folders {
         migrations: &project.path().join("migrations"),
+        format: None,
         plans: &project.path().join("plans"),
     };
     let workspace = Workspace::open(folders, &target.settings, "orch demo").await?;

@@ -12,7 +12,9 @@ use crate::engine::orphans;
 use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
-use crate::migration::{Migration, MigrationSet};
+use crate::migration::file::{NOTHING_TO_UNDO, numeric_order};
+use crate::migration::transactional::check_transactional_statements;
+use crate::migration::{Migration, MigrationSet, Section};
 use crate::plan::{MigrationOwner, Owners};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
@@ -103,7 +105,7 @@ pub fn status(
                 file: Some(f.path.display().to_string()),
                 state,
                 applied: record.cloned(),
-                owner: owners.get(&f.name).cloned(),
+                owner: owners.of(f.version, &f.name).cloned(),
             }
         })
         .collect();
@@ -115,12 +117,19 @@ pub fn status(
                 file: None,
                 state: MigrationState::Missing,
                 applied: Some(a.clone()),
-                owner: owners.get(&a.name).cloned(),
+                owner: owners.of(a.version, &a.name).cloned(),
             });
         }
     }
-    out.sort_by_key(|s| s.version);
+    out.sort_by_cached_key(|s| (order_of(set, s.version), s.version));
     out
+}
+
+/// Where a version sits in the folder's apply order: its file's order key,
+/// or for a version whose file is gone, the numeric one.
+fn order_of(set: &MigrationSet, version: i64) -> String {
+    set.by_version(version)
+        .map_or_else(|| numeric_order(version), |f| f.order.clone())
 }
 
 /// What `up` will do: the files to apply, and the plan-owned migration it
@@ -151,10 +160,12 @@ pub fn plan_up<'a>(
             _ => {}
         }
     }
+    // Out of order means before the newest applied migration in the
+    // folder's apply order (not necessarily by version number).
     let newest_applied = applied
         .iter()
-        .filter(|a| !owners.contains_key(&a.name))
-        .map(|a| a.version)
+        .filter(|a| !owners.owns(a.version, &a.name))
+        .filter_map(|a| set.position(a.version).map(|p| (p, a.version)))
         .max();
     let pending: Vec<&Migration> = set
         .files
@@ -162,14 +173,14 @@ pub fn plan_up<'a>(
         .filter(|f| !applied.iter().any(|a| a.version == f.version))
         .collect();
     if !options.allow_out_of_order
-        && let Some(newest) = newest_applied
+        && let Some((newest_position, newest)) = newest_applied
     {
-        for f in pending
-            .iter()
-            .filter(|f| f.version < newest && !owners.contains_key(&f.name))
-        {
+        for f in pending.iter().filter(|f| {
+            set.position(f.version).is_some_and(|p| p < newest_position)
+                && !owners.owns(f.version, &f.name)
+        }) {
             problems.push(format!(
-                    "{} is pending but older than the newest applied migration ({newest}); this usually follows a branch merge. Check it does not depend on newer migrations, then run with --allow-out-of-order (or give it a newer version)",
+                    "{} is pending but comes before the newest applied migration ({newest}); this usually follows a branch merge. Check it does not depend on newer migrations, then run with --allow-out-of-order (or give it a newer version)",
                     f.path.display()
                 ));
         }
@@ -190,11 +201,15 @@ pub fn plan_up<'a>(
             "--to {version}: there is no migration with that version"
         )));
     }
+    let last = match target {
+        UpTarget::To(version) => set.position(version),
+        _ => None,
+    };
     let mut apply = Vec::new();
     let mut stopped_before = None;
     for f in pending {
-        if let UpTarget::To(version) = target
-            && f.version > version
+        if let Some(last) = last
+            && set.position(f.version).is_some_and(|p| p > last)
         {
             break;
         }
@@ -203,12 +218,13 @@ pub fn plan_up<'a>(
         {
             break;
         }
-        if let Some(owner) = owners.get(&f.name) {
+        if let Some(owner) = owners.of(f.version, &f.name) {
             stopped_before = Some((f, owner.clone()));
             break;
         }
         apply.push(f);
     }
+    unfit_for_transactions(apply.iter().map(|f| &f.up))?;
     let empty: Vec<String> = apply.iter().filter_map(|f| empty_up(f)).collect();
     if !empty.is_empty() {
         return Err(Error::refused(
@@ -223,6 +239,20 @@ pub fn plan_up<'a>(
         apply,
         stopped_before,
     })
+}
+
+/// Refuse, as invalid input naming each file:line, the sections about to
+/// run that hold a statement their transaction cannot (checked only for
+/// sections that run: a down section nobody runs never blocks `up`).
+fn unfit_for_transactions<'a>(sections: impl Iterator<Item = &'a Section>) -> Result<()> {
+    let mut problems: Vec<Error> = sections
+        .filter_map(|s| check_transactional_statements(s).err())
+        .collect();
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        _ => Err(Error::Invalid(problems)),
+    }
 }
 
 /// Why `migration` may not be applied: its up section holds no statement,
@@ -269,7 +299,7 @@ pub fn plan_down<'a>(
     options: &MigrateOptions,
 ) -> Result<Vec<&'a Migration>> {
     let mut newest_first: Vec<&AppliedMigration> = applied.iter().collect();
-    newest_first.sort_by_key(|a| std::cmp::Reverse(a.version));
+    newest_first.sort_by_cached_key(|a| std::cmp::Reverse((order_of(set, a.version), a.version)));
     let mut revert = Vec::new();
     let mut problems = Vec::new();
     for a in newest_first.into_iter().take(count) {
@@ -277,7 +307,7 @@ pub fn plan_down<'a>(
         // One a plan applied is undone by the plan; one applied outside its
         // plan (before the plan existed) may be reverted here, so the plan
         // can apply it.
-        if let Some(owner) = owners.get(&a.name)
+        if let Some(owner) = owners.of(a.version, &a.name)
             && a.plan.is_some()
         {
             problems.push(format!(
@@ -298,9 +328,9 @@ pub fn plan_down<'a>(
             continue;
         }
         match &file.down {
-            Some(down) if !down.is_empty() => revert.push(file),
+            Some(down) if !down.is_empty() || down.says_nothing_to_undo() => revert.push(file),
             _ => problems.push(format!(
-                "{} has no down section (or an empty one), so it cannot be reverted; write its \"-- migrate:down\" section first",
+                "{} has no down section (or an empty one), so it cannot be reverted; write its down section first (or, when there is truly nothing to undo, a down section holding only the comment \"-- {NOTHING_TO_UNDO}\")",
                 file.path.display()
             )),
         }
@@ -311,6 +341,7 @@ pub fn plan_down<'a>(
             None,
         ));
     }
+    unfit_for_transactions(revert.iter().filter_map(|f| f.down.as_ref()))?;
     Ok(revert)
 }
 
@@ -555,6 +586,7 @@ mod tests {
         MigrationSet {
             dir: "migrations".into(),
             files,
+            ..MigrationSet::default()
         }
     }
 
@@ -650,7 +682,7 @@ mod tests {
         let err = plan_up(&s, &done, &Owners::new(), UpTarget::All, &options()).unwrap_err();
         assert!(
             err.to_string()
-                .contains("migrations/2_b.sql is pending but older"),
+                .contains("migrations/2_b.sql is pending but comes before"),
             "{err}"
         );
         let allowed = MigrateOptions {
@@ -670,7 +702,7 @@ mod tests {
         ]);
         let mut owners = Owners::new();
         owners.insert(
-            "b".into(),
+            "b",
             MigrationOwner {
                 plan: "p".into(),
                 position: 1,
@@ -691,7 +723,7 @@ mod tests {
         ]);
         let mut owners = Owners::new();
         owners.insert(
-            "c".into(),
+            "c",
             MigrationOwner {
                 plan: "p".into(),
                 position: 1,

@@ -128,10 +128,10 @@ pub fn changed_migrations(
         .filter_map(|p| {
             let spec = plan.spec.phases.get((p.position - 1) as usize)?;
             let name = spec.migration.as_deref()?;
+            let file = set.by_reference(name)?;
             let done = applied
                 .iter()
-                .find(|a| a.name == name && a.plan.as_deref() == Some(plan.name()))?;
-            let file = set.by_name(name)?;
+                .find(|a| a.version == file.version && a.plan.as_deref() == Some(plan.name()))?;
             (file.checksum != done.checksum).then(|| {
                 format!(
                     "{} changed after phase {} ({}) applied it on {}",

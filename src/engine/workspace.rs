@@ -11,6 +11,7 @@ use crate::engine::{phases, written_columns};
 use crate::error::{Error, Result};
 use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
+use crate::migration::source::Format;
 use crate::plan::ownership::add_owners;
 use crate::plan::suggest;
 use crate::plan::{LoadedPlan, Owners, PlanSet, PlanSpec};
@@ -21,13 +22,15 @@ use crate::store::Store;
 #[derive(Debug, Clone, Copy)]
 pub struct Folders<'a> {
     pub migrations: &'a Path,
+    /// The migrations folder's format; None: detected.
+    pub format: Option<Format>,
     pub plans: &'a Path,
 }
 
 impl Folders<'_> {
     /// Read and validate the migrations, then the plans against them.
     pub fn read(&self) -> Result<(MigrationSet, PlanSet)> {
-        let migrations = MigrationSet::load(self.migrations)?;
+        let migrations = MigrationSet::load(self.migrations, self.format)?;
         let plans = PlanSet::load(self.plans, &migrations)?;
         Ok((migrations, plans))
     }

@@ -23,7 +23,7 @@ pub(crate) async fn columns_still_required(
         phases[index]
             .migration
             .as_deref()
-            .and_then(|name| migrations.by_name(name))
+            .and_then(|name| migrations.by_reference(name))
             .map(|m| m.up.sql.as_str())
     };
     let mut warnings = Vec::new();

@@ -34,14 +34,40 @@ impl Section {
     pub fn is_empty(&self) -> bool {
         sql_text::split_statements(&self.sql).is_empty()
     }
+
+    /// True when the section is empty on purpose: it holds no statement and
+    /// says so with a comment line `-- nothing to undo` (any case, in any
+    /// format). An empty down section without it is taken for one not yet
+    /// written, and `down` refuses it.
+    pub fn says_nothing_to_undo(&self) -> bool {
+        self.is_empty()
+            && self.sql.lines().any(|line| {
+                line.trim().strip_prefix("--").is_some_and(|c| {
+                    c.trim()
+                        .trim_end_matches('.')
+                        .eq_ignore_ascii_case(NOTHING_TO_UNDO)
+                })
+            })
+    }
 }
+
+/// The comment that marks an empty down section as intended.
+pub const NOTHING_TO_UNDO: &str = "nothing to undo";
 
 /// One migration, as a [`MigrationSource`](crate::migration::MigrationSource)
 /// yields it and orch applies it.
 #[derive(Debug, Clone)]
 pub struct Migration {
-    /// The numeric version; migrations apply in its order.
+    /// The numeric version: unique in the folder, and the key of orch's
+    /// history.
     pub version: i64,
+    /// What migrations apply in order of (then by version): the folder
+    /// format's own order, e.g. [`numeric_order`] or diesel's text order.
+    pub order: String,
+    /// What the folder's own tool calls the migration in its tracking table
+    /// (dbmate's and diesel's version text, node-pg-migrate's file name...),
+    /// so `orch migrate adopt` can match its rows to files.
+    pub tool_id: String,
     /// The name plans refer to the migration by.
     pub name: String,
     /// Where the migration is, as shown to people (status, refusals): its
@@ -62,6 +88,11 @@ impl Migration {
     pub fn id(&self) -> String {
         format!("{}_{}", self.version, self.name)
     }
+}
+
+/// The order key of formats that apply migrations in numeric version order.
+pub fn numeric_order(version: i64) -> String {
+    format!("{version:020}")
 }
 
 /// Hex SHA-256, the checksum recorded for applied migrations.

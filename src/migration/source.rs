@@ -1,17 +1,25 @@
 //! The seam where migration-folder formats plug in. A source finds and
-//! parses its folder's migrations; the set's rules (unique versions and
-//! names, order by version) then apply to whatever any source yields.
-//! One file per format under `source/`.
+//! parses its folder's migrations; the set's rules (unique versions, the
+//! format's order) then apply to whatever any source yields. One file per
+//! format under `source/`; [`Format`] names them, [`detect`] tells them
+//! apart, [`open`] makes the source of a folder.
 
 pub mod dbmate;
+mod detect;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::migration::file::Migration;
+use crate::migration::set::MigrationSet;
+
+pub use detect::detect;
 
 /// Where migrations come from: one implementation per folder format.
 pub trait MigrationSource {
+    /// The format this source reads.
+    fn format(&self) -> Format;
+
     /// The folder the migrations are in, named in messages.
     fn dir(&self) -> &Path;
 
@@ -20,16 +28,29 @@ pub trait MigrationSource {
     /// cannot be read at all, e.g. its folder cannot be listed; a missing
     /// folder is no migrations.
     fn resolve(&self) -> Result<Resolved>;
+
+    /// `orch migrate create`: write a new, empty migration `name` in this
+    /// format, with a version no migration of `set` has (see
+    /// [`new_version`]); never overwrite a file. Returns the files written.
+    fn create(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<PathBuf>>;
 }
 
-/// What a source found: the migrations it parsed and the problems of the
-/// ones it could not.
+/// What a source found: the migrations it parsed, the problems of the
+/// ones it could not, and notes about what it left alone.
 #[derive(Debug, Default)]
 pub struct Resolved {
     /// The migrations parsed, in any order (the set sorts them).
     pub migrations: Vec<Migration>,
     /// Each problem found, usually an `Error::InvalidMigration` at file:line.
     pub problems: Vec<Error>,
+    /// What the source ignored and why (a README, a loose file), shown as
+    /// warnings.
+    pub notes: Vec<String>,
 }
 
 impl Resolved {
@@ -39,5 +60,179 @@ impl Resolved {
             Ok(migration) => self.migrations.push(migration),
             Err(problem) => self.problems.push(problem),
         }
+    }
+}
+
+/// The migration-folder formats orch reads as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// dbmate's, which is orch's own: `VERSION_name.sql` with
+    /// `-- migrate:up` / `-- migrate:down`.
+    Dbmate,
+    /// diesel's: a folder per migration, `VERSION_name/up.sql` + `down.sql`.
+    Diesel,
+    /// golang-migrate's: `N_title.up.sql` / `N_title.down.sql`.
+    GolangMigrate,
+    /// goose's SQL files: `-- +goose Up` / `-- +goose Down`.
+    Goose,
+    /// sqlx's: `VERSION_desc.sql`, or `VERSION_desc.up.sql` / `.down.sql`.
+    Sqlx,
+    /// node-pg-migrate's: `.sql` with `-- Up Migration`, or plain `.js`.
+    NodePgMigrate,
+}
+
+impl Format {
+    /// Every format, in the order messages list them.
+    pub const ALL: &'static [Format] = &[
+        Format::Dbmate,
+        Format::Diesel,
+        Format::GolangMigrate,
+        Format::Goose,
+        Format::Sqlx,
+        Format::NodePgMigrate,
+    ];
+
+    /// The name `--format` takes and messages use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Dbmate => "dbmate",
+            Format::Diesel => "diesel",
+            Format::GolangMigrate => "golang-migrate",
+            Format::Goose => "goose",
+            Format::Sqlx => "sqlx",
+            Format::NodePgMigrate => "node-pg-migrate",
+        }
+    }
+
+    /// The format named `name` (`orch` is dbmate's, orch's own).
+    pub fn parse(name: &str) -> std::result::Result<Format, String> {
+        if name == "orch" {
+            return Ok(Format::Dbmate);
+        }
+        Format::ALL
+            .iter()
+            .copied()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "unknown migration folder format {name:?} (known: orch, {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The source reading `dir` in `format`.
+pub fn open(format: Format, dir: &Path) -> Box<dyn MigrationSource> {
+    match format {
+        Format::Dbmate => Box::new(dbmate::DbmateFolder::new(dir)),
+        // SEAM-TODO(issue 10): each format's reader replaces its arm.
+        other => Box::new(Unread(other, dir.to_path_buf())),
+    }
+}
+
+/// SEAM-TODO(issue 10): a format whose reader is not written yet.
+struct Unread(Format, PathBuf);
+
+impl MigrationSource for Unread {
+    fn format(&self) -> Format {
+        self.0
+    }
+    fn dir(&self) -> &Path {
+        &self.1
+    }
+    fn resolve(&self) -> Result<Resolved> {
+        Err(Error::Usage(format!(
+            "{}: cannot read {} folders yet",
+            self.1.display(),
+            self.0
+        )))
+    }
+    fn create(
+        &self,
+        _: &MigrationSet,
+        _: &str,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<PathBuf>> {
+        self.resolve().map(|_| Vec::new())
+    }
+}
+
+/// The version of a new migration created at `now`: its UTC time as
+/// `YYYYMMDDHHMMSS`, moved on a second at a time past any version `set`
+/// has, so two migrations created in the same second never share one.
+pub fn new_version(set: &MigrationSet, now: chrono::DateTime<chrono::Utc>) -> i64 {
+    let mut at = now;
+    loop {
+        let version: i64 = at
+            .format("%Y%m%d%H%M%S")
+            .to_string()
+            .parse()
+            .expect("a formatted timestamp is digits");
+        if set.by_version(version).is_none() {
+            return version;
+        }
+        at += chrono::Duration::seconds(1);
+    }
+}
+
+/// Create `path` with `text`, refusing to overwrite anything (also a file
+/// created between listing the folder and now).
+pub fn write_new_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io("cannot create the migrations directory", parent, e))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io("cannot create migration file", path, e))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| Error::io("cannot write migration file", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip() {
+        for &format in Format::ALL {
+            assert_eq!(Format::parse(format.name()), Ok(format));
+        }
+        assert_eq!(Format::parse("orch"), Ok(Format::Dbmate));
+        let err = Format::parse("flyway").unwrap_err();
+        assert!(
+            err.contains("unknown migration folder format \"flyway\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn new_versions_skip_versions_in_use() {
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:59Z")
+            .unwrap()
+            .to_utc();
+        let dir = tempfile::tempdir().unwrap();
+        let mut set = MigrationSet::load(dir.path(), None).unwrap();
+        assert_eq!(new_version(&set, now), 20240102030459);
+        for version in [20240102030459_i64, 20240102030500] {
+            set.files.push(
+                dbmate::parse_file(
+                    Path::new(&format!("m/{version}_a.sql")),
+                    "-- migrate:up\nSELECT 1;\n",
+                )
+                .unwrap(),
+            );
+        }
+        assert_eq!(new_version(&set, now), 20240102030501);
     }
 }

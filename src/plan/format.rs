@@ -75,8 +75,13 @@ pub struct PhaseSpec {
     /// For migration phases: expand or contract.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
-    /// For migration phases: the migration's name (`migrations/<version>_<name>.sql`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// For migration phases: the migration's name, or its version (always
+    /// unambiguous; names need not be unique in a folder).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "name_or_version"
+    )]
     pub migration: Option<String>,
     /// For backfill phases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,4 +163,19 @@ pub struct BackfillOverrides {
     pub pause: Option<Duration>,
     pub max_rows_per_second: Option<u64>,
     pub vacuum_every: Option<u64>,
+}
+
+/// A migration reference: a name, or a version written as a YAML number.
+fn name_or_version<'de, D>(deserializer: D) -> std::result::Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<serde_yaml::Value>::deserialize(deserializer)? {
+        None | Some(serde_yaml::Value::Null) => Ok(None),
+        Some(serde_yaml::Value::String(name)) => Ok(Some(name)),
+        Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some() => Ok(Some(n.to_string())),
+        Some(_) => Err(serde::de::Error::custom(
+            "expected a migration name or version, e.g. `migration: add_posts_loc` or `migration: 20240102000000`",
+        )),
+    }
 }

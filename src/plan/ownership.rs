@@ -16,20 +16,48 @@ pub struct MigrationOwner {
     pub phase: String,
 }
 
-/// Migration name -> owning plan phase.
-pub type Owners = HashMap<String, MigrationOwner>;
+/// Which plan phase owns which migration, by the reference the plan uses
+/// (a name, or a version when names are not unique).
+#[derive(Debug, Clone, Default)]
+pub struct Owners(HashMap<String, MigrationOwner>);
+
+impl Owners {
+    pub fn new() -> Owners {
+        Owners::default()
+    }
+
+    /// Record `owner` for the migration a plan refers to as `reference`,
+    /// keeping an owner already known.
+    pub fn insert(&mut self, reference: &str, owner: MigrationOwner) {
+        self.0.entry(reference.to_string()).or_insert(owner);
+    }
+
+    /// The plan phase that owns the migration with this version and name,
+    /// whether its plan refers to it by version or by name.
+    pub fn of(&self, version: i64, name: &str) -> Option<&MigrationOwner> {
+        self.0
+            .get(&version.to_string())
+            .or_else(|| self.0.get(name))
+    }
+
+    /// True when a plan phase owns the migration.
+    pub fn owns(&self, version: i64, name: &str) -> bool {
+        self.of(version, name).is_some()
+    }
+}
 
 /// Add the migrations that `spec`'s phases own, keeping owners already known.
 pub fn add_owners(owners: &mut Owners, plan: &str, spec: &PlanSpec) {
     for (i, phase) in spec.phases.iter().enumerate() {
         if let (PhaseKind::Migration, Some(name)) = (phase.kind, &phase.migration) {
-            owners
-                .entry(name.clone())
-                .or_insert_with(|| MigrationOwner {
+            owners.insert(
+                name,
+                MigrationOwner {
                     plan: plan.to_string(),
                     position: i + 1,
                     phase: phase.id.clone(),
-                });
+                },
+            );
         }
     }
 }

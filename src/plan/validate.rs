@@ -20,7 +20,7 @@ pub fn validate(plan: &LoadedPlan, migrations: &MigrationSet) -> Vec<Error> {
     let mut v = Validator::new(plan, migrations);
     v.plan_level();
     let mut ids: HashMap<&str, usize> = HashMap::new();
-    let mut used_migrations: HashMap<&str, usize> = HashMap::new();
+    let mut used_migrations: HashMap<String, usize> = HashMap::new();
     for (i, phase) in plan.spec.phases.iter().enumerate() {
         if let Some(first) = ids.insert(phase.id.as_str(), i) {
             v.at(
@@ -33,8 +33,14 @@ pub fn validate(plan: &LoadedPlan, migrations: &MigrationSet) -> Vec<Error> {
                 ),
             );
         }
+        // The same migration, whether named or given by version.
         if let Some(name) = phase.migration.as_deref()
-            && let Some(first) = used_migrations.insert(name, i)
+            && let Some(first) = used_migrations.insert(
+                migrations
+                    .by_reference(name)
+                    .map_or_else(|| name.to_string(), |m| m.version.to_string()),
+                i,
+            )
         {
             v.at(
                 i,
@@ -217,7 +223,13 @@ mod tests {
         };
         MigrationSet {
             dir: "migrations".into(),
-            files: vec![file("add_loc", 2), file("drop_lat_lng", 3)],
+            files: vec![
+                file("add_loc", 2),
+                file("drop_lat_lng", 3),
+                file("tidy", 4),
+                file("tidy", 5),
+            ],
+            ..MigrationSet::default()
         }
     }
 
@@ -264,6 +276,18 @@ phases:
     #[test]
     fn the_example_is_valid() {
         assert_eq!(problems(GOOD), Vec::<String>::new());
+        let by_version = GOOD.replace("migration: add_loc", "migration: 2");
+        assert_eq!(problems(&by_version), Vec::<String>::new());
+        let err = LoadedPlan::parse(
+            Path::new("plans/p.yaml"),
+            &GOOD.replace("migration: add_loc", "migration: [add_loc]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("expected a migration name or version"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -283,6 +307,16 @@ phases:
                 "migration: drop_lat_lng",
                 "migration: add_loc",
                 "phases[3].migration: migration \"add_loc\" is already applied by phase 1",
+            ),
+            (
+                "migration: drop_lat_lng",
+                "migration: 2",
+                "phases[3].migration: migration \"2\" is already applied by phase 1",
+            ),
+            (
+                "migration: drop_lat_lng",
+                "migration: tidy",
+                "plans/p.yaml:26:16: phases[3].migration: migration name \"tidy\" is ambiguous: migrations/4_tidy.sql (version 4) and migrations/5_tidy.sql (version 5); refer to one by its version, e.g. `migration: 4`",
             ),
             (
                 "table: posts",

@@ -12,6 +12,7 @@ use crate::engine::section_runner::{SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event};
 use crate::migration::Migration;
+use crate::migration::transactional::check_transactional_statements;
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::state::{PhaseCommand, transition};
 use crate::plan::{AuditAction, MigrationOwner};
@@ -42,18 +43,21 @@ impl PhaseWork for MigrationPhase {
 /// file removed since is refused).
 fn migration_of<'a>(engine: &'a PlanEngine<'_>, spec: &PhaseSpec) -> Result<&'a Migration> {
     let name = spec.migration.as_deref().unwrap_or_default();
-    engine.migrations.by_name(name).ok_or_else(|| {
-        Error::refused(
-            format!("phase {}: migration {name:?} is missing", spec.id),
-            None,
-        )
-    })
+    engine
+        .migrations
+        .find(name)
+        .map_err(|why| Error::refused(format!("phase {}: {why}", spec.id), None))
 }
 
 async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
     let file = migration_of(engine, spec)?;
-    if let Some(empty) = empty_up(file) {
+    let problem = empty_up(file).or_else(|| {
+        check_transactional_statements(&file.up)
+            .err()
+            .map(|e| e.to_string())
+    });
+    if let Some(empty) = problem {
         return Err(Error::refused(
             format!(
                 "phase {} ({}) of plan {}: {empty}",
@@ -179,7 +183,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
     let down = file
         .down
         .as_ref()
-        .filter(|d| !d.is_empty())
+        .filter(|d| !d.is_empty() || d.says_nothing_to_undo())
         .ok_or_else(|| {
             Error::refused(
                 format!(
@@ -191,6 +195,9 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
                 None,
             )
         })?;
+    check_transactional_statements(down).map_err(|e| {
+        Error::refused(format!("phase {} ({}): {e}", undo.index + 1, spec.id), None)
+    })?;
     let _history = engine.migrations_lock().await?;
     let id = file.id();
     let job = SectionJob {

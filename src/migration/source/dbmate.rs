@@ -7,9 +7,9 @@ mod sections;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::migration::file::{Migration, checksum, invalid};
-use crate::migration::source::{MigrationSource, Resolved};
-use crate::migration::transactional::check_transactional_statements;
+use crate::migration::file::{Migration, checksum, invalid, numeric_order};
+use crate::migration::set::MigrationSet;
+use crate::migration::source::{Format, MigrationSource, Resolved, new_version, write_new_file};
 
 /// A folder of dbmate-style migration files.
 #[derive(Debug, Clone)]
@@ -27,8 +27,25 @@ impl DbmateFolder {
 }
 
 impl MigrationSource for DbmateFolder {
+    fn format(&self) -> Format {
+        Format::Dbmate
+    }
+
     fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn create(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<PathBuf>> {
+        let path = self
+            .dir
+            .join(format!("{}_{name}.sql", new_version(set, now)));
+        write_new_file(&path, template())?;
+        Ok(vec![path])
     }
 
     fn resolve(&self) -> Result<Resolved> {
@@ -73,12 +90,13 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Migration> {
         .ok_or_else(|| invalid(path, 1, "file name is not valid UTF-8"))?;
     let (version, name) = parse_file_name(file_name).map_err(|msg| invalid(path, 1, msg))?;
     let (up, down) = sections::parse_sections(path, text)?;
-    check_transactional_statements(&up)?;
-    if let Some(down) = &down {
-        check_transactional_statements(down)?;
-    }
+    let tool_id = file_name
+        .split_once('_')
+        .map_or_else(String::new, |(v, _)| v.to_string());
     Ok(Migration {
         version,
+        order: numeric_order(version),
+        tool_id,
         name,
         path: path.to_path_buf(),
         checksum: checksum(text.as_bytes()),
@@ -110,11 +128,6 @@ pub fn parse_file_name(file_name: &str) -> std::result::Result<(i64, String), St
         .parse::<i64>()
         .map_err(|_| format!("migration version {version} in {file_name:?} is too large"))?;
     Ok((version, name.to_string()))
-}
-
-/// The name of a new file: `<UTC YYYYMMDDHHMMSS>_<name>.sql`.
-pub fn new_file_name(name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{}_{name}.sql", now.format("%Y%m%d%H%M%S"))
 }
 
 /// The text of a new migration file, as `orch migrate create` writes it.
@@ -228,16 +241,6 @@ mod tests {
                 "-- migrate:up transaction:maybe\n",
                 "unknown option \"transaction:maybe\"",
             ),
-            (
-                "1_a.sql",
-                "-- migrate:up\nCREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY i ON t (a);\n",
-                "migrations/1_a.sql:3: this statement cannot run inside a transaction",
-            ),
-            (
-                "1_a.sql",
-                "-- migrate:up\nBEGIN;\nSELECT 1;\nCOMMIT;\n",
-                "migrations/1_a.sql:2: transaction control",
-            ),
         ];
         for (name, text, expected) in cases {
             let err = parse(name, text).unwrap_err().to_string();
@@ -248,6 +251,25 @@ mod tests {
         }
     }
 
+    /// Whether a section may run in a transaction is checked for the section
+    /// about to run, so a file parses whatever its sections hold.
+    #[test]
+    fn non_transactional_statements_are_checked_per_section() {
+        use crate::migration::transactional::check_transactional_statements;
+        let m = parse(
+            "1_a.sql",
+            "-- migrate:up\nCREATE TABLE t (a int);\n-- migrate:down\nCREATE INDEX CONCURRENTLY i ON t (a);\nBEGIN;\n",
+        )
+        .unwrap();
+        assert!(check_transactional_statements(&m.up).is_ok());
+        let err = check_transactional_statements(m.down.as_ref().unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("migrations/1_a.sql:4: this statement cannot run inside a transaction"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn empty_down_section_is_empty() {
         let m = parse(
@@ -255,19 +277,30 @@ mod tests {
             "-- migrate:up\nSELECT 1;\n-- migrate:down\n-- nothing to undo\n",
         )
         .unwrap();
-        assert!(m.down.unwrap().is_empty());
-        assert!(!m.up.is_empty());
+        let down = m.down.unwrap();
+        assert!(down.is_empty() && down.says_nothing_to_undo());
+        assert!(!m.up.is_empty() && !m.up.says_nothing_to_undo());
+        let m = parse("1_a.sql", "-- migrate:up\nSELECT 1;\n-- migrate:down\n\n").unwrap();
+        assert!(!m.down.unwrap().says_nothing_to_undo());
     }
 
     #[test]
-    fn new_files_parse_back() {
+    fn new_files_parse_back_and_never_share_a_version() {
         let now = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
             .unwrap()
             .to_utc();
-        let name = new_file_name("add_loc", now);
-        assert_eq!(name, "20240102030405_add_loc.sql");
-        let m = parse(&name, template()).unwrap();
-        assert_eq!((m.version, m.name.as_str()), (20240102030405, "add_loc"));
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DbmateFolder::new(dir.path());
+        let set = MigrationSet::resolve(&folder).unwrap();
+        let first = folder.create(&set, "add_loc", now).unwrap();
+        assert!(first[0].ends_with("20240102030405_add_loc.sql"));
+        let set = MigrationSet::resolve(&folder).unwrap();
+        let second = folder.create(&set, "add_loc", now).unwrap();
+        assert!(second[0].ends_with("20240102030406_add_loc.sql"));
+        let set = MigrationSet::resolve(&folder).unwrap();
+        let versions: Vec<i64> = set.files.iter().map(|m| m.version).collect();
+        assert_eq!(versions, [20240102030405, 20240102030406]);
+        assert!(set.files[0].up.is_empty());
     }
 
     #[test]

@@ -21,18 +21,8 @@ impl KindRules for MigrationRules {
             );
             return;
         };
-        if v.migrations.by_name(name).is_none() {
-            let known: Vec<&str> = v.migrations.files.iter().map(|f| f.name.as_str()).collect();
-            let message = format!(
-                "no migration named {name:?} in {} (known: {})",
-                v.migrations.dir.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            );
-            v.at(i, &["migration"], message);
+        if let Err(why) = v.migrations.find(name) {
+            v.at(i, &["migration"], why);
         }
     }
 
