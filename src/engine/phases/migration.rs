@@ -52,12 +52,8 @@ fn migration_of<'a>(engine: &'a PlanEngine<'_>, spec: &PhaseSpec) -> Result<&'a 
 async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
     let file = migration_of(engine, spec)?;
-    let problem = empty_up(file).or_else(|| {
-        check_transactional_statements(&file.up)
-            .err()
-            .map(|e| e.to_string())
-    });
-    if let Some(empty) = problem {
+    check_transactional_statements(&file.up)?;
+    if let Some(empty) = empty_up(file) {
         return Err(Error::refused(
             format!(
                 "phase {} ({}) of plan {}: {empty}",
@@ -195,9 +191,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
                 None,
             )
         })?;
-    check_transactional_statements(down).map_err(|e| {
-        Error::refused(format!("phase {} ({}): {e}", undo.index + 1, spec.id), None)
-    })?;
+    check_transactional_statements(down)?;
     let _history = engine.migrations_lock().await?;
     let id = file.id();
     let job = SectionJob {
