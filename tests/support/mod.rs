@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod tools;
+
 use orch::connect::ConnectionSettings;
 use orch::pg_server::{PgServer, ServerOptions, database_url_or_throwaway};
 use tokio::runtime::Runtime;
