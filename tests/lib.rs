@@ -12,6 +12,7 @@ mod faults;
 mod first_hour;
 mod migrations;
 mod plans;
+mod real_folders;
 mod safety;
 mod snapshots;
 mod tls;

@@ -4,6 +4,7 @@
 use crate::cli::Context;
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
+use crate::migration::transactional::check_transactional_statements;
 use crate::plan::PlanSet;
 use crate::plan::kinds;
 
@@ -60,11 +61,32 @@ pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
             );
         }
     }
-    println!(
-        "ok: {} ({} migrations)",
-        ctx.migrations_dir.display(),
-        migrations.files.len()
-    );
+    // A section that cannot run in a transaction is refused when it is
+    // about to run: an error for an up section (`up` runs it), a warning
+    // for a down section (only `down` would).
+    let mut unfit_ups = 0;
+    for file in &migrations.files {
+        if let Err(e) = check_transactional_statements(&file.up) {
+            problems.push(e);
+            unfit_ups += 1;
+        }
+        if let Some(Err(e)) = file.down.as_ref().map(check_transactional_statements) {
+            println!(
+                "warning: {e} (only `orch migrate down` runs this section, and refuses it as it is)"
+            );
+        }
+    }
+    for note in &migrations.notes {
+        println!("note: {note}");
+    }
+    if unfit_ups == 0 {
+        println!(
+            "ok: {} ({} migrations, {} format)",
+            ctx.migrations_dir.display(),
+            migrations.files.len(),
+            migrations.format
+        );
+    }
     if !online {
         // Whether a backfill's table has a usable key is a fact of the
         // database; say that it was not looked at.
