@@ -7,6 +7,7 @@
 pub mod dbmate;
 mod detect;
 pub mod diesel;
+pub mod golang_migrate;
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +136,7 @@ pub fn open(format: Format, dir: &Path) -> Box<dyn MigrationSource> {
     match format {
         Format::Dbmate => Box::new(dbmate::DbmateFolder::new(dir)),
         Format::Diesel => Box::new(diesel::DieselFolder::new(dir)),
+        Format::GolangMigrate => Box::new(golang_migrate::GolangMigrateFolder::new(dir)),
         // SEAM-TODO(issue 10): each format's reader replaces its arm.
         other => Box::new(Unread(other, dir.to_path_buf())),
     }
