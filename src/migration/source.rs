@@ -8,6 +8,7 @@ pub mod dbmate;
 mod detect;
 pub mod diesel;
 pub mod golang_migrate;
+pub mod sqlx;
 
 use std::path::{Path, PathBuf};
 
@@ -137,6 +138,7 @@ pub fn open(format: Format, dir: &Path) -> Box<dyn MigrationSource> {
         Format::Dbmate => Box::new(dbmate::DbmateFolder::new(dir)),
         Format::Diesel => Box::new(diesel::DieselFolder::new(dir)),
         Format::GolangMigrate => Box::new(golang_migrate::GolangMigrateFolder::new(dir)),
+        Format::Sqlx => Box::new(sqlx::SqlxFolder::new(dir)),
         // SEAM-TODO(issue 10): each format's reader replaces its arm.
         other => Box::new(Unread(other, dir.to_path_buf())),
     }
@@ -212,7 +214,7 @@ pub fn read_text(path: &Path) -> Result<String> {
 }
 
 /// [`read_text`] for bytes already read from `path`.
-fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
+pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
     crate::text_file::decode(bytes).map_err(|(line, _, message)| invalid(path, line, message))
 }
 
