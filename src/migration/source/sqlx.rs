@@ -248,6 +248,11 @@ impl<'a> FileName<'a> {
                 "{name:?} is not a migration file name sqlx accepts: the part before the first \"_\" must be an integer version, e.g. 0001_add_users.sql (sqlx refuses the folder too)"
             )));
         };
+        if version < 0 {
+            return Some(Err(format!(
+                "{name:?}: version {version} is negative; sqlx documents versions as integers greater than zero"
+            )));
+        }
         let (kind, suffix) = if rest.ends_with(".up.sql") {
             (Kind::Up, ".up.sql")
         } else if rest.ends_with(".down.sql") {
@@ -306,6 +311,8 @@ mod tests {
             let err = FileName::parse(refused).unwrap().unwrap_err();
             assert!(err.contains("must be an integer version"), "{err}");
         }
+        let err = FileName::parse("-2_a.sql").unwrap().unwrap_err();
+        assert!(err.contains("version -2 is negative"), "{err}");
     }
 
     /// sqlx records `migration.version`, the file name's integer prefix,
