@@ -100,6 +100,20 @@ pub fn checksum(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The checksum of a migration read from several files (diesel's `up.sql`
+/// and `metadata.toml`): each file's label and length go in with its bytes,
+/// so moving text from one file to another changes it too.
+pub fn checksum_of_files(files: &[(&str, &[u8])]) -> String {
+    let mut hasher = Sha256::new();
+    for (label, bytes) in files {
+        hasher.update(label.as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// A problem with a migration at `path:line`, as sources and their checks report it.
 pub fn invalid(path: &Path, line: usize, message: impl Into<String>) -> Error {
     Error::InvalidMigration {

@@ -6,11 +6,14 @@
 
 pub mod dbmate;
 mod detect;
+pub mod diesel;
+pub mod golang_migrate;
+pub mod sqlx;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::migration::file::Migration;
+use crate::migration::file::{Migration, invalid};
 use crate::migration::set::MigrationSet;
 
 pub use detect::detect;
@@ -133,6 +136,9 @@ impl std::fmt::Display for Format {
 pub fn open(format: Format, dir: &Path) -> Box<dyn MigrationSource> {
     match format {
         Format::Dbmate => Box::new(dbmate::DbmateFolder::new(dir)),
+        Format::Diesel => Box::new(diesel::DieselFolder::new(dir)),
+        Format::GolangMigrate => Box::new(golang_migrate::GolangMigrateFolder::new(dir)),
+        Format::Sqlx => Box::new(sqlx::SqlxFolder::new(dir)),
         // SEAM-TODO(issue 10): each format's reader replaces its arm.
         other => Box::new(Unread(other, dir.to_path_buf())),
     }
@@ -181,6 +187,43 @@ pub fn new_version(set: &MigrationSet, now: chrono::DateTime<chrono::Utc>) -> i6
         }
         at += chrono::Duration::seconds(1);
     }
+}
+
+/// The entries of the folder `dir`, sorted by name; a missing folder has
+/// none.
+pub fn folder_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot list migrations", dir, e)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("cannot list migrations", dir, e))?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// The text of the migration file at `path`: UTF-8 with any byte-order
+/// mark dropped; bytes that are not UTF-8 are a problem at their line.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
+    decode_text(path, bytes)
+}
+
+/// [`read_text`] for bytes already read from `path`.
+pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    crate::text_file::decode(bytes).map_err(|(line, _, message)| invalid(path, line, message))
+}
+
+/// The name of the file or folder at `path`, or a problem naming it when
+/// the name is not UTF-8 (orch names migrations in text).
+pub fn entry_name(path: &Path) -> Result<&str> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| invalid(path, 1, "the name is not valid UTF-8; rename it"))
 }
 
 /// Create `path` with `text`, refusing to overwrite anything (also a file

@@ -6,6 +6,65 @@ use crate::error::Result;
 use crate::migration::file::{Section, invalid};
 use crate::sql_text::{self, leading_words};
 
+/// Why a statement cannot run inside the transaction orch wraps a section in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfit {
+    /// `BEGIN`, `COMMIT`, ...: orch opens and closes the transaction itself.
+    TransactionControl,
+    /// A statement PostgreSQL refuses inside any transaction block
+    /// (`CREATE INDEX CONCURRENTLY`, `VACUUM`, ...).
+    OutsideTransactionOnly,
+    /// `REINDEX ... CONCURRENTLY`, which PostgreSQL refuses inside one too.
+    ReindexConcurrently,
+}
+
+impl Unfit {
+    /// True for statements that must run outside any transaction.
+    pub fn needs_no_transaction(self) -> bool {
+        matches!(
+            self,
+            Unfit::OutsideTransactionOnly | Unfit::ReindexConcurrently
+        )
+    }
+
+    fn problem(self) -> &'static str {
+        match self {
+            Unfit::TransactionControl => {
+                "transaction control statements are not allowed: orch wraps each migration in one transaction itself"
+            }
+            Unfit::OutsideTransactionOnly => {
+                "this statement cannot run inside a transaction; mark the section \"transaction:false\" (e.g. \"-- migrate:up transaction:false\")"
+            }
+            Unfit::ReindexConcurrently => {
+                "REINDEX CONCURRENTLY cannot run inside a transaction; mark the section \"transaction:false\""
+            }
+        }
+    }
+}
+
+/// Why `statement` (one statement, as `sql_text::split_statements` yields
+/// it) cannot run inside orch's transaction; None when it can.
+pub fn unfit_for_transaction(statement: &str) -> Option<Unfit> {
+    let words = leading_words(statement, 4);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["begin", ..]
+        | ["start", "transaction", ..]
+        | ["commit", ..]
+        | ["rollback", ..]
+        | ["end", ..]
+        | ["abort", ..] => Some(Unfit::TransactionControl),
+        ["create", "index", "concurrently", ..]
+        | ["create", "unique", "index", "concurrently"]
+        | ["drop", "index", "concurrently", ..]
+        | ["vacuum", ..] => Some(Unfit::OutsideTransactionOnly),
+        ["reindex", rest @ ..] if rest.contains(&"concurrently") => {
+            Some(Unfit::ReindexConcurrently)
+        }
+        _ => None,
+    }
+}
+
 /// Refuse, at its file:line and with the fix, the first statement of a
 /// transactional section that cannot run in a transaction.
 pub fn check_transactional_statements(section: &Section) -> Result<()> {
@@ -13,31 +72,9 @@ pub fn check_transactional_statements(section: &Section) -> Result<()> {
         return Ok(());
     }
     for statement in sql_text::split_statements(&section.sql) {
-        let words = leading_words(statement.text, 4);
-        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-        let problem = match words.as_slice() {
-            ["begin", ..]
-            | ["start", "transaction", ..]
-            | ["commit", ..]
-            | ["rollback", ..]
-            | ["end", ..]
-            | ["abort", ..] => Some(
-                "transaction control statements are not allowed: orch wraps each migration in one transaction itself",
-            ),
-            ["create", "index", "concurrently", ..]
-            | ["create", "unique", "index", "concurrently"]
-            | ["drop", "index", "concurrently", ..]
-            | ["vacuum", ..] => Some(
-                "this statement cannot run inside a transaction; mark the section \"transaction:false\" (e.g. \"-- migrate:up transaction:false\")",
-            ),
-            ["reindex", rest @ ..] if rest.contains(&"concurrently") => Some(
-                "REINDEX CONCURRENTLY cannot run inside a transaction; mark the section \"transaction:false\"",
-            ),
-            _ => None,
-        };
-        if let Some(problem) = problem {
+        if let Some(unfit) = unfit_for_transaction(statement.text) {
             let line = section.file_line(statement.offset);
-            return Err(invalid(&section.path, line, problem));
+            return Err(invalid(&section.path, line, unfit.problem()));
         }
     }
     Ok(())
