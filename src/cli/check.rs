@@ -66,11 +66,15 @@ pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
     // for a down section (only `down` would).
     let mut unfit_ups = 0;
     for file in &migrations.files {
-        if let Err(e) = check_transactional_statements(&file.up) {
+        if let Err(e) = check_transactional_statements(&file.up, migrations.format) {
             problems.push(e);
             unfit_ups += 1;
         }
-        if let Some(Err(e)) = file.down.as_ref().map(check_transactional_statements) {
+        if let Some(Err(e)) = file
+            .down
+            .as_ref()
+            .map(|down| check_transactional_statements(down, migrations.format))
+        {
             println!(
                 "warning: {e} (only `orch migrate down` runs this section, and refuses it as it is)"
             );

@@ -13,6 +13,7 @@ use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::file::{NOTHING_TO_UNDO, numeric_order};
+use crate::migration::source::Format;
 use crate::migration::transactional::check_transactional_statements;
 use crate::migration::{Migration, MigrationSet, Section};
 use crate::plan::{MigrationOwner, Owners};
@@ -224,7 +225,7 @@ pub fn plan_up<'a>(
         }
         apply.push(f);
     }
-    unfit_for_transactions(apply.iter().map(|f| &f.up))?;
+    unfit_for_transactions(set.format, apply.iter().map(|f| &f.up))?;
     let empty: Vec<String> = apply.iter().filter_map(|f| empty_up(f)).collect();
     if !empty.is_empty() {
         return Err(Error::refused(
@@ -244,9 +245,12 @@ pub fn plan_up<'a>(
 /// Refuse, as invalid input naming each file:line, the sections about to
 /// run that hold a statement their transaction cannot (checked only for
 /// sections that run: a down section nobody runs never blocks `up`).
-fn unfit_for_transactions<'a>(sections: impl Iterator<Item = &'a Section>) -> Result<()> {
+fn unfit_for_transactions<'a>(
+    format: Format,
+    sections: impl Iterator<Item = &'a Section>,
+) -> Result<()> {
     let mut problems: Vec<Error> = sections
-        .filter_map(|s| check_transactional_statements(s).err())
+        .filter_map(|s| check_transactional_statements(s, format).err())
         .collect();
     match problems.len() {
         0 => Ok(()),
@@ -341,7 +345,7 @@ pub fn plan_down<'a>(
             None,
         ));
     }
-    unfit_for_transactions(revert.iter().filter_map(|f| f.down.as_ref()))?;
+    unfit_for_transactions(set.format, revert.iter().filter_map(|f| f.down.as_ref()))?;
     Ok(revert)
 }
 

@@ -107,6 +107,25 @@ impl Format {
         }
     }
 
+    /// How a migration of this format says "run me outside a transaction",
+    /// as the fix in messages.
+    pub fn no_transaction_hint(self) -> &'static str {
+        match self {
+            Format::Dbmate => {
+                "mark the section \"transaction:false\" (e.g. \"-- migrate:up transaction:false\")"
+            }
+            Format::Diesel => {
+                "put a metadata.toml holding \"run_in_transaction = false\" beside its up.sql and down.sql"
+            }
+            Format::GolangMigrate => {
+                "give the statement a migration of its own (a file holding only that statement runs outside a transaction)"
+            }
+            Format::Goose => "add the annotation \"-- +goose NO TRANSACTION\" to the file",
+            Format::Sqlx => "make \"-- no-transaction\" the file's first line",
+            Format::NodePgMigrate => "call pgm.noTransaction() in the migration (a .js migration)",
+        }
+    }
+
     /// The format named `name` (`orch` is dbmate's, orch's own).
     pub fn parse(name: &str) -> std::result::Result<Format, String> {
         if name == "orch" {

@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::migration::file::{Section, invalid};
+use crate::migration::source::Format;
 use crate::sql_text::{self, leading_words};
 
 /// Why a statement cannot run inside the transaction orch wraps a section in.
@@ -27,17 +28,20 @@ impl Unfit {
         )
     }
 
-    fn problem(self) -> &'static str {
+    /// The problem, with the fix in the words of the folder's `format`.
+    fn problem(self, format: Format) -> String {
         match self {
             Unfit::TransactionControl => {
-                "transaction control statements are not allowed: orch wraps each migration in one transaction itself"
+                "transaction control statements are not allowed: orch wraps each migration in one transaction itself".to_string()
             }
-            Unfit::OutsideTransactionOnly => {
-                "this statement cannot run inside a transaction; mark the section \"transaction:false\" (e.g. \"-- migrate:up transaction:false\")"
-            }
-            Unfit::ReindexConcurrently => {
-                "REINDEX CONCURRENTLY cannot run inside a transaction; mark the section \"transaction:false\""
-            }
+            Unfit::OutsideTransactionOnly => format!(
+                "this statement cannot run inside a transaction; {}",
+                format.no_transaction_hint()
+            ),
+            Unfit::ReindexConcurrently => format!(
+                "REINDEX CONCURRENTLY cannot run inside a transaction; {}",
+                format.no_transaction_hint()
+            ),
         }
     }
 }
@@ -67,14 +71,14 @@ pub fn unfit_for_transaction(statement: &str) -> Option<Unfit> {
 
 /// Refuse, at its file:line and with the fix, the first statement of a
 /// transactional section that cannot run in a transaction.
-pub fn check_transactional_statements(section: &Section) -> Result<()> {
+pub fn check_transactional_statements(section: &Section, format: Format) -> Result<()> {
     if !section.transactional {
         return Ok(());
     }
     for statement in sql_text::split_statements(&section.sql) {
         if let Some(unfit) = unfit_for_transaction(statement.text) {
             let line = section.file_line(statement.offset);
-            return Err(invalid(&section.path, line, unfit.problem()));
+            return Err(invalid(&section.path, line, unfit.problem(format)));
         }
     }
     Ok(())
@@ -122,7 +126,7 @@ mod tests {
             ("SELECT 'begin';\n", None),
         ];
         for (sql, expected) in cases {
-            let got = check_transactional_statements(&section(sql, true));
+            let got = check_transactional_statements(&section(sql, true), Format::Dbmate);
             match expected {
                 None => assert!(got.is_ok(), "{sql:?}: {got:?}"),
                 Some(expected) => {
@@ -133,7 +137,23 @@ mod tests {
                     );
                 }
             }
-            assert!(check_transactional_statements(&section(sql, false)).is_ok());
+            assert!(check_transactional_statements(&section(sql, false), Format::Dbmate).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_fix_is_in_the_folders_own_words() {
+        let sql = "CREATE INDEX CONCURRENTLY i ON t (a);\n";
+        for (format, fix) in [
+            (Format::Dbmate, "-- migrate:up transaction:false"),
+            (Format::Diesel, "run_in_transaction = false"),
+            (Format::Goose, "-- +goose NO TRANSACTION"),
+            (Format::Sqlx, "-- no-transaction"),
+        ] {
+            let err = check_transactional_statements(&section(sql, true), format)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(fix), "{format}: {err}");
         }
     }
 }

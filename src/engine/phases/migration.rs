@@ -52,7 +52,7 @@ fn migration_of<'a>(engine: &'a PlanEngine<'_>, spec: &PhaseSpec) -> Result<&'a 
 async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
     let file = migration_of(engine, spec)?;
-    check_transactional_statements(&file.up)?;
+    check_transactional_statements(&file.up, engine.migrations.format)?;
     if let Some(empty) = empty_up(file) {
         return Err(Error::refused(
             format!(
@@ -191,7 +191,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
                 None,
             )
         })?;
-    check_transactional_statements(down)?;
+    check_transactional_statements(down, engine.migrations.format)?;
     let _history = engine.migrations_lock().await?;
     let id = file.id();
     let job = SectionJob {

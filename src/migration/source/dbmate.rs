@@ -261,8 +261,9 @@ mod tests {
             "-- migrate:up\nCREATE TABLE t (a int);\n-- migrate:down\nCREATE INDEX CONCURRENTLY i ON t (a);\nBEGIN;\n",
         )
         .unwrap();
-        assert!(check_transactional_statements(&m.up).is_ok());
-        let err = check_transactional_statements(m.down.as_ref().unwrap()).unwrap_err();
+        assert!(check_transactional_statements(&m.up, Format::Dbmate).is_ok());
+        let err =
+            check_transactional_statements(m.down.as_ref().unwrap(), Format::Dbmate).unwrap_err();
         assert!(
             err.to_string()
                 .contains("migrations/1_a.sql:4: this statement cannot run inside a transaction"),

@@ -487,7 +487,13 @@ mod tests {
             s.sql,
             "/* BEGIN */;\n\nCREATE TYPE mood AS ENUM ('happy');\nALTER TABLE users ADD COLUMN mood mood;\n\n/* COMMIT */;\n"
         );
-        assert!(crate::migration::transactional::check_transactional_statements(&s).is_ok());
+        assert!(
+            crate::migration::transactional::check_transactional_statements(
+                &s,
+                Format::GolangMigrate
+            )
+            .is_ok()
+        );
         let statements = sql_text::split_statements(&s.sql);
         assert_eq!(statements.len(), 2);
         assert_eq!(s.file_line(statements[1].offset), 4);
@@ -502,7 +508,11 @@ mod tests {
             let s = section_of(kept);
             assert_eq!(s.sql, kept);
             assert!(
-                crate::migration::transactional::check_transactional_statements(&s).is_err(),
+                crate::migration::transactional::check_transactional_statements(
+                    &s,
+                    Format::GolangMigrate
+                )
+                .is_err(),
                 "{kept}"
             );
         }
@@ -510,9 +520,12 @@ mod tests {
         // CREATE INDEX CONCURRENTLY inside BEGIN/COMMIT fails under
         // golang-migrate; orch reports it before running.
         let s = section_of("begin work;\nCREATE INDEX CONCURRENTLY i ON t (a);\nend;\n");
-        let err = crate::migration::transactional::check_transactional_statements(&s)
-            .unwrap_err()
-            .to_string();
+        let err = crate::migration::transactional::check_transactional_statements(
+            &s,
+            Format::GolangMigrate,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("m/1_a.up.sql:2: this statement cannot run"),
             "{err}"
