@@ -9,13 +9,18 @@ use crate::error::{Error, Result};
 use crate::plan::PhaseState;
 
 /// `Error::Waiting` when a migration is pending (plan-owned ones included:
-/// they wait on `orch advance`), changed since applied, or its file is missing.
+/// they wait on `orch advance`), changed since applied, its file is missing,
+/// or it is dirty (stopped half-way: the operator must resolve it).
 pub fn migrations(rows: &[MigrationStatus]) -> Result<()> {
     let count = |state| rows.iter().filter(|r| r.state == state).count();
     let parts: Vec<String> = [
         (MigrationState::Pending, "pending"),
         (MigrationState::Changed, "changed since applied"),
         (MigrationState::Missing, "applied with the file missing"),
+        (
+            MigrationState::Dirty,
+            "dirty (stopped half-way; `orch migrate resolve`)",
+        ),
     ]
     .into_iter()
     .map(|(state, label)| (count(state), label))
@@ -130,6 +135,11 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "migrations not up to date: 2 pending, 1 changed since applied"
+        );
+        let err = migrations(&[row(1, MigrationState::Dirty)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "migrations not up to date: 1 dirty (stopped half-way; `orch migrate resolve`)"
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod orphans;
 pub mod plans;
 pub mod schema;
 pub mod session;
+pub mod tracking;
 
 use tokio_postgres::Client;
 
