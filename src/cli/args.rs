@@ -118,6 +118,30 @@ pub struct LockArgs {
     pub cancel_orphans: bool,
 }
 
+/// How commands that record history without running DDL wait for
+/// another orch process (they take the migration lock, nothing else).
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// How long to wait for another orch process holding the lock.
+    #[arg(long, env = "ORCH_LOCK_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub lock_wait: Duration,
+
+    /// Cancel (then terminate) statements an earlier, killed orch left running on the migrations, instead of waiting for them.
+    #[arg(long)]
+    pub cancel_orphans: bool,
+}
+
+impl WaitArgs {
+    /// The lock options these stand for (the DDL ones at their defaults).
+    pub fn locks(&self) -> LockArgs {
+        LockArgs {
+            lock_wait: self.lock_wait,
+            cancel_orphans: self.cancel_orphans,
+            ..LockArgs::defaults()
+        }
+    }
+}
+
 impl LockArgs {
     /// The defaults, for commands that take no lock options.
     pub fn defaults() -> LockArgs {
@@ -399,7 +423,7 @@ pub enum MigrateCommand {
         #[arg(long, value_name = "TOOL", value_parser = parse_format)]
         from: Option<Format>,
         #[command(flatten)]
-        locks: LockArgs,
+        wait: WaitArgs,
     },
     /// Mark every migration up to and including VERSION as applied without running it (a database no tool tracked).
     ///
@@ -411,7 +435,7 @@ pub enum MigrateCommand {
         /// The last migration the database already has (in the folder's apply order).
         version: i64,
         #[command(flatten)]
-        locks: LockArgs,
+        wait: WaitArgs,
     },
     /// Say how a dirty migration ended, once the database is fixed by hand: --applied or --rolled-back.
     ///
@@ -419,21 +443,18 @@ pub enum MigrateCommand {
     /// ran leaves its migration dirty, and orch runs no migration until it is
     /// resolved: finish what the section did by hand and say --applied, or
     /// undo it and say --rolled-back.
+    #[command(group = clap::ArgGroup::new("ending").required(true).args(["applied", "rolled_back"]))]
     Resolve {
         /// The dirty migration's version.
         version: i64,
         /// All of the migration is in the database now: record it as applied.
-        #[arg(
-            long,
-            conflicts_with = "rolled_back",
-            required_unless_present = "rolled_back"
-        )]
+        #[arg(long)]
         applied: bool,
         /// None of the migration is left in the database: remove its record.
         #[arg(long)]
         rolled_back: bool,
         #[command(flatten)]
-        locks: LockArgs,
+        wait: WaitArgs,
     },
 }
 

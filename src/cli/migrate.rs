@@ -56,16 +56,16 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             migrator.redo().await.map(|_| ())
         }
         MigrateCommand::Status { json, exit_code } => status(ctx, json, exit_code).await,
-        MigrateCommand::Adopt { from, locks } => {
-            let options = options(ctx, &locks, false, false, false);
+        MigrateCommand::Adopt { from, wait } => {
+            let options = options(ctx, &wait.locks(), false, false, false);
             let workspace = ctx.workspace("migrate adopt").await?;
             let owners = workspace.owners().await?;
             let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
             print_adopted(&migrator.adopt(from).await?);
             Ok(())
         }
-        MigrateCommand::Baseline { version, locks } => {
-            let options = options(ctx, &locks, false, false, false);
+        MigrateCommand::Baseline { version, wait } => {
+            let options = options(ctx, &wait.locks(), false, false, false);
             let workspace = ctx.workspace("migrate baseline").await?;
             let owners = workspace.owners().await?;
             let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
@@ -89,14 +89,14 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             version,
             applied,
             rolled_back: _,
-            locks,
+            wait,
         } => {
             let resolution = if applied {
                 Resolution::Applied
             } else {
                 Resolution::RolledBack
             };
-            let options = options(ctx, &locks, false, false, false);
+            let options = options(ctx, &wait.locks(), false, false, false);
             let workspace = ctx.workspace("migrate resolve").await?;
             let owners = workspace.owners().await?;
             let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());

@@ -329,6 +329,9 @@ impl Migrator<'_> {
 }
 
 #[cfg(test)]
+mod tools;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::migrations::RecordState;

@@ -37,10 +37,22 @@ pub fn migrations(rows: &[MigrationStatus]) -> Result<()> {
 
 /// `Error::Waiting` when a plan waits on the operator: a gate open, a phase
 /// done and unconfirmed, failed, paused, or running with no orch process
-/// holding the plan's lock (interrupted).
+/// holding the plan's lock (interrupted), or a migration one of its phases
+/// ran is dirty (stopped half-way).
 pub async fn plans(workspace: &Workspace, statuses: &[PlanStatus]) -> Result<()> {
     let mut waiting = Vec::new();
     for status in statuses {
+        if let Some(dirty) = status
+            .phases
+            .iter()
+            .find_map(|p| p.dirty_migration.as_ref())
+        {
+            waiting.push(format!(
+                "{} (migration {} is dirty)",
+                status.plan, dirty.migration
+            ));
+            continue;
+        }
         let Some(current) = status.current else {
             continue;
         };
