@@ -361,11 +361,30 @@ fn a_half_applied_migration_is_dirty_until_resolved() {
     s.orch(&["migrate", "resolve", "2", "--applied"])
         .success()
         .stdout_has("2_half is applied and not dirty; nothing to resolve");
-    s.orch(&["migrate", "resolve", "2", "--rolled-back"])
-        .code(4)
-        .stderr_has("2_half is applied, not dirty");
-    s.orch(&["migrate", "resolve", "9", "--applied"]).code(2);
-    s.orch(&["migrate", "resolve", "2"]).code(2);
+    refused(
+        &s,
+        &["migrate", "resolve", "2", "--rolled-back"],
+        4,
+        "2_half is applied, not dirty",
+    );
+    refused(
+        &s,
+        &["migrate", "resolve", "3", "--applied"],
+        4,
+        "3_c is not recorded, so it is not dirty",
+    );
+    refused(
+        &s,
+        &["migrate", "resolve", "9", "--applied"],
+        2,
+        "no migration with that version",
+    );
+    refused(
+        &s,
+        &["migrate", "resolve", "2"],
+        2,
+        "<--applied|--rolled-back>",
+    );
     s.orch(&["migrate", "up"])
         .success()
         .stdout_has("applied 3_c");
@@ -548,4 +567,16 @@ fn a_plan_rollback_stopped_half_way_is_recorded_once_resolved() {
     );
     s.execute("CREATE TABLE nope ()");
     s.orch(&["advance", "small"]).success();
+}
+
+#[test]
+fn hundreds_of_migrations_are_summed_up() {
+    let s = Session::new();
+    for v in 1..=120 {
+        s.migration(&format!("{v}_m{v}.sql"), "-- migrate:up\nSELECT 1;\n");
+    }
+    s.orch(&["migrate", "baseline", "120"])
+        .success()
+        .stdout_has("marked 120 migrations as applied without running them (baseline 120):\n  1_m1\n  2_m2\n  3_m3\n  4_m4\n  5_m5\n  ... 110 more ...\n  116_m116\n");
+    assert_eq!(s.applied().len(), 120);
 }
