@@ -18,7 +18,7 @@ Exit codes:
   7    cannot start a throwaway PostgreSQL (demo, tests)
   8    a check or guard did not hold (confirm, advance, a check phase)
   9    status --exit-code: something waits (migrate status: a migration is pending,
-       changed or missing; status: a plan waits on the operator)
+       changed, missing or dirty; status: a plan waits on the operator)
   130  interrupted (Ctrl-C); the work done so far is saved and can be resumed";
 
 /// What PostgreSQL said about a failed statement, kept field by field so the
@@ -99,7 +99,7 @@ pub enum Error {
     #[error("cannot start a throwaway PostgreSQL: {message}")]
     ServerStart { message: String },
 
-    #[error("{path}:{line}: migration {name} failed: {diagnostic}{}", applied_note(.applied_before_failure))]
+    #[error("{path}:{line}: migration {name} failed: {diagnostic}{}", applied_note(.applied_before_failure, .recorded_dirty))]
     MigrationFailed {
         path: PathBuf,
         name: String,
@@ -107,6 +107,8 @@ pub enum Error {
         diagnostic: Box<PgDiagnostic>,
         /// For `transaction:false` sections: statements that did run.
         applied_before_failure: usize,
+        /// The version recorded as dirty because of those statements.
+        recorded_dirty: Option<i64>,
     },
 
     /// A safety rule stopped the command before it changed anything.
@@ -199,13 +201,25 @@ fn since_note(since: &Option<String>) -> String {
     }
 }
 
-fn applied_note(count: &usize) -> String {
-    match count {
-        0 => String::new(),
-        n => format!(
+fn applied_note(count: &usize, dirty: &Option<i64>) -> String {
+    match (count, dirty) {
+        (_, Some(version)) => format!(
+            "\n  note: this section runs outside a transaction; its first {count} statement(s) did run and stay applied{}",
+            dirty_note(*version)
+        ),
+        (0, None) => String::new(),
+        (n, None) => format!(
             "\n  note: this section runs outside a transaction; its first {n} statement(s) did run and stay applied, the migration is NOT recorded"
         ),
     }
+}
+
+/// What a failure that left migration `version` dirty adds to its message:
+/// orch now refuses to go on, and how to tell it the database is fixed.
+pub fn dirty_note(version: i64) -> String {
+    format!(
+        "; the migration is recorded as dirty, and orch runs no migration until it is resolved: fix the database by hand (finish or undo what the section did), then `orch migrate resolve {version} --applied` or `orch migrate resolve {version} --rolled-back`"
+    )
 }
 
 impl Error {
@@ -341,6 +355,7 @@ mod tests {
                 line: 1,
                 diagnostic: Box::default(),
                 applied_before_failure: 0,
+                recorded_dirty: None,
             },
             Error::refused("r", None),
             Error::check_failed("c", None),

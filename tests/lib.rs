@@ -11,6 +11,7 @@ mod connect;
 mod faults;
 mod first_hour;
 mod formats;
+mod history;
 mod migrations;
 mod plans;
 mod real_folders;

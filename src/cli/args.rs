@@ -118,6 +118,30 @@ pub struct LockArgs {
     pub cancel_orphans: bool,
 }
 
+/// How commands that record history without running DDL wait for
+/// another orch process (they take the migration lock, nothing else).
+#[derive(Debug, Clone, Args)]
+pub struct WaitArgs {
+    /// How long to wait for another orch process holding the lock.
+    #[arg(long, env = "ORCH_LOCK_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub lock_wait: Duration,
+
+    /// Cancel (then terminate) statements an earlier, killed orch left running on the migrations, instead of waiting for them.
+    #[arg(long)]
+    pub cancel_orphans: bool,
+}
+
+impl WaitArgs {
+    /// The lock options these stand for (the DDL ones at their defaults).
+    pub fn locks(&self) -> LockArgs {
+        LockArgs {
+            lock_wait: self.lock_wait,
+            cancel_orphans: self.cancel_orphans,
+            ..LockArgs::defaults()
+        }
+    }
+}
+
 impl LockArgs {
     /// The defaults, for commands that take no lock options.
     pub fn defaults() -> LockArgs {
@@ -144,7 +168,7 @@ impl LockArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Versioned SQL migrations: create, up, down, redo, status.
+    /// Versioned SQL migrations: create, up, down, redo, status; adopt, baseline, resolve.
     Migrate {
         #[command(subcommand)]
         command: MigrateCommand,
@@ -377,14 +401,60 @@ pub enum MigrateCommand {
         #[command(flatten)]
         locks: LockArgs,
     },
-    /// Every migration: applied, pending, changed since applied, or file missing.
+    /// Every migration: applied (run, adopted, baseline or resolved), pending, changed since applied, file missing, or dirty.
     Status {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        /// Exit 9 when a migration is pending, changed since applied, or its file is missing.
+        /// Exit 9 when a migration is pending, changed since applied, its file is missing, or it is dirty.
         #[arg(long)]
         exit_code: bool,
+    },
+    /// Take over the history another tool recorded (dbmate, diesel, golang-migrate, goose, sqlx, node-pg-migrate), without running anything.
+    ///
+    /// Finds the tool's tracking table in the database, matches its rows to
+    /// the folder's migrations by what the tool calls them, and records
+    /// those orch has not as applied, in one transaction. The tool's table
+    /// is left as it is. Refused, changing nothing, when the tool's history
+    /// is dirty or failed, names a migration with no file, or disagrees with
+    /// what orch already records; run again, it records nothing new.
+    Adopt {
+        /// Whose table to adopt (default: the one found): dbmate, diesel, golang-migrate, goose, sqlx or node-pg-migrate.
+        #[arg(long, value_name = "TOOL", value_parser = parse_format)]
+        from: Option<Format>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Mark every migration up to and including VERSION as applied without running it (a database no tool tracked).
+    ///
+    /// For a database that already has those migrations' changes. Refused,
+    /// changing nothing, when orch already records history beyond VERSION or
+    /// only part of it, or when a plan owns one of them (its phase applies
+    /// it). Run again, it marks nothing new.
+    Baseline {
+        /// The last migration the database already has (in the folder's apply order).
+        version: i64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Say how a dirty migration ended, once the database is fixed by hand: --applied or --rolled-back.
+    ///
+    /// A `transaction:false` section that fails after some of its statements
+    /// ran leaves its migration dirty, and orch runs no migration until it is
+    /// resolved: finish what the section did by hand and say --applied, or
+    /// undo it and say --rolled-back.
+    #[command(group = clap::ArgGroup::new("ending").required(true).args(["applied", "rolled_back"]))]
+    Resolve {
+        /// The dirty migration's version.
+        version: i64,
+        /// All of the migration is in the database now: record it as applied.
+        #[arg(long)]
+        applied: bool,
+        /// None of the migration is left in the database: remove its record.
+        #[arg(long)]
+        rolled_back: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
 }
 

@@ -3,8 +3,10 @@
 
 use crate::cli::Context;
 use crate::cli::args::{LockArgs, MigrateCommand};
+use crate::engine::adopt::Adopted;
 use crate::engine::attention;
-use crate::engine::migrator::{self, MigrateOptions, UpTarget};
+use crate::engine::migrator::{self, MigrateOptions, MigrationState, UpTarget};
+use crate::engine::resolve::Resolution;
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
 use crate::timefmt;
@@ -54,7 +56,108 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             migrator.redo().await.map(|_| ())
         }
         MigrateCommand::Status { json, exit_code } => status(ctx, json, exit_code).await,
+        MigrateCommand::Adopt { from, wait } => {
+            let options = options(ctx, &wait.locks(), false, false, false);
+            let workspace = ctx.workspace("migrate adopt").await?;
+            let owners = workspace.owners().await?;
+            let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
+            print_adopted(&migrator.adopt(from).await?);
+            Ok(())
+        }
+        MigrateCommand::Baseline { version, wait } => {
+            let options = options(ctx, &wait.locks(), false, false, false);
+            let workspace = ctx.workspace("migrate baseline").await?;
+            let owners = workspace.owners().await?;
+            let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
+            let done = migrator.baseline(version).await?;
+            if done.marked.is_empty() {
+                println!(
+                    "nothing to mark: orch already records all {} migrations up to {version} as applied",
+                    done.already
+                );
+            } else {
+                println!(
+                    "marked {} as applied without running {} (baseline {version}):",
+                    count(done.marked.len()),
+                    if done.marked.len() == 1 { "it" } else { "them" }
+                );
+                print_ids(&done.marked);
+            }
+            Ok(())
+        }
+        MigrateCommand::Resolve {
+            version,
+            applied,
+            rolled_back: _,
+            wait,
+        } => {
+            let resolution = if applied {
+                Resolution::Applied
+            } else {
+                Resolution::RolledBack
+            };
+            let options = options(ctx, &wait.locks(), false, false, false);
+            let workspace = ctx.workspace("migrate resolve").await?;
+            let owners = workspace.owners().await?;
+            let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
+            let resolved = migrator.resolve(version, resolution).await?;
+            println!("{}", resolved.summary);
+            if let Some(note) = resolved.plan_note {
+                println!("{note}");
+            }
+            Ok(())
+        }
     }
+}
+
+/// "1 migration", "3 migrations".
+fn count(n: usize) -> String {
+    match n {
+        1 => "1 migration".to_string(),
+        n => format!("{n} migrations"),
+    }
+}
+
+/// Migration ids, one a line; for hundreds, the first and last few.
+fn print_ids(ids: &[String]) {
+    const ALL_UP_TO: usize = 20;
+    const ENDS: usize = 5;
+    if ids.len() <= ALL_UP_TO {
+        for id in ids {
+            println!("  {id}");
+        }
+        return;
+    }
+    for id in &ids[..ENDS] {
+        println!("  {id}");
+    }
+    println!("  ... {} more ...", ids.len() - 2 * ENDS);
+    for id in &ids[ids.len() - ENDS..] {
+        println!("  {id}");
+    }
+}
+
+fn print_adopted(adopted: &Adopted) {
+    let (tool, table) = (adopted.tool, &adopted.table);
+    if adopted.recorded.is_empty() {
+        println!(
+            "nothing to adopt: orch already records all {} migrations {tool} applied ({table})",
+            adopted.already
+        );
+    } else {
+        let already = match adopted.already {
+            0 => String::new(),
+            n => format!("; {} it applied were recorded already", count(n)),
+        };
+        println!(
+            "adopted {} from {tool}'s {table}, recorded as applied without running them{already}:",
+            count(adopted.recorded.len())
+        );
+        print_ids(&adopted.recorded);
+    }
+    println!(
+        "{table} was left as it is: {tool} still reads its own history, so the team can switch back to {tool}"
+    );
 }
 
 fn options(
@@ -120,15 +223,30 @@ async fn print_status(ctx: &Context, json: bool) -> Result<Vec<migrator::Migrati
             Some(a) => (
                 timefmt::utc(&a.applied_at),
                 a.applied_by.clone(),
-                timefmt::millis(a.duration_ms),
+                // Adopted, baseline and resolved rows ran no SQL of orch's.
+                if a.ran_to_the_end() {
+                    timefmt::millis(a.duration_ms)
+                } else {
+                    String::new()
+                },
             ),
             None => (String::new(), String::new(), String::new()),
         };
-        let note = r
-            .owner
-            .as_ref()
-            .map(|o| format!("plan {}, phase {} ({})", o.plan, o.position, o.phase))
-            .unwrap_or_default();
+        let mut notes = Vec::new();
+        if let Some(dirty) = r.applied.as_ref().and_then(|a| a.dirty.as_ref()) {
+            notes.push(format!(
+                "stopped at {}: {}; fix by hand, then `orch migrate resolve {} --applied` or `--rolled-back`",
+                dirty.place(),
+                dirty.error_line(),
+                r.version
+            ));
+        }
+        if let Some(o) = &r.owner {
+            notes.push(format!(
+                "plan {}, phase {} ({})",
+                o.plan, o.position, o.phase
+            ));
+        }
         table.push(vec![
             r.version.to_string(),
             r.name.clone(),
@@ -136,14 +254,20 @@ async fn print_status(ctx: &Context, json: bool) -> Result<Vec<migrator::Migrati
             at,
             by,
             duration,
-            note,
+            notes.join("; "),
         ]);
     }
     print!("{}", crate::cli::table::render(&table));
-    let pending = rows
-        .iter()
-        .filter(|r| r.state == migrator::MigrationState::Pending)
-        .count();
-    println!("{} migrations, {pending} pending", rows.len());
+    let counted = |state| rows.iter().filter(|r| r.state == state).count();
+    let mut summary = format!(
+        "{} migrations, {} pending",
+        rows.len(),
+        counted(MigrationState::Pending)
+    );
+    match counted(MigrationState::Dirty) {
+        0 => {}
+        n => summary.push_str(&format!(", {n} dirty")),
+    }
+    println!("{summary}");
     Ok(rows)
 }

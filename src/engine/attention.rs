@@ -9,13 +9,18 @@ use crate::error::{Error, Result};
 use crate::plan::PhaseState;
 
 /// `Error::Waiting` when a migration is pending (plan-owned ones included:
-/// they wait on `orch advance`), changed since applied, or its file is missing.
+/// they wait on `orch advance`), changed since applied, its file is missing,
+/// or it is dirty (stopped half-way: the operator must resolve it).
 pub fn migrations(rows: &[MigrationStatus]) -> Result<()> {
     let count = |state| rows.iter().filter(|r| r.state == state).count();
     let parts: Vec<String> = [
         (MigrationState::Pending, "pending"),
         (MigrationState::Changed, "changed since applied"),
         (MigrationState::Missing, "applied with the file missing"),
+        (
+            MigrationState::Dirty,
+            "dirty (stopped half-way; `orch migrate resolve`)",
+        ),
     ]
     .into_iter()
     .map(|(state, label)| (count(state), label))
@@ -32,10 +37,22 @@ pub fn migrations(rows: &[MigrationStatus]) -> Result<()> {
 
 /// `Error::Waiting` when a plan waits on the operator: a gate open, a phase
 /// done and unconfirmed, failed, paused, or running with no orch process
-/// holding the plan's lock (interrupted).
+/// holding the plan's lock (interrupted), or a migration one of its phases
+/// ran is dirty (stopped half-way).
 pub async fn plans(workspace: &Workspace, statuses: &[PlanStatus]) -> Result<()> {
     let mut waiting = Vec::new();
     for status in statuses {
+        if let Some(dirty) = status
+            .phases
+            .iter()
+            .find_map(|p| p.dirty_migration.as_ref())
+        {
+            waiting.push(format!(
+                "{} (migration {} is dirty)",
+                status.plan, dirty.migration
+            ));
+            continue;
+        }
         let Some(current) = status.current else {
             continue;
         };
@@ -130,6 +147,11 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "migrations not up to date: 2 pending, 1 changed since applied"
+        );
+        let err = migrations(&[row(1, MigrationState::Dirty)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "migrations not up to date: 1 dirty (stopped half-way; `orch migrate resolve`)"
         );
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::engine::dirty::{dirty_record, refuse_dirty};
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::orphans;
-use crate::engine::section_runner::{RunStats, SectionJob, SectionRunner};
+use crate::engine::section_runner::{Ended, RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::file::{NOTHING_TO_UNDO, numeric_order};
@@ -58,6 +59,8 @@ pub enum MigrationState {
     Changed,
     /// Applied, but its file is gone.
     Missing,
+    /// A `transaction:false` section stopped half-way: resolve it.
+    Dirty,
 }
 
 impl MigrationState {
@@ -67,6 +70,7 @@ impl MigrationState {
             MigrationState::Pending => "pending",
             MigrationState::Changed => "changed since applied",
             MigrationState::Missing => "applied, file missing",
+            MigrationState::Dirty => "dirty",
         }
     }
 }
@@ -97,6 +101,7 @@ pub fn status(
             let record = applied_by_version.get(&f.version).copied();
             let state = match record {
                 None => MigrationState::Pending,
+                Some(a) if a.is_dirty() => MigrationState::Dirty,
                 Some(a) if a.checksum != f.checksum => MigrationState::Changed,
                 Some(_) => MigrationState::Applied,
             };
@@ -116,7 +121,11 @@ pub fn status(
                 version: a.version,
                 name: a.name.clone(),
                 file: None,
-                state: MigrationState::Missing,
+                state: if a.is_dirty() {
+                    MigrationState::Dirty
+                } else {
+                    MigrationState::Missing
+                },
                 applied: Some(a.clone()),
                 owner: owners.of(a.version, &a.name).cloned(),
             });
@@ -152,6 +161,7 @@ pub fn plan_up<'a>(
     target: UpTarget,
     options: &MigrateOptions,
 ) -> Result<UpPlan<'a>> {
+    refuse_dirty(applied, "apply migrations")?;
     let statuses = status(set, applied, owners);
     let mut problems = Vec::new();
     for s in &statuses {
@@ -302,6 +312,7 @@ pub fn plan_down<'a>(
     count: usize,
     options: &MigrateOptions,
 ) -> Result<Vec<&'a Migration>> {
+    refuse_dirty(applied, "revert migrations")?;
     let mut newest_first: Vec<&AppliedMigration> = applied.iter().collect();
     newest_first.sort_by_cached_key(|a| std::cmp::Reverse((order_of(set, a.version), a.version)));
     let mut revert = Vec::new();
@@ -367,12 +378,22 @@ pub struct UpOutcome {
 
 impl Migrator<'_> {
     /// Run `work` holding the migration lock (not in a dry run), released
-    /// before returning.
-    async fn locked<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    /// before returning; an older orch's schema is brought up to date first
+    /// (what `work` records may need its newer columns).
+    pub(crate) async fn locked<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         if self.options.dry_run {
             return work.await;
         }
-        self.lock().await?.around(work).await
+        self.lock()
+            .await?
+            .around(async {
+                self.store.upgrade_schema().await?;
+                work.await
+            })
+            .await
     }
 
     /// The migration lock; then what an earlier process left running on
@@ -525,6 +546,7 @@ impl Migrator<'_> {
             direction,
         });
         let job = SectionJob {
+            version: file.version,
             id: &id,
             path: &section.path,
             section,
@@ -533,8 +555,9 @@ impl Migrator<'_> {
         };
         let actor = self.options.actor.clone();
         let stats = runner
-            .run(&job, |stats| {
-                vec![record(file, direction, &actor, stats, owner)]
+            .run(&job, |ended| match ended {
+                Ended::Done(stats) => vec![record(file, direction, &actor, stats, owner)],
+                Ended::HalfDone(dirty) => vec![dirty_record(file, &actor, dirty, owner)],
             })
             .await?;
         self.reporter.report(Event::MigrationDone {
@@ -576,6 +599,7 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::migrations::{DirtyState, Origin, RecordState};
     use std::path::Path;
 
     fn file(version: i64, name: &str, body: &str) -> Migration {
@@ -606,6 +630,9 @@ mod tests {
             attempts: 1,
             plan: None,
             phase: None,
+            state: RecordState::Applied,
+            origin: Origin::Ran,
+            dirty: None,
         }
     }
 
@@ -802,5 +829,50 @@ mod tests {
                 MigrationState::Missing
             ]
         );
+    }
+
+    fn dirty(f: &Migration) -> AppliedMigration {
+        AppliedMigration {
+            state: RecordState::Dirty,
+            dirty: Some(DirtyState {
+                direction: "up".into(),
+                file: f.path.display().to_string(),
+                line: 5,
+                statement: 2,
+                statements: 3,
+                completed: 1,
+                error: "relation \"nope\" does not exist (SQLSTATE 42P01)".into(),
+                sqlstate: Some("42P01".into()),
+            }),
+            ..applied(f)
+        }
+    }
+
+    #[test]
+    fn a_dirty_migration_shows_and_stops_up_and_down_naming_the_statement_and_the_fix() {
+        let s = set(vec![file(1, "a", "SELECT 1;"), file(2, "b", "SELECT 2;")]);
+        let rows = [applied(&s.files[0]), dirty(&s.files[1])];
+        let got = status(&s, &rows, &Owners::new());
+        assert_eq!(got[1].state, MigrationState::Dirty);
+        assert_eq!(got[1].state.label(), "dirty");
+        for err in [
+            plan_up(&s, &rows, &Owners::new(), UpTarget::All, &options()).unwrap_err(),
+            plan_down(&s, &rows, &Owners::new(), 1, &options()).unwrap_err(),
+        ] {
+            assert_eq!(err.code(), 4);
+            let text = err.to_string();
+            for expected in [
+                "migration 2_b is dirty",
+                "stopped half-way at migrations/2_b.sql:5 (statement 2 of 3; the 1 before it ran and stay applied): relation \"nope\" does not exist",
+                "orch migrate resolve 2 --applied",
+                "orch migrate resolve 2 --rolled-back",
+            ] {
+                assert!(text.contains(expected), "{expected:?} not in {text}");
+            }
+        }
+        // A dirty migration whose file is gone is still dirty, not missing.
+        let gone = dirty(&file(3, "c", "SELECT 3;"));
+        let got = status(&s, &[gone], &Owners::new());
+        assert_eq!(got[2].state, MigrationState::Dirty);
     }
 }

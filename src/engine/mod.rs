@@ -2,8 +2,11 @@
 //! `migration`/`plan`, talks to the database only through `store`, and
 //! reports through `events`.
 
+pub mod adopt;
 pub mod attention;
+pub mod baseline;
 pub mod checks;
+pub mod dirty;
 pub mod lock_retry;
 pub mod migrator;
 pub(crate) mod orphans;
@@ -15,6 +18,7 @@ pub mod plan_rollback;
 pub mod plan_runner;
 pub mod plan_status;
 pub mod plan_sync;
+pub mod resolve;
 pub mod section_runner;
 pub mod wait;
 pub mod workspace;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backfill::BackfillProgress;
+use crate::engine::dirty::resolve_commands;
 use crate::engine::phases;
 use crate::engine::plan_runner::confirm_command;
 use crate::engine::workspace::Workspace;
@@ -14,6 +15,7 @@ use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
 use crate::plan::records::EventRecord;
 use crate::plan::records::{CheckResultRecord, PhaseRecord, PlanRecord};
 use crate::store::Store;
+use crate::store::migrations::{AppliedMigration, DirtyState};
 use crate::timefmt;
 
 /// One plan at a glance, and its phases in detail.
@@ -57,6 +59,9 @@ pub struct PhaseStatus {
     /// For a running phase: is its process alive, and its heartbeat.
     pub liveness: Option<Liveness>,
     pub checks: Vec<CheckStatus>,
+    /// The migration this phase ran, when it stopped half-way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty_migration: Option<DirtyMigration>,
 }
 
 /// Whether the process running a phase is still there. Decided by the
@@ -110,6 +115,39 @@ impl Liveness {
     }
 }
 
+/// The migration a phase ran that stopped half-way (dirty).
+#[derive(Debug, Clone, Serialize)]
+pub struct DirtyMigration {
+    pub version: i64,
+    /// `<version>_<name>`.
+    pub migration: String,
+    pub dirty: Option<DirtyState>,
+}
+
+impl DirtyMigration {
+    fn of(row: &AppliedMigration) -> DirtyMigration {
+        DirtyMigration {
+            version: row.version,
+            migration: row.id(),
+            dirty: row.dirty.clone(),
+        }
+    }
+
+    /// What the plan waits on while it is dirty.
+    fn waiting_on(&self) -> String {
+        let place = self
+            .dirty
+            .as_ref()
+            .map(|d| format!(" at {}", d.place()))
+            .unwrap_or_default();
+        format!(
+            "migration {} stopped half-way{place} and is dirty: fix the database by hand, then {}",
+            self.migration,
+            resolve_commands(self.version)
+        )
+    }
+}
+
 /// A guard or check with its latest result.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckStatus {
@@ -131,6 +169,12 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
         }
     }
     names.sort();
+    let dirty: Vec<AppliedMigration> = store
+        .applied_migrations()
+        .await?
+        .into_iter()
+        .filter(|a| a.is_dirty())
+        .collect();
     let mut out = Vec::new();
     for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
         let loaded = plans.get(&name);
@@ -182,6 +226,7 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
             Live {
                 progress: &progress,
                 liveness,
+                dirty: &dirty,
             },
         ));
     }
@@ -218,6 +263,8 @@ fn spec_from_records(name: &str, phases: &[PhaseRecord]) -> PlanSpec {
 struct Live<'a> {
     progress: &'a [(String, Option<BackfillProgress>)],
     liveness: Option<(usize, Liveness)>,
+    /// Dirty migrations (any plan's).
+    dirty: &'a [AppliedMigration],
 }
 
 /// The liveness of a plan's current phase when it is running, with its
@@ -274,7 +321,11 @@ fn build(
     results: &[CheckResultRecord],
     live: Live<'_>,
 ) -> PlanStatus {
-    let Live { progress, liveness } = live;
+    let Live {
+        progress,
+        liveness,
+        dirty,
+    } = live;
     let records: &[PhaseRecord] = state.map_or(&[], |(_, phases)| phases.as_slice());
     let phases: Vec<PhaseStatus> = spec
         .phases
@@ -321,6 +372,10 @@ fn build(
                     .filter(|(position, _)| *position == i + 1)
                     .map(|(_, l)| l.clone()),
                 checks,
+                dirty_migration: dirty
+                    .iter()
+                    .find(|a| a.plan.as_deref() == Some(name) && a.phase.as_deref() == Some(&p.id))
+                    .map(DirtyMigration::of),
             }
         })
         .collect();
@@ -350,7 +405,13 @@ fn build(
                 Some(l) if !l.alive => "interrupted",
                 _ => p.state.name(),
             };
-            (state.to_string(), since, waiting_on(name, p))
+            // A migration a phase left half-applied blocks the plan's
+            // migrations, whichever phase is current.
+            let waiting = match phases.iter().find_map(|p| p.dirty_migration.as_ref()) {
+                Some(dirty) => dirty.waiting_on(),
+                None => waiting_on(name, p),
+            };
+            (state.to_string(), since, waiting)
         }
     };
     PlanStatus {

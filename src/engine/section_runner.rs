@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::checks::{BoundCheck, describe_failures, verdict};
 use crate::engine::lock_retry::LockRetryPolicy;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, dirty_note};
 use crate::events::CheckOutcome;
 use crate::events::LockWaitSample;
 use crate::events::{Direction, Event, Reporter};
@@ -20,12 +20,15 @@ use crate::store::Store;
 use crate::store::blockers::BlockerMonitor;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::catalog::InvalidIndex;
+use crate::store::migrations::DirtyState;
 use crate::store::plans::Recheck;
 use crate::store::session::ScriptFailure;
 use crate::timefmt;
 
 /// Which section of which file to run.
 pub struct SectionJob<'a> {
+    /// The migration's version (named in the resolve command of a dirty one).
+    pub version: i64,
     /// `<version>_<name>`, as shown to people.
     pub id: &'a str,
     pub path: &'a Path,
@@ -46,6 +49,43 @@ pub struct RunStats {
     pub duration: Duration,
     /// Time of the SQL of the successful attempt(s) only.
     pub execution: Duration,
+}
+
+/// How a section run ended, for the caller to say what to record: done
+/// (recorded with the work, in its transaction where it has one), or a
+/// `transaction:false` section stopped half-way (recorded as dirty).
+#[derive(Debug, Clone, Copy)]
+pub enum Ended<'a> {
+    Done(&'a RunStats),
+    HalfDone(&'a DirtyState),
+}
+
+/// Where a statement-by-statement section stopped.
+struct Stopped {
+    /// 0-based: the statement that failed (the ones before it ran).
+    index: usize,
+    line: usize,
+    statements: usize,
+}
+
+/// How one statement of a `transaction:false` section failed.
+enum StatementFailure {
+    Error(Error),
+    /// `CREATE INDEX CONCURRENTLY` returned but left these INVALID.
+    LeftInvalid(Vec<InvalidIndex>),
+}
+
+impl StatementFailure {
+    /// The error to report; `dirty`: the version now recorded as dirty.
+    fn into_error(self, job: &SectionJob<'_>, at: &Stopped, dirty: Option<i64>) -> Error {
+        match (self, dirty) {
+            (StatementFailure::LeftInvalid(left), dirty) => {
+                invalid_after(job, at.line, at.index, &left, dirty)
+            }
+            (StatementFailure::Error(error), Some(version)) => recorded_dirty(error, version),
+            (StatementFailure::Error(error), None) => error,
+        }
+    }
 }
 
 /// Runs sections on a store's working connection.
@@ -80,12 +120,13 @@ impl<'a> SectionRunner<'a> {
         })
     }
 
-    /// Run the section; `bookkeeping` says what to record in the same
-    /// transaction once the section's SQL succeeded.
+    /// Run the section; `bookkeeping` says what to record: in the same
+    /// transaction once the section's SQL succeeded, or, for a
+    /// `transaction:false` section stopped half-way, its dirty state.
     pub async fn run(
         &self,
         job: &SectionJob<'_>,
-        bookkeeping: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
+        bookkeeping: impl FnOnce(Ended<'_>) -> Vec<Bookkeeping>,
     ) -> Result<RunStats> {
         if job.section.transactional {
             self.run_transactional(job, bookkeeping).await
@@ -97,7 +138,7 @@ impl<'a> SectionRunner<'a> {
     async fn run_transactional(
         &self,
         job: &SectionJob<'_>,
-        bookkeeping: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
+        bookkeeping: impl FnOnce(Ended<'_>) -> Vec<Bookkeeping>,
     ) -> Result<RunStats> {
         let started = Instant::now();
         let sql = job.section.sql.as_str();
@@ -127,7 +168,11 @@ impl<'a> SectionRunner<'a> {
                         self.store.rollback().await;
                         return Err(e);
                     }
-                    if let Err(e) = self.store.write_bookkeeping(&bookkeeping(&stats)).await {
+                    if let Err(e) = self
+                        .store
+                        .write_bookkeeping(&bookkeeping(Ended::Done(&stats)))
+                        .await
+                    {
                         self.store.rollback().await;
                         return Err(Error::db(format!("cannot record migration {}", job.id), e));
                     }
@@ -225,7 +270,7 @@ impl<'a> SectionRunner<'a> {
     async fn run_statements(
         &self,
         job: &SectionJob<'_>,
-        bookkeeping: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
+        bookkeeping: impl FnOnce(Ended<'_>) -> Vec<Bookkeeping>,
     ) -> Result<RunStats> {
         let started = Instant::now();
         let mut execution = Duration::ZERO;
@@ -235,95 +280,22 @@ impl<'a> SectionRunner<'a> {
         let statements = sql_text::split_statements(&job.section.sql);
         for (index, statement) in statements.iter().enumerate() {
             let line = job.section.file_line(statement.offset);
-            // CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which never blocks
-            // the application; a timeout would only leave an INVALID index.
-            let concurrent = leading_words(statement.text, 4)
-                .iter()
-                .any(|w| w == "concurrently");
-            let index_built = concurrent_index(statement.text);
-            let invalid_before = match &index_built {
-                Some(built) => {
-                    let before = self.store.invalid_indexes(&built.table).await?;
-                    refuse_invalid_existing(job, line, index, built, before.as_deref())?;
-                    before
+            let ran = self
+                .run_statement(job, index, line, statement.text, &mut retries)
+                .await;
+            self.store.reset_session_timeouts().await;
+            match ran {
+                Ok(took) => execution += took,
+                Err(failure) => {
+                    let stopped = Stopped {
+                        index,
+                        line,
+                        statements: statements.len(),
+                    };
+                    return Err(self.stopped(job, stopped, failure, bookkeeping).await);
                 }
-                None => None,
-            };
-            let mut lock_timeout = self.policy.scheduled_timeout(0);
-            let mut attempt = 0;
-            loop {
-                if let Err(e) = self.still_locked() {
-                    self.store.reset_session_timeouts().await;
-                    return Err(e);
-                }
-                if concurrent {
-                    self.store
-                        .set_session_timeouts(Duration::ZERO, Duration::ZERO)
-                        .await?;
-                } else {
-                    self.store
-                        .set_session_timeouts(lock_timeout, self.policy.statement_timeout)
-                        .await?;
-                }
-                let execution_started = Instant::now();
-                let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
-                let result = self.store.run_script(statement.text).await;
-                let wait = watch.stop();
-                let left_invalid = match &index_built {
-                    Some(built) => self.invalid_left(built, invalid_before.as_deref()).await,
-                    None => Ok(Vec::new()),
-                };
-                match result {
-                    Ok(()) => {
-                        execution += execution_started.elapsed();
-                        let left = match left_invalid {
-                            Ok(left) => left,
-                            Err(e) => {
-                                self.store.reset_session_timeouts().await;
-                                return Err(e);
-                            }
-                        };
-                        if !left.is_empty() {
-                            self.store.reset_session_timeouts().await;
-                            return Err(invalid_after(job, line, index, &left));
-                        }
-                        break;
-                    }
-                    Err(failure) => {
-                        let outcome = self
-                            .after_failure(job, line, attempt, lock_timeout, failure, wait)
-                            .await;
-                        match outcome {
-                            Ok(AfterFailure::Retry(next)) => {
-                                lock_timeout = next;
-                                retries += 1;
-                            }
-                            Ok(AfterFailure::GiveUp(failure)) => {
-                                self.store.reset_session_timeouts().await;
-                                if let Ok(left) = &left_invalid
-                                    && !left.is_empty()
-                                {
-                                    self.reporter.report(Event::Warning {
-                                        message: format!(
-                                            "the failed CREATE INDEX CONCURRENTLY left INVALID index(es) behind; before running {} again: {}",
-                                            job.id,
-                                            drop_commands(left)
-                                        ),
-                                    });
-                                }
-                                return Err(failed(job, line, failure, index));
-                            }
-                            Err(e) => {
-                                self.store.reset_session_timeouts().await;
-                                return Err(e);
-                            }
-                        }
-                    }
-                }
-                attempt += 1;
             }
         }
-        self.store.reset_session_timeouts().await;
         let stats = RunStats {
             attempts: retries + 1,
             duration: started.elapsed(),
@@ -336,7 +308,11 @@ impl<'a> SectionRunner<'a> {
             self.store.rollback().await;
             return Err(e);
         }
-        if let Err(e) = self.store.write_bookkeeping(&bookkeeping(&stats)).await {
+        if let Err(e) = self
+            .store
+            .write_bookkeeping(&bookkeeping(Ended::Done(&stats)))
+            .await
+        {
             self.store.rollback().await;
             return Err(Error::db(format!("cannot record migration {}", job.id), e));
         }
@@ -349,6 +325,148 @@ impl<'a> SectionRunner<'a> {
             ));
         }
         Ok(stats)
+    }
+
+    /// Run statement `index` of a `transaction:false` section on its own,
+    /// retrying lock timeouts: how long its successful attempt took, or how
+    /// it failed.
+    async fn run_statement(
+        &self,
+        job: &SectionJob<'_>,
+        index: usize,
+        line: usize,
+        text: &str,
+        retries: &mut u32,
+    ) -> std::result::Result<Duration, StatementFailure> {
+        let quiet = StatementFailure::Error;
+        // CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which never blocks
+        // the application; a timeout would only leave an INVALID index.
+        let concurrent = leading_words(text, 4).iter().any(|w| w == "concurrently");
+        let index_built = concurrent_index(text);
+        let invalid_before = match &index_built {
+            Some(built) => {
+                let before = self
+                    .store
+                    .invalid_indexes(&built.table)
+                    .await
+                    .map_err(quiet)?;
+                refuse_invalid_existing(job, line, index, built, before.as_deref())
+                    .map_err(quiet)?;
+                before
+            }
+            None => None,
+        };
+        let mut lock_timeout = self.policy.scheduled_timeout(0);
+        let mut attempt = 0;
+        loop {
+            self.still_locked().map_err(quiet)?;
+            let timeouts = if concurrent {
+                (Duration::ZERO, Duration::ZERO)
+            } else {
+                (lock_timeout, self.policy.statement_timeout)
+            };
+            self.store
+                .set_session_timeouts(timeouts.0, timeouts.1)
+                .await
+                .map_err(quiet)?;
+            let execution_started = Instant::now();
+            let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
+            let result = self.store.run_script(text).await;
+            let wait = watch.stop();
+            let left_invalid = match &index_built {
+                Some(built) => self.invalid_left(built, invalid_before.as_deref()).await,
+                None => Ok(Vec::new()),
+            };
+            match result {
+                Ok(()) => {
+                    let took = execution_started.elapsed();
+                    let left = left_invalid.map_err(quiet)?;
+                    if !left.is_empty() {
+                        return Err(StatementFailure::LeftInvalid(left));
+                    }
+                    return Ok(took);
+                }
+                Err(failure) => {
+                    let outcome = self
+                        .after_failure(job, line, attempt, lock_timeout, failure, wait)
+                        .await
+                        .map_err(quiet)?;
+                    match outcome {
+                        AfterFailure::Retry(next) => {
+                            lock_timeout = next;
+                            *retries += 1;
+                        }
+                        AfterFailure::GiveUp(failure) => {
+                            let left = left_invalid.unwrap_or_default();
+                            if !left.is_empty() {
+                                self.reporter.report(Event::Warning {
+                                    message: format!(
+                                        "the failed CREATE INDEX CONCURRENTLY left INVALID index(es) behind; before running {} again: {}",
+                                        job.id,
+                                        drop_commands(&left)
+                                    ),
+                                });
+                            }
+                            return Err(quiet(failed(job, line, failure, index)));
+                        }
+                    }
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    /// A `transaction:false` section stopped at a statement: when statements
+    /// before it ran (and stay applied), the migration is recorded as dirty,
+    /// so orch refuses to go on until the operator resolves it, and the
+    /// error says so. A first statement that fails changed nothing (an
+    /// INVALID index it leaves is named with its fix, as before); a process
+    /// that lost its lock records nothing (its error says that).
+    async fn stopped(
+        &self,
+        job: &SectionJob<'_>,
+        stopped: Stopped,
+        failure: StatementFailure,
+        bookkeeping: impl FnOnce(Ended<'_>) -> Vec<Bookkeeping>,
+    ) -> Error {
+        let lost_lock = matches!(failure, StatementFailure::Error(Error::LockLost { .. }));
+        if stopped.index == 0 || lost_lock {
+            return failure.into_error(job, &stopped, None);
+        }
+        let (why, sqlstate) = match &failure {
+            StatementFailure::Error(Error::MigrationFailed { diagnostic, .. }) => {
+                (diagnostic.to_string(), Some(diagnostic.sqlstate.clone()))
+            }
+            StatementFailure::Error(other) => (other.to_string(), None),
+            StatementFailure::LeftInvalid(left) => (
+                format!(
+                    "CREATE INDEX CONCURRENTLY returned but left index {} INVALID",
+                    names(left)
+                ),
+                None,
+            ),
+        };
+        let dirty = DirtyState {
+            direction: job.direction.to_string(),
+            file: job.path.display().to_string(),
+            line: stopped.line,
+            statement: stopped.index + 1,
+            statements: stopped.statements,
+            completed: stopped.index,
+            error: why,
+            sqlstate,
+        };
+        match self
+            .store
+            .commit_bookkeeping(&bookkeeping(Ended::HalfDone(&dirty)))
+            .await
+        {
+            Ok(()) => failure.into_error(job, &stopped, Some(job.version)),
+            Err(e) => {
+                tracing::error!("cannot record migration {} as dirty: {e}", job.id);
+                failure.into_error(job, &stopped, None)
+            }
+        }
     }
 
     /// The INVALID indexes a `CREATE INDEX CONCURRENTLY` left: the one it
@@ -470,26 +588,43 @@ fn refuse_invalid_existing(
     ))
 }
 
-/// A `CREATE INDEX CONCURRENTLY` that returned but left its index INVALID.
+/// A `CREATE INDEX CONCURRENTLY` that returned but left its index INVALID;
+/// `dirty`: the version recorded as dirty (statements before it ran).
 fn invalid_after(
     job: &SectionJob<'_>,
     line: usize,
     statement: usize,
     left: &[InvalidIndex],
+    dirty: Option<i64>,
 ) -> Error {
-    let names: Vec<&str> = left.iter().map(|i| i.qualified.as_str()).collect();
+    let ran = match statement {
+        0 => String::new(),
+        n => format!("; its first {n} statement(s) did run and stay applied"),
+    };
+    let (recorded, then) = match dirty {
+        Some(version) => (
+            format!("{ran}{}", dirty_note(version)),
+            "as part of that fix".to_string(),
+        ),
+        None => (
+            format!("; the migration is NOT recorded{ran}"),
+            "then the same command again".to_string(),
+        ),
+    };
     Error::failed(format!(
-        "{}:{line}: migration {} ({}) failed: CREATE INDEX CONCURRENTLY returned but left index {} INVALID (PostgreSQL does not use it); the migration is NOT recorded{}\n  next: {}, then the same command again",
+        "{}:{line}: migration {} ({}) failed: CREATE INDEX CONCURRENTLY returned but left index {} INVALID (PostgreSQL does not use it){recorded}\n  next: {}, {then}",
         job.path.display(),
         job.id,
         job.direction,
-        names.join(", "),
-        match statement {
-            0 => String::new(),
-            n => format!("; its first {n} statement(s) did run and stay applied"),
-        },
+        names(left),
         drop_commands(left)
     ))
+}
+
+/// The indexes' qualified names, for messages.
+fn names(indexes: &[InvalidIndex]) -> String {
+    let names: Vec<&str> = indexes.iter().map(|i| i.qualified.as_str()).collect();
+    names.join(", ")
 }
 
 /// Sample the lock wait often enough to see it before the timeout fires.
@@ -526,6 +661,39 @@ fn failed(
         line,
         diagnostic: Box::new(failure.diagnostic),
         applied_before_failure,
+        recorded_dirty: None,
+    }
+}
+
+/// `error`, saying that migration `version` is now recorded as dirty.
+fn recorded_dirty(error: Error, version: i64) -> Error {
+    match error {
+        Error::MigrationFailed {
+            path,
+            name,
+            line,
+            diagnostic,
+            applied_before_failure,
+            recorded_dirty: _,
+        } => Error::MigrationFailed {
+            path,
+            name,
+            line,
+            diagnostic,
+            applied_before_failure,
+            recorded_dirty: Some(version),
+        },
+        Error::LockTimeout { message } => Error::LockTimeout {
+            message: format!(
+                "{message}\n  note: statements before it ran and stay applied{}",
+                dirty_note(version)
+            ),
+        },
+        Error::Refused { message, next } => Error::Refused {
+            message: format!("{message}{}", dirty_note(version)),
+            next,
+        },
+        other => other,
     }
 }
 

@@ -2,9 +2,12 @@
 //! migration rows, phase state, events. Written inside the caller's open
 //! transaction, so the record and the change commit (or vanish) together.
 
+use chrono::{DateTime, Utc};
+
 use crate::plan::AuditAction;
 use crate::plan::records::PhaseRecord;
 use crate::store::Store;
+use crate::store::migrations::{DirtyState, Origin};
 
 /// One record to write.
 #[derive(Debug, Clone)]
@@ -22,6 +25,33 @@ pub enum Bookkeeping {
     },
     MigrationReverted {
         version: i64,
+    },
+    /// A migration recorded as applied without orch running it: adopted
+    /// from another tool's table, or marked by a baseline. `applied_at`:
+    /// when the other tool applied it, where it kept that (else now).
+    MigrationMarked {
+        version: i64,
+        name: String,
+        checksum: String,
+        applied_at: Option<DateTime<Utc>>,
+        applied_by: String,
+        origin: Origin,
+    },
+    /// A `transaction:false` section stopped half-way: a new dirty row
+    /// (up), or the applied row made dirty (down).
+    MigrationDirty {
+        version: i64,
+        name: String,
+        checksum: String,
+        applied_by: String,
+        plan: Option<String>,
+        phase: Option<String>,
+        dirty: DirtyState,
+    },
+    /// A dirty row the operator resolved as applied.
+    MigrationResolved {
+        version: i64,
+        applied_by: String,
     },
     /// The full new row of a phase.
     Phase(Box<PhaseRecord>),
@@ -77,6 +107,56 @@ impl Store {
                 Bookkeeping::MigrationReverted { version } => {
                     client
                         .execute("DELETE FROM orch.migrations WHERE version = $1", &[version])
+                        .await?;
+                }
+                Bookkeeping::MigrationMarked {
+                    version,
+                    name,
+                    checksum,
+                    applied_at,
+                    applied_by,
+                    origin,
+                } => {
+                    client
+                        .execute(
+                            "INSERT INTO orch.migrations
+                               (version, name, checksum, applied_at, applied_by, duration_ms, execution_ms, attempts, origin)
+                             VALUES ($1, $2, $3, COALESCE($4, now()), $5, 0, 0, 0, $6)",
+                            &[version, name, checksum, applied_at, applied_by, &origin.name()],
+                        )
+                        .await?;
+                }
+                Bookkeeping::MigrationDirty {
+                    version,
+                    name,
+                    checksum,
+                    applied_by,
+                    plan,
+                    phase,
+                    dirty,
+                } => {
+                    let dirty = serde_json::to_value(dirty).expect("a dirty state serialises");
+                    client
+                        .execute(
+                            "INSERT INTO orch.migrations
+                               (version, name, checksum, applied_by, duration_ms, execution_ms, plan, phase, state, dirty)
+                             VALUES ($1, $2, $3, $4, 0, 0, $5, $6, 'dirty', $7)
+                             ON CONFLICT (version) DO UPDATE SET state = 'dirty', dirty = EXCLUDED.dirty",
+                            &[version, name, checksum, applied_by, plan, phase, &dirty],
+                        )
+                        .await?;
+                }
+                Bookkeeping::MigrationResolved {
+                    version,
+                    applied_by,
+                } => {
+                    client
+                        .execute(
+                            "UPDATE orch.migrations
+                             SET state = 'applied', dirty = NULL, origin = 'resolved', applied_by = $2, applied_at = now()
+                             WHERE version = $1 AND state = 'dirty'",
+                            &[version, applied_by],
+                        )
                         .await?;
                 }
                 Bookkeeping::Phase(record) => self.write_phase_row(record).await?,

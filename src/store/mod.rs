@@ -12,6 +12,9 @@ pub mod orphans;
 pub mod plans;
 pub mod schema;
 pub mod session;
+#[cfg(test)]
+pub(crate) mod test_db;
+pub mod tracking;
 
 use tokio_postgres::Client;
 

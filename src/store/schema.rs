@@ -2,15 +2,23 @@
 
 /// Bumped when the DDL below changes; recorded in `orch.meta`. A database
 /// an older orch created is brought up to date by `UPGRADES`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The steps from each earlier version to the next: `(from, DDL)`. Each
 /// only adds, so an older orch's statements keep working on the tables.
-pub const UPGRADES: [(i32, &str); 1] = [(
-    1,
-    "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
-     ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_host text;",
-)];
+pub const UPGRADES: [(i32, &str); 2] = [
+    (
+        1,
+        "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
+         ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_host text;",
+    ),
+    (
+        2,
+        "ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'applied';
+         ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT 'ran';
+         ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS dirty jsonb;",
+    ),
+];
 
 /// Advisory lock (two-int form) classid shared by all orch locks: "orch".
 pub const LOCK_CLASS: i32 = 0x6f72_6368;
@@ -42,7 +50,10 @@ CREATE TABLE IF NOT EXISTS orch.migrations (
     execution_ms bigint NOT NULL,        -- the successful attempt's SQL only
     attempts     int NOT NULL DEFAULT 1,
     plan         text,                   -- set when a plan phase applied it
-    phase        text
+    phase        text,
+    state        text NOT NULL DEFAULT 'applied', -- or 'dirty': a transaction:false section stopped half-way
+    origin       text NOT NULL DEFAULT 'ran',     -- ran, adopted (from another tool), baseline, resolved (by hand)
+    dirty        jsonb                   -- for a dirty row: the statement that failed (file, line) and why
 );
 
 CREATE TABLE IF NOT EXISTS orch.plans (
@@ -138,3 +149,15 @@ DROP TRIGGER IF EXISTS events_append_only ON orch.events;
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON orch.events
     FOR EACH STATEMENT EXECUTE FUNCTION orch.events_append_only();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrades_lead_from_every_older_version_to_this_one() {
+        let froms: Vec<i32> = UPGRADES.iter().map(|(from, _)| *from).collect();
+        let expected: Vec<i32> = (1..SCHEMA_VERSION).collect();
+        assert_eq!(froms, expected);
+    }
+}

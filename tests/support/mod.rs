@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod programs;
 pub mod tools;
 
 use orch::connect::ConnectionSettings;

@@ -5,10 +5,11 @@
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
+use crate::engine::dirty::{dirty_record, refuse_dirty};
 use crate::engine::migrator::{empty_up, record as migration_record};
 use crate::engine::phases::{PhaseWork, Step, Undo};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
-use crate::engine::section_runner::{SectionJob, SectionRunner};
+use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event};
 use crate::migration::Migration;
@@ -17,6 +18,7 @@ use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::state::{PhaseCommand, transition};
 use crate::plan::{AuditAction, MigrationOwner};
 use crate::store::bookkeeping::Bookkeeping;
+use crate::store::migrations::{AppliedMigration, Origin};
 use crate::timefmt;
 
 pub(crate) struct MigrationPhase;
@@ -65,13 +67,20 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         ));
     }
     let _history = engine.migrations_lock().await?;
-    if let Some(applied) = engine
-        .store
-        .applied_migrations()
-        .await?
-        .iter()
-        .find(|a| a.version == file.version)
-    {
+    let applied = engine.store.applied_migrations().await?;
+    refuse_dirty(
+        &applied,
+        &format!(
+            "run phase {} ({}) of plan {}",
+            index + 1,
+            spec.id,
+            plan.name()
+        ),
+    )?;
+    if let Some(applied) = applied.iter().find(|a| a.version == file.version) {
+        if resolved_by_this_phase(applied, plan.name(), &spec.id) {
+            return finish_resolved(engine, step, file, applied).await;
+        }
         return Err(Error::refused(
             format!(
                 "phase {} ({}) applies {}, but it is already applied (on {} by {}); it was applied outside the plan",
@@ -102,6 +111,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     };
     let id = file.id();
     let job = SectionJob {
+        version: file.version,
         id: &id,
         path: &file.up.path,
         section: &file.up,
@@ -110,7 +120,19 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     };
     let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
     let result = runner
-        .run(&job, |stats| {
+        .run(&job, |ended| {
+            let stats = match ended {
+                Ended::Done(stats) => stats,
+                // The phase's failure is recorded with the error, after.
+                Ended::HalfDone(dirty) => {
+                    return vec![dirty_record(
+                        file,
+                        &engine.options.actor,
+                        dirty,
+                        Some(&owner),
+                    )];
+                }
+            };
             let mut done = running.clone();
             done.state = transition(PhaseKind::Migration, running.state, PhaseCommand::Succeed)
                 .expect("a running migration may succeed");
@@ -169,12 +191,20 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
 }
 
 async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
+    let spec = undo.spec();
+    let doing = format!(
+        "roll back phase {} ({}) of plan {}",
+        undo.index + 1,
+        spec.id,
+        undo.plan.name()
+    );
     if !undo.work_done {
-        // Failed or interrupted before it applied: only the state goes back.
+        // Failed or interrupted before it applied: only the state goes back
+        // (not while a migration is half-applied: it may be this one).
+        refuse_dirty(&engine.store.applied_migrations().await?, &doing)?;
         engine.store.commit_bookkeeping(&undo.records).await?;
         return Ok(String::new());
     }
-    let spec = undo.spec();
     let file = migration_of(engine, spec)?;
     let down = file
         .down
@@ -193,23 +223,103 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
         })?;
     check_transactional_statements(down, engine.migrations.format)?;
     let _history = engine.migrations_lock().await?;
+    let applied = engine.store.applied_migrations().await?;
+    refuse_dirty(&applied, &doing)?;
     let id = file.id();
+    if !applied.iter().any(|a| a.version == file.version) {
+        // Its down section stopped half-way before, and the operator
+        // resolved it as rolled back: the phase only goes back.
+        engine.store.commit_bookkeeping(&undo.records).await?;
+        return Ok(format!(
+            "{id} was already reverted (resolved as rolled back by hand); nothing ran"
+        ));
+    }
     let job = SectionJob {
+        version: file.version,
         id: &id,
         path: &down.path,
         section: down,
         direction: Direction::Down,
         recheck: &[],
     };
+    let owner = MigrationOwner {
+        plan: undo.plan.name().to_string(),
+        position: undo.index + 1,
+        phase: spec.id.clone(),
+    };
     let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
     runner
-        .run(&job, |_| {
-            let mut records = vec![Bookkeeping::MigrationReverted {
-                version: file.version,
-            }];
-            records.extend(undo.records.iter().cloned());
-            records
+        .run(&job, |ended| match ended {
+            Ended::Done(_) => {
+                let mut records = vec![Bookkeeping::MigrationReverted {
+                    version: file.version,
+                }];
+                records.extend(undo.records.iter().cloned());
+                records
+            }
+            Ended::HalfDone(dirty) => vec![dirty_record(
+                file,
+                &engine.options.actor,
+                dirty,
+                Some(&owner),
+            )],
         })
         .await?;
     Ok(format!("reverted {id}"))
+}
+
+/// Whether `applied` is this phase's migration, stopped half-way while the
+/// phase ran it and since resolved as applied by the operator.
+fn resolved_by_this_phase(applied: &AppliedMigration, plan: &str, phase: &str) -> bool {
+    applied.origin == Origin::Resolved
+        && applied.plan.as_deref() == Some(plan)
+        && applied.phase.as_deref() == Some(phase)
+}
+
+/// The phase's migration stopped half-way and the operator finished it by
+/// hand (`orch migrate resolve V --applied`): the phase is done without
+/// running anything again.
+async fn finish_resolved(
+    engine: &PlanEngine<'_>,
+    step: Step<'_>,
+    file: &Migration,
+    applied: &AppliedMigration,
+) -> Result<()> {
+    let (plan, spec, index) = (step.plan, step.spec(), step.index);
+    let running = step.started.clone();
+    let mut done = running.clone();
+    done.state = transition(PhaseKind::Migration, running.state, PhaseCommand::Succeed)
+        .expect("a running migration may succeed");
+    done.finished_at = Some(step.now);
+    let detail = json!({
+        "migration": file.id(),
+        "resolved_by": applied.applied_by,
+        "resolved_at": applied.applied_at,
+    });
+    done.result = Some(detail.clone());
+    engine
+        .store
+        .commit_bookkeeping(&[
+            Bookkeeping::Phase(Box::new(done)),
+            engine.event(
+                plan.name(),
+                Some(&spec.id),
+                AuditAction::MigrationApplied,
+                detail,
+            ),
+        ])
+        .await?;
+    engine.reporter.report(Event::PhaseDone {
+        plan: plan.name().to_string(),
+        position: index + 1,
+        id: spec.id.clone(),
+        summary: format!(
+            "{} was resolved as applied by hand ({}, {}); nothing ran",
+            file.id(),
+            applied.applied_by,
+            timefmt::utc(&applied.applied_at)
+        ),
+        confirm_command: confirm_command(plan.name(), &spec.id),
+    });
+    Ok(())
 }
