@@ -6,6 +6,8 @@
 
 pub mod dbmate;
 mod detect;
+pub mod goose;
+pub mod node_pg_migrate;
 
 use std::path::{Path, PathBuf};
 
@@ -133,6 +135,8 @@ impl std::fmt::Display for Format {
 pub fn open(format: Format, dir: &Path) -> Box<dyn MigrationSource> {
     match format {
         Format::Dbmate => Box::new(dbmate::DbmateFolder::new(dir)),
+        Format::Goose => Box::new(goose::GooseFolder::new(dir)),
+        Format::NodePgMigrate => Box::new(node_pg_migrate::NodePgMigrateFolder::new(dir)),
         // SEAM-TODO(issue 10): each format's reader replaces its arm.
         other => Box::new(Unread(other, dir.to_path_buf())),
     }

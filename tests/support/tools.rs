@@ -54,7 +54,11 @@ pub fn schema(db: &TestDb) -> String {
             "--no-privileges",
             "--exclude-schema=orch",
         ])
-        .args(TRACKING_TABLES.iter().map(|t| format!("--exclude-table={t}")))
+        .args(
+            TRACKING_TABLES
+                .iter()
+                .map(|t| format!("--exclude-table={t}")),
+        )
         .arg(db.connection_string())
         .output()
         .expect("run pg_dump");
