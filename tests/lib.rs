@@ -10,6 +10,7 @@ mod cli;
 mod connect;
 mod faults;
 mod first_hour;
+mod formats_b;
 mod migrations;
 mod plans;
 mod safety;
