@@ -24,7 +24,7 @@ use crate::cli::args::Cli;
 use crate::connect::ConnectionSettings;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::migration::MigrationSet;
-use crate::migration::source::dbmate;
+use crate::migration::source::{dbmate, goose, node_pg_migrate};
 use crate::plan::LoadedPlan;
 use crate::plan::validate::validate;
 use crate::sql_text::{self, Fragment};
@@ -384,6 +384,141 @@ fn migration_file_name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Lines goose reads: its annotations, right and wrong, and SQL around them.
+const GOOSE_PIECES: &[&str] = &[
+    "-- +goose Up\n",
+    "-- +goose Down\n",
+    "-- +goose up\n",
+    "-- +goose StatementBegin\n",
+    "-- +goose StatementEnd\n",
+    "-- +goose NO TRANSACTION\n",
+    "-- +goose ENVSUB ON\n",
+    "-- +goose ENVSUB OFF\n",
+    "  -- +goose Up\n",
+    "-- +goose Sideways\n",
+    "--+goose Up +goose Down\n",
+    "SELECT 1;\n",
+    "SELECT 1\n",
+    "SELECT '$HOME';\n",
+    "CREATE FUNCTION f() RETURNS int AS $$\n",
+    "BEGIN RETURN 1; END;\n",
+    "$$ LANGUAGE plpgsql;\n",
+    "-- comment;\n",
+    "   \n",
+    "\n",
+    "\r\n",
+];
+
+/// Pieces of node-pg-migrate JavaScript files, well-formed and not.
+const JS_PIECES: &[&str] = &[
+    "exports.up = ",
+    "exports.down = ",
+    "exports.shorthands = undefined;\n",
+    "module.exports.up = ",
+    "module.exports = ",
+    "export const up = ",
+    "export async function down(pgm) ",
+    "import { MigrationBuilder } from 'node-pg-migrate';\n",
+    "(pgm) => ",
+    "pgm => ",
+    "async (pgm: MigrationBuilder): Promise<void> => ",
+    "function (pgm, run) ",
+    "{",
+    "}",
+    "(",
+    ")",
+    ";",
+    "\n",
+    "false",
+    "pgm.sql(`SELECT 1`)",
+    "pgm.sql(`CREATE TABLE t (a int);\n`)",
+    "pgm.sql('SELECT \\'x\\'')",
+    "pgm.sql(\"SELECT 1 -- c\")",
+    "pgm.sql(`${x}`)",
+    "pgm.sql(`$$`)",
+    "pgm.sql(`'`)",
+    "pgm.noTransaction()",
+    "pgm.createTable('t', {})",
+    "run()",
+    "await ",
+    "`",
+    "'",
+    "\"",
+    "\\",
+    "\\u{",
+    "\\uD800",
+    "\\x4",
+    "/*",
+    "*/",
+    "//",
+    "// nothing to undo\n",
+    "/",
+    ":",
+    "<",
+    ">",
+    "=>",
+    "=",
+    ",",
+    ".",
+    "é",
+    "\u{2028}",
+    "#!",
+    "require('x')",
+];
+
+fn goose_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::collection::vec(prop::sample::select(GOOSE_PIECES), 0..20)
+            .prop_map(|pieces| pieces.concat()),
+        1 => prop::collection::vec((prop::sample::select(GOOSE_PIECES), sql()), 0..6)
+            .prop_map(|parts| parts.into_iter().map(|(a, b)| format!("{a}{b}\n")).collect()),
+        1 => any::<String>(),
+    ]
+}
+
+fn js_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::collection::vec(prop::sample::select(JS_PIECES), 0..30)
+            .prop_map(|pieces| pieces.concat()),
+        1 => any::<String>(),
+        1 => "[ -~\n]{0,80}",
+    ]
+}
+
+/// A node-pg-migrate `.sql` file: markers in their variants, and SQL.
+fn node_pg_migrate_sql_text() -> impl Strategy<Value = String> {
+    let marker = prop::sample::select(&[
+        "-- Up Migration\n",
+        "-- Down Migration\n",
+        "--- up   migration\n",
+        "  --\n down migration\n",
+        "-- Upgrade\n",
+        "\u{2028}-- up migration",
+        "",
+    ]);
+    prop::collection::vec((marker, sql()), 0..4).prop_map(|parts| {
+        parts
+            .into_iter()
+            .map(|(marker, body)| format!("{marker}{body}\n"))
+            .collect()
+    })
+}
+
+/// What every reader promises of a migration it yields.
+fn check_migration(
+    migration: &crate::migration::Migration,
+) -> std::result::Result<(), TestCaseError> {
+    let sections = std::iter::once(&migration.up).chain(migration.down.as_ref());
+    for section in sections {
+        for statement in sql_text::split_statements(&section.sql) {
+            prop_assert!(section.file_line(statement.offset) >= 1);
+        }
+        let _ = section.says_nothing_to_undo();
+    }
+    let _ = migration.id();
+    Ok(())
+}
+
 /// Words of orch's command line: every command and flag, good and bad values.
 const ARGV_WORDS: &[&str] = &[
     "migrate",
@@ -610,6 +745,37 @@ proptest! {
             Ok(migration) => {
                 let _ = migration.up;
             }
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_goose_file(name in migration_file_name(), text in goose_text()) {
+        let path = Path::new("migrations").join(name);
+        match goose::parse_file(&path, &text) {
+            Ok(migration) => check_migration(&migration)?,
+            Err(e) => {
+                let _ = e.to_string();
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_node_pg_migrate_file(
+        stem in prop_oneof![
+            4 => Just("1700000000000_add-posts".to_string()),
+            1 => "[0-9]{0,20}_?[a-z-]{0,4}",
+        ],
+        extension in prop::sample::select(&["js", "cjs", "ts", "sql", "txt", ""]),
+        js in js_text(),
+        sql in node_pg_migrate_sql_text(),
+    ) {
+        let path = Path::new("migrations").join(format!("{stem}.{extension}"));
+        let text = if extension == "sql" { sql } else { js };
+        match node_pg_migrate::parse_file(&path, &text) {
+            Ok(migration) => check_migration(&migration)?,
             Err(e) => {
                 let _ = e.to_string();
             }

@@ -48,6 +48,20 @@ pub fn split_statements(sql: &str) -> Vec<Statement<'_>> {
     statements
 }
 
+/// True when `sql` ends where a statement may start: every string, dollar
+/// quote, comment and parenthesis is closed and its last statement (if any)
+/// ends with `;`. Other tools send a script piece by piece (goose a
+/// statement at a time, node-pg-migrate each `pgm.sql` text as a query);
+/// orch sends their pieces as one script, which means the same only when
+/// each piece ends this way.
+pub fn ends_at_statement_boundary(sql: &str) -> bool {
+    const PROBE: &str = "SELECT 'orch: probe'";
+    let probed = format!("{sql}\n{PROBE}");
+    split_statements(&probed)
+        .last()
+        .is_some_and(|last| last.text == PROBE)
+}
+
 /// 1-based line number of a byte offset, counting `\n` (so `\r\n` too);
 /// offsets past the end count as the last line.
 pub fn line_of_offset(sql: &str, byte_offset: usize) -> usize {
@@ -582,6 +596,37 @@ mod tests {
 
     fn texts(sql: &str) -> Vec<&str> {
         split_statements(sql).into_iter().map(|s| s.text).collect()
+    }
+
+    #[test]
+    fn statement_boundaries_at_the_end() {
+        let cases: &[(&str, bool)] = &[
+            ("", true),
+            ("-- only a comment", true),
+            ("SELECT 1;", true),
+            ("SELECT 1; -- done", true),
+            ("SELECT 1;\n/* done */\n", true),
+            (
+                "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;",
+                true,
+            ),
+            ("SELECT 1", false),
+            ("SELECT 1 -- x;", false),
+            ("SELECT 'a;", false),
+            (
+                "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1;",
+                false,
+            ),
+            ("SELECT (1;", false),
+            ("SELECT 1; /* open", false),
+            (
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1;",
+                false,
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(ends_at_statement_boundary(sql), *expected, "{sql:?}");
+        }
     }
 
     #[test]

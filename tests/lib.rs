@@ -11,6 +11,7 @@ mod connect;
 mod faults;
 mod first_hour;
 mod formats;
+mod formats_b;
 mod history;
 mod migrations;
 mod plans;

@@ -8,6 +8,8 @@ pub mod dbmate;
 mod detect;
 pub mod diesel;
 pub mod golang_migrate;
+pub mod goose;
+pub mod node_pg_migrate;
 pub mod sqlx;
 
 use std::path::{Path, PathBuf};
@@ -157,36 +159,9 @@ pub fn open(format: Format, dir: &Path) -> Box<dyn MigrationSource> {
         Format::Dbmate => Box::new(dbmate::DbmateFolder::new(dir)),
         Format::Diesel => Box::new(diesel::DieselFolder::new(dir)),
         Format::GolangMigrate => Box::new(golang_migrate::GolangMigrateFolder::new(dir)),
+        Format::Goose => Box::new(goose::GooseFolder::new(dir)),
         Format::Sqlx => Box::new(sqlx::SqlxFolder::new(dir)),
-        // SEAM-TODO(issue 10): each format's reader replaces its arm.
-        other => Box::new(Unread(other, dir.to_path_buf())),
-    }
-}
-
-/// SEAM-TODO(issue 10): a format whose reader is not written yet.
-struct Unread(Format, PathBuf);
-
-impl MigrationSource for Unread {
-    fn format(&self) -> Format {
-        self.0
-    }
-    fn dir(&self) -> &Path {
-        &self.1
-    }
-    fn resolve(&self) -> Result<Resolved> {
-        Err(Error::Usage(format!(
-            "{}: cannot read {} folders yet",
-            self.1.display(),
-            self.0
-        )))
-    }
-    fn create(
-        &self,
-        _: &MigrationSet,
-        _: &str,
-        _: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<PathBuf>> {
-        self.resolve().map(|_| Vec::new())
+        Format::NodePgMigrate => Box::new(node_pg_migrate::NodePgMigrateFolder::new(dir)),
     }
 }
 

@@ -76,6 +76,11 @@ fn signs(dir: &Path) -> Result<Vec<(Format, String)>> {
             }
             continue;
         }
+        if name.ends_with(".go") && starts_with_digit && !name.ends_with("_test.go") {
+            // goose's Go migrations (which orch refuses, naming them).
+            signs.push((Format::Goose, shown));
+            continue;
+        }
         if !name.ends_with(".sql") {
             continue;
         }
@@ -113,7 +118,9 @@ fn marker_format(text: &str) -> Option<Format> {
             Some(Format::Dbmate)
         } else if lower.starts_with("+goose ") {
             Some(Format::Goose)
-        } else if lower == "up migration" || lower == "down migration" {
+        } else if lower.starts_with("up migration") || lower.starts_with("down migration") {
+            // node-pg-migrate matches the words at the start of the
+            // comment, whatever follows.
             Some(Format::NodePgMigrate)
         } else {
             None
@@ -169,6 +176,14 @@ mod tests {
                 &[("1700000000000_a.js", "exports.up = pgm => {};\n")],
                 Format::NodePgMigrate,
             ),
+            (
+                &[(
+                    "1700000000000_a.sql",
+                    "-- Up Migration (users)\nSELECT 1;\n",
+                )],
+                Format::NodePgMigrate,
+            ),
+            (&[("00001_a.go", "package migrations\n")], Format::Goose),
         ];
         for (files, expected) in cases {
             let dir = folder(files);
