@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adopt_formats;
 mod backfill;
 mod bad_files;
 mod check;
