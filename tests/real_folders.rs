@@ -178,3 +178,113 @@ fn migrations_created_in_one_second_get_different_versions() {
         .code(2)
         .stderr_has("a migration named \"a\" exists already");
 }
+
+const TABLE_T: &str = "-- migrate:up
+CREATE TABLE t (a int);
+CREATE INDEX t_a ON t (a);
+
+-- migrate:down
+DROP INDEX CONCURRENTLY t_a;
+DROP TABLE t;
+";
+
+#[test]
+fn a_file_changed_or_removed_on_purpose_is_settled_and_up_goes_on() {
+    let s = Session::new();
+    s.migration("1_t.sql", TABLE_T).migration(
+        "2_u.sql",
+        "-- migrate:up\nCREATE TABLE u ();\n-- migrate:down\nDROP TABLE u;\n",
+    );
+    s.orch(&["migrate", "up"]).success();
+
+    // The fix orch suggests for the down section changes the file...
+    s.migration(
+        "1_t.sql",
+        &TABLE_T.replace("-- migrate:down", "-- migrate:down transaction:false"),
+    );
+    s.migration(
+        "3_v.sql",
+        "-- migrate:up\nCREATE TABLE v ();\n-- migrate:down\nDROP TABLE v;\n",
+    );
+    s.orch(&["migrate", "up"])
+        .code(4)
+        .stderr_has("migrations/1_t.sql was changed after it was applied")
+        .stderr_has("`orch migrate resolve 1 --accept-changed`");
+    // ...which the operator accepts, and up goes on.
+    s.orch(&["migrate", "resolve", "1", "--accept-changed"])
+        .success()
+        .stdout_has(
+            "resolved 1_t: migrations/1_t.sql as it is now is recorded as the applied file",
+        );
+    s.orch(&["migrate", "resolve", "1", "--accept-changed"])
+        .success()
+        .stdout_has("unchanged since it was applied; nothing to resolve");
+    s.orch(&["migrate", "up"])
+        .success()
+        .stdout_has("applied 3_v");
+
+    // An applied file removed on purpose: up asks for it until told.
+    s.remove("migrations/2_u.sql");
+    s.migration(
+        "4_w.sql",
+        "-- migrate:up\nCREATE TABLE w ();\n-- migrate:down\nDROP TABLE w;\n",
+    );
+    s.orch(&["migrate", "up"])
+        .code(4)
+        .stderr_has("migration 2_u is applied (on ")
+        .stderr_has("`orch migrate resolve 2 --file-removed`");
+    s.orch(&["migrate", "resolve", "2", "--accept-changed"])
+        .code(4)
+        .stderr_has("2_u's file is missing");
+    s.orch(&["migrate", "resolve", "2", "--file-removed"])
+        .success()
+        .stdout_has("its record is kept");
+    s.orch(&["migrate", "status"])
+        .success()
+        .stdout_has("applied, file removed");
+    s.orch(&["migrate", "up"])
+        .success()
+        .stdout_has("applied 4_w");
+    assert_eq!(s.applied(), ["1_t", "2_u", "3_v", "4_w"]);
+    s.orch(&["migrate", "resolve", "3", "--file-removed"])
+        .code(4)
+        .stderr_has("3_v's file is there");
+    s.orch(&["migrate", "resolve", "3"])
+        .code(2)
+        .stderr_has("--file-removed");
+}
+
+#[test]
+fn a_plan_may_name_its_migration_by_version_key() {
+    let s = Session::new();
+    for (file, text) in TWICE {
+        s.migration(file, text);
+    }
+    s.plan(
+        "tidy.yaml",
+        &plan_applying("20200101000000").replace("migration: ", "version: "),
+    );
+    s.orch(&["check"]).success();
+    s.orch(&["advance", "tidy"]).success();
+    assert_eq!(
+        s.value("SELECT plan FROM orch.migrations WHERE version = 20200101000000")
+            .as_deref(),
+        Some("tidy")
+    );
+}
+
+#[test]
+fn what_a_folder_leaves_unread_is_said_by_every_command() {
+    let s = Session::new();
+    crate::support::tools::copy_fixture("formats/diesel", &s.path("migrations"));
+    s.orch(&["migrate", "status"])
+        .success()
+        .stderr_has("README.md");
+    s.orch(&["check"])
+        .success()
+        .stdout_has("note: ")
+        .stdout_has("README.md");
+    s.orch(&["--format", "goose", "migrate", "status"])
+        .success()
+        .stderr_has("no goose migrations found, but the folder holds diesel migrations");
+}

@@ -442,17 +442,25 @@ pub enum MigrateCommand {
     /// A `transaction:false` section that fails after some of its statements
     /// ran leaves its migration dirty, and orch runs no migration until it is
     /// resolved: finish what the section did by hand and say --applied, or
-    /// undo it and say --rolled-back.
-    #[command(group = clap::ArgGroup::new("ending").required(true).args(["applied", "rolled_back"]))]
+    /// undo it and say --rolled-back. An applied migration whose file was
+    /// removed or changed on purpose is settled with --file-removed or
+    /// --accept-changed, so `up` goes on.
+    #[command(group = clap::ArgGroup::new("ending").required(true).args(["applied", "rolled_back", "file_removed", "accept_changed"]))]
     Resolve {
-        /// The dirty migration's version.
+        /// The migration's version.
         version: i64,
-        /// All of the migration is in the database now: record it as applied.
+        /// A dirty migration: all of it is in the database now; record it as applied.
         #[arg(long)]
         applied: bool,
-        /// None of the migration is left in the database: remove its record.
+        /// A dirty migration: none of it is left in the database; remove its record.
         #[arg(long)]
         rolled_back: bool,
+        /// An applied migration whose file was removed on purpose: keep its record, stop asking for the file.
+        #[arg(long)]
+        file_removed: bool,
+        /// An applied migration whose file was changed on purpose (e.g. its down section): record the file as it is now.
+        #[arg(long)]
+        accept_changed: bool,
         #[command(flatten)]
         wait: WaitArgs,
     },

@@ -88,13 +88,21 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
         MigrateCommand::Resolve {
             version,
             applied,
-            rolled_back: _,
+            rolled_back,
+            file_removed,
+            accept_changed,
             wait,
         } => {
-            let resolution = if applied {
-                Resolution::Applied
-            } else {
-                Resolution::RolledBack
+            let resolution = match (applied, rolled_back, file_removed, accept_changed) {
+                (true, ..) => Resolution::Applied,
+                (_, true, ..) => Resolution::RolledBack,
+                (_, _, true, _) => Resolution::FileRemoved,
+                (.., true) => Resolution::AcceptChanged,
+                _ => {
+                    return Err(Error::Usage(
+                        "resolve VERSION needs one of --applied, --rolled-back (a dirty migration), --file-removed or --accept-changed (an applied one)".to_string(),
+                    ));
+                }
             };
             let options = options(ctx, &wait.locks(), false, false, false);
             let workspace = ctx.workspace("migrate resolve").await?;

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use crate::connect::ConnectionSettings;
 use crate::engine::workspace::{Folders, Workspace};
 use crate::error::Result;
+use crate::events::Event;
 use crate::events::Reporter;
 use crate::migration::source::Format;
 
@@ -72,12 +73,21 @@ impl Context {
             format: self.format,
             plans: &self.plans_dir,
         };
-        Workspace::open(
+        let workspace = Workspace::open(
             folders,
             &self.connection()?,
             &self.application_name(command),
         )
-        .await
+        .await?;
+        // `orch check` prints them as notes itself.
+        if command != "check" {
+            for note in &workspace.migrations.notes {
+                self.reporter.report(Event::Warning {
+                    message: note.clone(),
+                });
+            }
+        }
+        Ok(workspace)
     }
 }
 

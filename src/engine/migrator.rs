@@ -21,7 +21,7 @@ use crate::plan::{MigrationOwner, Owners};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::locks::{self, LockScope};
-use crate::store::migrations::AppliedMigration;
+use crate::store::migrations::{AppliedMigration, RecordState};
 use crate::timefmt;
 
 /// Options shared by the migration commands.
@@ -61,6 +61,9 @@ pub enum MigrationState {
     Missing,
     /// A `transaction:false` section stopped half-way: resolve it.
     Dirty,
+    /// Applied, and its file was removed on purpose (`orch migrate
+    /// resolve VERSION --file-removed`).
+    Retired,
 }
 
 impl MigrationState {
@@ -71,6 +74,7 @@ impl MigrationState {
             MigrationState::Changed => "changed since applied",
             MigrationState::Missing => "applied, file missing",
             MigrationState::Dirty => "dirty",
+            MigrationState::Retired => "applied, file removed",
         }
     }
 }
@@ -123,6 +127,8 @@ pub fn status(
                 file: None,
                 state: if a.is_dirty() {
                     MigrationState::Dirty
+                } else if a.state == RecordState::Retired {
+                    MigrationState::Retired
                 } else {
                     MigrationState::Missing
                 },
@@ -284,21 +290,23 @@ pub fn empty_up(migration: &Migration) -> Option<String> {
 fn changed_message(s: &MigrationStatus) -> String {
     let a = s.applied.as_ref().expect("changed implies applied");
     format!(
-        "{} was changed after it was applied (on {} by {}); restore it as applied, and put new changes in a new migration (`orch migrate create NAME`)",
+        "{} was changed after it was applied (on {} by {}); restore it as applied, and put new changes in a new migration (`orch migrate create NAME`). If the change is on purpose and changes nothing already applied (e.g. only its down section was fixed), accept it: `orch migrate resolve {} --accept-changed`",
         s.file.as_deref().unwrap_or("?"),
         timefmt::utc(&a.applied_at),
-        a.applied_by
+        a.applied_by,
+        s.version
     )
 }
 
 fn missing_message(s: &MigrationStatus) -> String {
     let a = s.applied.as_ref().expect("missing implies applied");
     format!(
-        "migration {}_{} is applied (on {} by {}) but its file is missing from the migrations directory; restore it",
+        "migration {}_{} is applied (on {} by {}) but its file is missing from the migrations directory; restore it, or, if it was removed on purpose (e.g. old migrations squashed), say so: `orch migrate resolve {} --file-removed` (its record is kept)",
         s.version,
         s.name,
         timefmt::utc(&a.applied_at),
-        a.applied_by
+        a.applied_by,
+        s.version
     )
 }
 
@@ -345,8 +353,9 @@ pub fn plan_down<'a>(
         match &file.down {
             Some(down) if !down.is_empty() || down.says_nothing_to_undo() => revert.push(file),
             _ => problems.push(format!(
-                "{} has no down section (or an empty one), so it cannot be reverted; write its down section first (or, when there is truly nothing to undo, a down section holding only the comment \"-- {NOTHING_TO_UNDO}\")",
-                file.path.display()
+                "{} has no down section (or an empty one), so it cannot be reverted; {} first (or, when there is truly nothing to undo, a down section holding only the comment \"-- {NOTHING_TO_UNDO}\")",
+                file.path.display(),
+                set.format.down_hint()
             )),
         }
     }

@@ -1,12 +1,14 @@
 //! `orch migrate resolve VERSION --applied | --rolled-back`: the operator
 //! fixed a dirty migration's database by hand and says how it ended:
 //! applied (its row becomes an applied one) or rolled back (its row goes).
+//! `--file-removed` and `--accept-changed` settle an applied migration
+//! whose file was removed or changed on purpose, so `up` goes on.
 
 use crate::engine::migrator::Migrator;
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
 use crate::store::bookkeeping::Bookkeeping;
-use crate::store::migrations::AppliedMigration;
+use crate::store::migrations::{AppliedMigration, RecordState};
 
 /// How the operator says a dirty migration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,13 @@ pub enum Resolution {
     Applied,
     /// None of it is left.
     RolledBack,
+    /// Applied, and its file was removed on purpose: keep the record,
+    /// marked so, and stop asking for the file.
+    FileRemoved,
+    /// Applied, and its file was changed on purpose in a way that changes
+    /// nothing applied (e.g. its down section fixed): record the file's
+    /// checksum now.
+    AcceptChanged,
 }
 
 /// What `resolve` did.
@@ -40,6 +49,12 @@ pub fn plan_resolve(
     resolution: Resolution,
     actor: &str,
 ) -> Result<(Resolved, Option<Bookkeeping>)> {
+    if matches!(
+        resolution,
+        Resolution::FileRemoved | Resolution::AcceptChanged
+    ) {
+        return plan_settle_file(set, applied, version, resolution);
+    }
     let Some(row) = applied.iter().find(|a| a.version == version) else {
         let Some(file) = set.by_version(version) else {
             return Err(Error::Usage(format!(
@@ -60,7 +75,7 @@ pub fn plan_resolve(
                 },
                 None,
             )),
-            Resolution::Applied => Err(Error::refused(
+            _ => Err(Error::refused(
                 format!(
                     "{} is not recorded, so it is not dirty: resolve only settles a migration that stopped half-way",
                     file.id()
@@ -81,7 +96,7 @@ pub fn plan_resolve(
                 },
                 None,
             )),
-            Resolution::RolledBack => Err(Error::refused(
+            _ => Err(Error::refused(
                 format!(
                     "{id} is applied, not dirty: resolve only settles a migration that stopped half-way"
                 ),
@@ -95,13 +110,13 @@ pub fn plan_resolve(
             (Resolution::Applied, false) => format!(
                 "plan {plan}'s phase {phase} failed with it: `orch advance {plan}` records the phase done without running anything"
             ),
-            (Resolution::RolledBack, false) => format!(
+            (_, false) => format!(
                 "plan {plan}'s phase {phase} failed with it: `orch advance {plan}` runs it again, `orch rollback {plan} {phase}` moves it back to pending"
             ),
             (Resolution::Applied, true) => {
                 format!("plan {plan}'s phase {phase} stays as it was, its migration applied")
             }
-            (Resolution::RolledBack, true) => format!(
+            (_, true) => format!(
                 "plan {plan}'s phase {phase} is still recorded as done: `orch rollback {plan} {phase}` records it rolled back without running anything"
             ),
         }),
@@ -115,7 +130,7 @@ pub fn plan_resolve(
                 applied_by: format!("resolved by {actor}"),
             },
         ),
-        Resolution::RolledBack => (
+        _ => (
             format!("resolved {id}: rolled back, its record removed"),
             Bookkeeping::MigrationReverted { version },
         ),
@@ -129,6 +144,87 @@ pub fn plan_resolve(
         },
         Some(record),
     ))
+}
+
+/// `--file-removed` / `--accept-changed` for an applied, clean migration.
+fn plan_settle_file(
+    set: &MigrationSet,
+    applied: &[AppliedMigration],
+    version: i64,
+    resolution: Resolution,
+) -> Result<(Resolved, Option<Bookkeeping>)> {
+    let flag = match resolution {
+        Resolution::FileRemoved => "--file-removed",
+        _ => "--accept-changed",
+    };
+    let Some(row) = applied.iter().find(|a| a.version == version) else {
+        return Err(Error::refused(
+            format!(
+                "resolve {version} {flag}: no migration with that version is recorded as applied"
+            ),
+            Some("`orch migrate status` shows what is applied".to_string()),
+        ));
+    };
+    let id = row.id();
+    if row.is_dirty() {
+        return Err(Error::refused(
+            format!(
+                "{id} is dirty: settle it first with `orch migrate resolve {version} --applied` or `--rolled-back`"
+            ),
+            None,
+        ));
+    }
+    let done = |summary: String, record: Option<Bookkeeping>| {
+        let resolved = Resolved {
+            id: id.clone(),
+            changed: record.is_some(),
+            summary,
+            plan_note: None,
+        };
+        Ok((resolved, record))
+    };
+    let file = set.by_version(version);
+    match (resolution, file) {
+        (Resolution::FileRemoved, Some(file)) => Err(Error::refused(
+            format!(
+                "{id}'s file is there ({}); --file-removed is for an applied migration whose file was removed",
+                file.path.display()
+            ),
+            None,
+        )),
+        (Resolution::FileRemoved, None) if row.state == RecordState::Retired => done(
+            format!("{id} is already recorded with its file removed; nothing to resolve"),
+            None,
+        ),
+        (Resolution::FileRemoved, None) => done(
+            format!(
+                "resolved {id}: applied, its file removed on purpose; its record is kept and `up` no longer asks for the file"
+            ),
+            Some(Bookkeeping::MigrationRetired { version }),
+        ),
+        (_, None) => Err(Error::refused(
+            format!(
+                "{id}'s file is missing; --accept-changed needs the changed file (for a file removed on purpose: --file-removed)"
+            ),
+            None,
+        )),
+        (_, Some(file)) if file.checksum == row.checksum => done(
+            format!("{id} is unchanged since it was applied; nothing to resolve"),
+            None,
+        ),
+        (_, Some(file)) => done(
+            format!(
+                "resolved {id}: {} as it is now is recorded as the applied file (checksum {} was {})",
+                file.path.display(),
+                &file.checksum[..12.min(file.checksum.len())],
+                &row.checksum[..12.min(row.checksum.len())]
+            ),
+            Some(Bookkeeping::MigrationChecksumAccepted {
+                version,
+                checksum: file.checksum.clone(),
+            }),
+        ),
+    }
 }
 
 impl Migrator<'_> {

@@ -38,11 +38,20 @@ impl MigrationSet {
     /// what it holds. A missing directory is an empty set. Every problem is
     /// reported, not just the first.
     pub fn load(dir: &Path, format: Option<Format>) -> Result<MigrationSet> {
-        let format = match format {
-            Some(format) => format,
-            None => source::detect(dir)?,
+        let Some(forced) = format else {
+            return Self::resolve(source::open(source::detect(dir)?, dir).as_ref());
         };
-        Self::resolve(source::open(format, dir).as_ref())
+        let mut set = Self::resolve(source::open(forced, dir).as_ref())?;
+        if set.files.is_empty()
+            && let Ok(Some(looks)) = source::detect_signs(dir)
+            && looks != forced
+        {
+            set.notes.push(format!(
+                "{}: no {forced} migrations found, but the folder holds {looks} migrations; leave out --format (or ORCH_MIGRATIONS_FORMAT) to read it as {looks}",
+                dir.display()
+            ));
+        }
+        Ok(set)
     }
 
     /// The migrations `source` yields, in order, once every problem it found

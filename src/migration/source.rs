@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::migration::file::{Migration, invalid};
 use crate::migration::set::MigrationSet;
 
-pub use detect::detect;
+pub use detect::{detect, detect_signs};
 
 /// Where migrations come from: one implementation per folder format.
 pub trait MigrationSource {
@@ -114,7 +114,7 @@ impl Format {
     pub fn no_transaction_hint(self) -> &'static str {
         match self {
             Format::Dbmate => {
-                "mark the section \"transaction:false\" (e.g. \"-- migrate:up transaction:false\")"
+                "add \"transaction:false\" to the section's marker line (\"-- migrate:up transaction:false\" or \"-- migrate:down transaction:false\")"
             }
             Format::Diesel => {
                 "put a metadata.toml holding \"run_in_transaction = false\" beside its up.sql and down.sql"
@@ -125,6 +125,23 @@ impl Format {
             Format::Goose => "add the annotation \"-- +goose NO TRANSACTION\" to the file",
             Format::Sqlx => "make \"-- no-transaction\" the file's first line",
             Format::NodePgMigrate => "call pgm.noTransaction() in the migration (a .js migration)",
+        }
+    }
+
+    /// How a migration of this format gets a down section, as the fix in
+    /// messages.
+    pub fn down_hint(self) -> &'static str {
+        match self {
+            Format::Dbmate => "write its \"-- migrate:down\" section",
+            Format::Diesel => "write its down.sql",
+            Format::GolangMigrate => "write its <version>_<title>.down.sql file",
+            Format::Goose => "write its \"-- +goose Down\" section",
+            Format::Sqlx => {
+                "write its <version>_<description>.down.sql file (a reversible migration)"
+            }
+            Format::NodePgMigrate => {
+                "write its \"-- Down Migration\" section (.sql) or its exports.down (.js)"
+            }
         }
     }
 

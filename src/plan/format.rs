@@ -77,8 +77,10 @@ pub struct PhaseSpec {
     pub role: Option<Role>,
     /// For migration phases: the migration's name, or its version (always
     /// unambiguous; names need not be unique in a folder).
+    /// `version: 20240102000000` is the same as `migration: 20240102000000`.
     #[serde(
         default,
+        alias = "version",
         skip_serializing_if = "Option::is_none",
         deserialize_with = "name_or_version"
     )]

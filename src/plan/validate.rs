@@ -276,8 +276,10 @@ phases:
     #[test]
     fn the_example_is_valid() {
         assert_eq!(problems(GOOD), Vec::<String>::new());
-        let by_version = GOOD.replace("migration: add_loc", "migration: 2");
-        assert_eq!(problems(&by_version), Vec::<String>::new());
+        for by_version in ["migration: 2", "version: 2"] {
+            let plan = GOOD.replace("migration: add_loc", by_version);
+            assert_eq!(problems(&plan), Vec::<String>::new());
+        }
         let err = LoadedPlan::parse(
             Path::new("plans/p.yaml"),
             &GOOD.replace("migration: add_loc", "migration: [add_loc]"),

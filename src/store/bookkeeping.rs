@@ -53,6 +53,17 @@ pub enum Bookkeeping {
         version: i64,
         applied_by: String,
     },
+    /// An applied migration's file was removed on purpose: keep the row,
+    /// marked retired.
+    MigrationRetired {
+        version: i64,
+    },
+    /// An applied migration's file changed on purpose (e.g. its down
+    /// section): record the file's checksum now.
+    MigrationChecksumAccepted {
+        version: i64,
+        checksum: String,
+    },
     /// The full new row of a phase.
     Phase(Box<PhaseRecord>),
     /// An entry of the append-only event log.
@@ -156,6 +167,22 @@ impl Store {
                              SET state = 'applied', dirty = NULL, origin = 'resolved', applied_by = $2, applied_at = now()
                              WHERE version = $1 AND state = 'dirty'",
                             &[version, applied_by],
+                        )
+                        .await?;
+                }
+                Bookkeeping::MigrationRetired { version } => {
+                    client
+                        .execute(
+                            "UPDATE orch.migrations SET state = 'retired' WHERE version = $1 AND state = 'applied'",
+                            &[version],
+                        )
+                        .await?;
+                }
+                Bookkeeping::MigrationChecksumAccepted { version, checksum } => {
+                    client
+                        .execute(
+                            "UPDATE orch.migrations SET checksum = $2 WHERE version = $1 AND state = 'applied'",
+                            &[version, checksum],
                         )
                         .await?;
                 }

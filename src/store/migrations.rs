@@ -17,15 +17,23 @@ pub enum RecordState {
     /// A `transaction:false` section failed after some of its statements
     /// ran: the database is partly changed until the operator resolves it.
     Dirty,
+    /// Applied, and its file was removed on purpose (`orch migrate resolve
+    /// VERSION --file-removed`): its absence is no longer a problem.
+    Retired,
 }
 
 impl RecordState {
-    pub const ALL: [RecordState; 2] = [RecordState::Applied, RecordState::Dirty];
+    pub const ALL: [RecordState; 3] = [
+        RecordState::Applied,
+        RecordState::Dirty,
+        RecordState::Retired,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             RecordState::Applied => "applied",
             RecordState::Dirty => "dirty",
+            RecordState::Retired => "retired",
         }
     }
 }

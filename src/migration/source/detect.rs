@@ -12,6 +12,11 @@ use crate::migration::source::Format;
 /// orch's own (dbmate's) for a missing or empty folder. Signs of two
 /// formats are an error naming a file showing each.
 pub fn detect(dir: &Path) -> Result<Format> {
+    Ok(detect_signs(dir)?.unwrap_or(Format::Dbmate))
+}
+
+/// The only format whose signs `dir` holds; None when it holds none.
+pub fn detect_signs(dir: &Path) -> Result<Option<Format>> {
     let signs = signs(dir)?;
     let mut found: Vec<(Format, String)> = Vec::new();
     for (format, file) in signs {
@@ -25,8 +30,8 @@ pub fn detect(dir: &Path) -> Result<Format> {
         found.retain(|(f, _)| *f != Format::GolangMigrate);
     }
     match found.len() {
-        0 => Ok(Format::Dbmate),
-        1 => Ok(found[0].0),
+        0 => Ok(None),
+        1 => Ok(Some(found[0].0)),
         _ => {
             let shown: Vec<String> = found
                 .iter()
@@ -55,6 +60,7 @@ fn signs(dir: &Path) -> Result<Vec<(Format, String)>> {
     }
     names.sort();
     let mut signs = Vec::new();
+    let mut plain = Vec::new();
     for path in names {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
@@ -102,9 +108,18 @@ fn signs(dir: &Path) -> Result<Vec<(Format, String)>> {
         if let Some(format) = marker_format(text) {
             signs.push((format, shown));
         } else if starts_with_digit && !text.trim().is_empty() {
-            // SQL with no marker at all: sqlx's up-only migrations.
-            signs.push((Format::Sqlx, shown));
+            // SQL with no marker at all: sqlx's up-only migrations, unless
+            // the folder shows another format (node-pg-migrate also reads
+            // such a file as all up; in a dbmate folder it is that file's
+            // problem, which its reader reports at its line).
+            plain.push(shown);
         }
+    }
+    let others = signs
+        .iter()
+        .any(|(f, _)| !matches!(f, Format::GolangMigrate | Format::Sqlx));
+    if !others && let Some(first) = plain.into_iter().next() {
+        signs.push((Format::Sqlx, first));
     }
     Ok(signs)
 }
@@ -193,6 +208,25 @@ mod tests {
             detect(Path::new("/nonexistent/orch/migrations")).unwrap(),
             Format::Dbmate
         );
+    }
+
+    #[test]
+    fn plain_sql_files_count_only_when_nothing_else_decides() {
+        let dir = folder(&[
+            ("1700000000000_a.sql", "-- Up Migration\nSELECT 1;\n"),
+            ("1700000000001_b.sql", "CREATE TABLE b ();\n"),
+        ]);
+        assert_eq!(detect(dir.path()).unwrap(), Format::NodePgMigrate);
+        let dir = folder(&[
+            ("1_a.sql", "-- migrate:up\nSELECT 1;\n"),
+            ("2_b.sql", "CREATE TABLE b ();\n"),
+        ]);
+        assert_eq!(detect(dir.path()).unwrap(), Format::Dbmate);
+        let dir = folder(&[
+            ("1_a.up.sql", "SELECT 1;\n"),
+            ("2_b.sql", "CREATE TABLE b ();\n"),
+        ]);
+        assert_eq!(detect(dir.path()).unwrap(), Format::Sqlx);
     }
 
     #[test]
