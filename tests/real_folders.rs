@@ -288,3 +288,53 @@ fn what_a_folder_leaves_unread_is_said_by_every_command() {
         .success()
         .stderr_has("no goose migrations found, but the folder holds diesel migrations");
 }
+
+/// orch's own format is dbmate's: a folder written from dbmate's README
+/// gives the schema dbmate itself gives (run from npm when npm has it, else
+/// psql applying the up sections), and reverts and re-applies.
+#[test]
+fn a_dbmate_folder_gives_what_dbmate_gives() {
+    use crate::support::tools::{copy_fixture, npm_program, psql, schema, url};
+    let s = Session::new();
+    copy_fixture("formats/dbmate", &s.path("migrations"));
+    s.orch(&["check"]).success().stdout_has("dbmate format");
+    s.orch(&["migrate", "up"]).success();
+    let by_orch = schema(&s.db);
+
+    let other = Session::new();
+    copy_fixture("formats/dbmate", &other.path("migrations"));
+    match npm_program(&["dbmate"], "dbmate") {
+        Ok(dbmate) => {
+            let output = std::process::Command::new(dbmate)
+                .args(["--url", &url(&other.db), "-d"])
+                .arg(other.path("migrations"))
+                .args(["--no-dump-schema", "migrate"])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "dbmate migrate failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Err(why) => {
+            eprintln!("skipped: running dbmate itself ({why}); psql applies the up sections");
+            let mut names: Vec<_> = std::fs::read_dir(other.path("migrations"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            names.sort();
+            for path in names {
+                let text = std::fs::read_to_string(path).unwrap();
+                let up = text.split("-- migrate:down").next().unwrap();
+                psql(&other.db, up);
+            }
+        }
+    }
+    assert_eq!(by_orch, schema(&other.db));
+
+    s.orch(&["migrate", "down", "3"]).success();
+    assert!(!s.has_table("users"));
+    s.orch(&["migrate", "up"]).success();
+    assert_eq!(schema(&s.db), by_orch);
+}
