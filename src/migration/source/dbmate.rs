@@ -6,7 +6,7 @@ mod sections;
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migration::file::{Migration, checksum, invalid, numeric_order};
 use crate::migration::set::MigrationSet;
 use crate::migration::source::{Format, MigrationSource, Resolved, new_version, write_new_file};
@@ -49,22 +49,10 @@ impl MigrationSource for DbmateFolder {
     }
 
     fn resolve(&self) -> Result<Resolved> {
-        let dir = &self.dir;
-        let mut paths = Vec::new();
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(|e| Error::io("cannot list migrations", dir, e))?;
-                    let path = entry.path();
-                    if path.extension().is_some_and(|e| e == "sql") && path.is_file() {
-                        paths.push(path);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("cannot list migrations", dir, e)),
-        }
-        paths.sort();
+        let paths: Vec<PathBuf> = super::folder_entries(&self.dir)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "sql") && p.is_file())
+            .collect();
         let mut resolved = Resolved::default();
         for path in paths {
             resolved.add(load_file(&path));
@@ -75,10 +63,7 @@ impl MigrationSource for DbmateFolder {
 
 /// Read and parse one file.
 fn load_file(path: &Path) -> Result<Migration> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
-    let text = crate::text_file::decode(bytes)
-        .map_err(|(line, _, message)| invalid(path, line, message))?;
-    parse_file(path, &text)
+    parse_file(path, &super::read_text(path)?)
 }
 
 /// Parse one file's text; `path` gives its version and name, and is named

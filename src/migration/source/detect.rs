@@ -48,17 +48,7 @@ pub fn detect_signs(dir: &Path) -> Result<Option<Format>> {
 
 /// Each sign of a format in `dir`, with the entry that shows it.
 fn signs(dir: &Path) -> Result<Vec<(Format, String)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot list migrations", dir, e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("cannot list migrations", dir, e))?;
-        names.push(entry.path());
-    }
-    names.sort();
+    let names = super::folder_entries(dir)?;
     let mut signs = Vec::new();
     let mut plain = Vec::new();
     for path in names {

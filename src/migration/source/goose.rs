@@ -133,10 +133,7 @@ fn is_timestamp(version: i64) -> bool {
 
 /// Read and parse one file.
 fn load_file(path: &Path) -> Result<Migration> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
-    let text = crate::text_file::decode(bytes)
-        .map_err(|(line, _, message)| invalid(path, line, message))?;
-    parse_file(path, &text)
+    parse_file(path, &super::read_text(path)?)
 }
 
 /// Parse one goose file's text; `path` gives its version and name, and is

@@ -133,10 +133,7 @@ fn utc_digits(at: DateTime<Utc>) -> i64 {
 
 /// Read and parse one file.
 fn load_file(path: &Path) -> Result<Migration> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read migration", path, e))?;
-    let text = crate::text_file::decode(bytes)
-        .map_err(|(line, _, message)| invalid(path, line, message))?;
-    parse_file(path, &text)
+    parse_file(path, &super::read_text(path)?)
 }
 
 /// Parse one file's text; `path` gives its version, name and language, and
