@@ -383,7 +383,7 @@ fn a_half_applied_migration_is_dirty_until_resolved() {
         &s,
         &["migrate", "resolve", "2"],
         2,
-        "<--applied|--rolled-back>",
+        "<--applied|--rolled-back|--file-removed|--accept-changed>",
     );
     s.orch(&["migrate", "up"])
         .success()
