@@ -28,6 +28,10 @@ pub struct ConnectionSettings {
     config: Config,
     /// Where the settings came from, for error messages.
     source: &'static str,
+    /// Something named the server or database (`--database-url`,
+    /// `DATABASE_URL`, `PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGDATABASE`,
+    /// `PGSERVICE`), rather than libpq's defaults alone.
+    configured: bool,
     tls: TlsSettings,
     connector: Connector,
 }
@@ -60,7 +64,7 @@ impl ConnectionSettings {
                 .filter(|s| !s.is_empty())
                 .map(|u| (u, "DATABASE_URL")),
         };
-        let (mut config, source, tls) = match from_url {
+        let (mut config, source, tls) = match from_url.clone() {
             Some((text, source)) => {
                 let (text, tls) = TlsSettings::take(&text, &env)?;
                 let text = match env("PGPORT").filter(|p| !p.is_empty()) {
@@ -92,9 +96,14 @@ impl ConnectionSettings {
             tls.mode.driver_mode()
         });
         let connector = Connector(tls.connector()?);
+        let configured = from_url.is_some()
+            || ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE"]
+                .iter()
+                .any(|name| env(name).is_some_and(|v| !v.is_empty()));
         Ok(ConnectionSettings {
             config,
             source,
+            configured,
             tls,
             connector,
         })
@@ -147,6 +156,7 @@ impl ConnectionSettings {
         ConnectionSettings {
             config,
             source: self.source,
+            configured: self.configured,
             tls: self.tls.clone(),
             connector: self.connector.clone(),
         }
@@ -179,6 +189,12 @@ impl ConnectionSettings {
             parts.push(format!("sslrootcert={}", quote(root)));
         }
         parts.join(" ")
+    }
+
+    /// Whether anything named the server or database, as opposed to
+    /// libpq's defaults alone (the default sockets, the OS user's database).
+    pub fn is_configured(&self) -> bool {
+        self.configured
     }
 
     /// The database user orch connects as.
@@ -448,6 +464,33 @@ mod tests {
             s.describe(),
             "host=db.example port=6000 user=alice dbname=app"
         );
+    }
+
+    #[test]
+    fn configured_when_something_names_the_server_or_database() {
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Option<&str>, Vars, bool)] = &[
+            (Some("postgresql://db.example/app"), &[], true),
+            (
+                None,
+                &[("DATABASE_URL", "postgresql://db.example/app")],
+                true,
+            ),
+            (None, &[("PGHOST", "db.example")], true),
+            (None, &[("PGDATABASE", "app")], true),
+            (None, &[("PGPORT", "6543")], true),
+            (None, &[], false),
+            // Who connects, or how, names no database.
+            (None, &[("PGUSER", "carol"), ("PGPASSWORD", "x")], false),
+            (None, &[("DATABASE_URL", ""), ("PGHOST", "")], false),
+        ];
+        for (flag, vars, configured) in cases {
+            assert_eq!(
+                resolve(*flag, vars).is_configured(),
+                *configured,
+                "{flag:?} {vars:?}"
+            );
+        }
     }
 
     #[test]

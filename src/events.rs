@@ -88,6 +88,25 @@ pub struct CheckOutcome {
     pub detail: Option<String>,
 }
 
+/// A check as written: its name and SQL.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedSql {
+    pub name: String,
+    pub sql: String,
+}
+
+/// Dry run: what a phase's work would do (`orch advance --dry-run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WouldDo {
+    /// In words: `apply 20240102000000_add_posts_loc (up) in one transaction ...`.
+    pub what: String,
+    /// Facts the operator weighs, each a name and a value (`table`,
+    /// `public.posts`; `rows`, `~3000 ...`).
+    pub facts: Vec<(String, String)>,
+    /// The SQL it would run, and what to know about it.
+    pub sql: Option<NamedSql>,
+}
+
 /// Something that happened (or, in a dry run, would happen).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -102,6 +121,25 @@ pub enum Event {
     MigrationStarted {
         id: String,
         direction: Direction,
+    },
+    /// Dry run (`orch advance --dry-run`): the phase `orch advance` would
+    /// run next and what it would do; nothing was changed.
+    PhaseWouldRun {
+        plan: String,
+        position: usize,
+        total: usize,
+        id: String,
+        kind: PhaseKind,
+        title: String,
+        /// Notes on how it would start (`resumes ...`, `the plan has not
+        /// started ...`).
+        notes: Vec<String>,
+        /// The guard, evaluated now (read-only, not recorded).
+        guard: Vec<CheckOutcome>,
+        work: WouldDo,
+        instructions: Option<String>,
+        /// What `orch confirm` evaluates after the work.
+        checks: Vec<NamedSql>,
     },
     MigrationDone {
         id: String,

@@ -16,6 +16,7 @@ mod formats_b;
 mod history;
 mod migrations;
 mod plans;
+mod preview;
 mod real_folders;
 mod safety;
 mod snapshots;

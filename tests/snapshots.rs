@@ -164,6 +164,18 @@ fn posts_location_walk() {
     snapshot_views(&s, PLAN, "4-complete");
 }
 
+/// The checklist of a plan read from its file alone: no database is
+/// configured, so no state is read and every phase shows unticked.
+#[test]
+fn checklist_without_a_database() {
+    let s = Session::new();
+    s.with_repository_files();
+    settings().bind(|| {
+        let run = s.orch_without_database(&["checklist", PLAN]);
+        insta::assert_snapshot!("0-no-database-checklist", transcript(&run));
+    });
+}
+
 #[test]
 fn a_failed_phase() {
     let s = Session::new();

@@ -173,20 +173,37 @@ pub(crate) async fn row_count(store: &Store, table: &Table) -> Result<RowCount> 
     })
 }
 
-/// For `orch check --online`: the table exists and can be walked.
+/// A table this size or smaller is counted when its statistics say nothing
+/// (`row_estimate`): a count of it is quick.
+const SMALL_TABLE_BYTES: i64 = 32 * 1024 * 1024;
+
+/// The table's rows for `orch advance --dry-run`: `reltuples`, else a count
+/// when the table is small; None when it has no statistics and is too big
+/// to count on the spot.
+pub(crate) async fn row_estimate(store: &Store, table: &Table) -> Result<Option<RowCount>> {
+    let size = store.table_size(table).await?;
+    if size.reltuples <= 0.0 && size.table_bytes > SMALL_TABLE_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(row_count(store, table).await?))
+}
+
+/// For `orch check --online`, inside its preview transaction (the schema as
+/// it will be when the phase runs): the table exists, has a key to walk, and
+/// the batch statements compile. Catalog reads and compiling only: the
+/// preview may hold the locks of earlier phases' migrations meanwhile.
 pub async fn check_table(store: &Store, spec: &BackfillSpec) -> Result<String> {
     let walk = walk::open(store, spec).await?;
-    // The batch statements refer to orch's own tables, which a database orch
-    // has not used yet lacks: compile them where they exist, then roll back.
-    store.begin_scratch().await?;
-    let prepared = walk.prepare(store).await;
-    store.end_scratch().await;
-    prepared?;
-    let count = row_count(store, walk.table()).await?;
-    Ok(format!(
-        "{}: {}, {}",
-        walk.table().display,
-        walk.describe(),
-        count.describe()
-    ))
+    walk.prepare(store).await?;
+    Ok(format!("{}: {}", walk.table().display, walk.describe()))
+}
+
+/// For `orch check --online`, after its preview, on the database as it is:
+/// how many rows the table holds (this may count them). None when the table
+/// does not exist yet (an earlier phase creates it).
+pub async fn measure_table(store: &Store, spec: &BackfillSpec) -> Result<Option<RowCount>> {
+    let Ok(table) = store.backfill_table(&spec.table).await else {
+        return Ok(None);
+    };
+    Ok(Some(row_count(store, &table).await?))
 }

@@ -188,6 +188,9 @@ pub enum Command {
     Advance {
         /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
+        /// Print what the next phase would do (its SQL, guard and checks, a backfill's table, key, rows and batches); change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         locks: LockArgs,
         #[command(flatten)]
@@ -254,7 +257,7 @@ pub enum Command {
         #[command(flatten)]
         backfill: BackfillArgs,
     },
-    /// A plan as a Markdown release checklist, with live state.
+    /// A plan as a Markdown release checklist, with live state (from the plan file alone when no database is configured).
     Checklist {
         /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
@@ -281,7 +284,7 @@ pub enum Command {
     Check {
         /// Only these plans (default: all).
         plans: Vec<String>,
-        /// Also check against the database (backfill tables and their keys).
+        /// Also check each phase against the database as it will be when the phase runs (the plan's pending migrations applied in a transaction that is rolled back): backfill tables and keys, guards and checks.
         #[arg(long)]
         online: bool,
     },

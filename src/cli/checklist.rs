@@ -1,29 +1,62 @@
 //! `orch checklist PLAN`: the plan as a Markdown release checklist with live
-//! state, ready to paste into a release review.
+//! state, ready to paste into a release review. Every phase shows what it
+//! does (its migration's SQL, its backfill, its instructions, its checks),
+//! so the checklist also works before the plan starts, and without a
+//! database when none is configured.
 
 use std::fmt::Write;
 
 use crate::cli::Context;
-use crate::engine::plan_status::{PhaseStatus, PlanStatus, plan_events, plan_statuses};
-use crate::error::Result;
+use crate::engine::plan_status::{
+    PhaseStatus, PlanStatus, file_status, plan_events, plan_statuses,
+};
+use crate::engine::workspace::Folders;
+use crate::error::{Error, Result};
+use crate::migration::MigrationSet;
 use crate::plan::kinds;
 use crate::plan::records::EventRecord;
 use crate::plan::{AuditAction, PhaseState};
 use crate::timefmt;
 
 pub async fn run(ctx: &Context, plan: &str) -> Result<()> {
-    let workspace = ctx.workspace("checklist").await?;
+    let configured = ctx.connection()?.is_configured();
+    let workspace = match ctx.workspace("checklist").await {
+        Ok(workspace) => workspace,
+        // Nothing named a database and none answered at libpq's defaults:
+        // the plan as its file says, its state not read. A database that
+        // was named but cannot be reached stays an error: a checklist
+        // silently without its state would read as "nothing done yet".
+        Err(Error::Connect { .. }) if !configured => {
+            let folders = Folders {
+                migrations: &ctx.migrations_dir,
+                format: ctx.format,
+                plans: &ctx.plans_dir,
+            };
+            let (migrations, plans) = folders.read()?;
+            let status = file_status(&plans, plan)?;
+            let not_read = "not read: no database is configured (--database-url, DATABASE_URL or PGHOST/PGDATABASE) and none answered at libpq's default sockets, so every phase is shown unticked";
+            print!("{}", render(&status, &[], &migrations, Some(not_read)));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let statuses = plan_statuses(&workspace, Some(plan)).await?;
     let Some(status) = statuses.into_iter().next() else {
         return Err(workspace.unknown_plan(plan).await?);
     };
     let events = plan_events(&workspace, plan).await?;
-    print!("{}", render(&status, &events));
+    print!("{}", render(&status, &events, &workspace.migrations, None));
     Ok(())
 }
 
-/// Render the checklist.
-pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
+/// Render the checklist; `not_read` says why the state is missing when it
+/// was not read (every phase then shows unticked, with no state).
+pub fn render(
+    s: &PlanStatus,
+    events: &[EventRecord],
+    migrations: &MigrationSet,
+    not_read: Option<&str>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Release checklist: {}\n", s.plan);
     if let Some(description) = &s.description {
@@ -36,26 +69,30 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
         }
         out.push('\n');
     }
-    match (s.started_at, &s.started_by) {
-        (Some(at), Some(by)) => {
-            let _ = writeln!(out, "- Started: {} by {by}", timefmt::utc(&at));
+    if let Some(why) = not_read {
+        let _ = writeln!(out, "- State: {why}\n");
+    } else {
+        match (s.started_at, &s.started_by) {
+            (Some(at), Some(by)) => {
+                let _ = writeln!(out, "- Started: {} by {by}", timefmt::utc(&at));
+            }
+            _ => out.push_str("- Started: not yet\n"),
         }
-        _ => out.push_str("- Started: not yet\n"),
+        let position = match s.current {
+            Some(k) => format!(
+                "phase {k} of {} (`{}`), {}",
+                s.total,
+                s.phases[k - 1].id,
+                s.state
+            ),
+            None => format!("{} (all {} phases confirmed)", s.state, s.total),
+        };
+        let _ = writeln!(out, "- Now: {position}");
+        let _ = writeln!(out, "- Waiting on: {}\n", s.waiting_on);
     }
-    let position = match s.current {
-        Some(k) => format!(
-            "phase {k} of {} (`{}`), {}",
-            s.total,
-            s.phases[k - 1].id,
-            s.state
-        ),
-        None => format!("{} (all {} phases confirmed)", s.state, s.total),
-    };
-    let _ = writeln!(out, "- Now: {position}");
-    let _ = writeln!(out, "- Waiting on: {}\n", s.waiting_on);
     out.push_str("## Phases\n\n");
     for p in &s.phases {
-        phase(&mut out, s, p);
+        phase(&mut out, p, migrations, not_read.is_none());
     }
     let signoffs: Vec<&EventRecord> = events
         .iter()
@@ -103,7 +140,9 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
     out
 }
 
-fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
+/// One phase: its heading (ticked once confirmed), what it does, what
+/// happened to it, and its guard and checks with their latest results.
+fn phase(out: &mut String, p: &PhaseStatus, migrations: &MigrationSet, state_read: bool) {
     let done = p.state == PhaseState::Confirmed;
     let rules = kinds::rules(p.kind);
     let mut kind = rules.label().to_string();
@@ -113,17 +152,40 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
     if !p.reversible {
         kind.push_str(", irreversible");
     }
+    let state = if state_read {
+        format!(" — *{}*", p.state.name())
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "- [{}] **{}. {}** ({kind}): {} — *{}*",
+        "- [{}] **{}. {}** ({kind}): {}{state}",
         if done { "x" } else { " " },
         p.position,
         p.id,
         p.title,
-        p.state.name()
     );
     if let Some(migration) = &p.migration {
-        let _ = writeln!(out, "  - migration: `{migration}`");
+        migration_lines(out, migration, migrations);
+    }
+    if let Some(backfill) = &p.backfill {
+        let _ = writeln!(out, "  - backfill of `{}`:", backfill.table);
+        if let Some(key) = &backfill.key {
+            let _ = writeln!(out, "    - key: `({})`", key.join(", "));
+        }
+        let _ = writeln!(out, "    - set: `{}`", one_line(&backfill.set));
+        match &backfill.condition {
+            Some(condition) => {
+                let _ = writeln!(out, "    - where: `{}`", one_line(condition));
+            }
+            None => out.push_str("    - where: every row\n"),
+        }
+    }
+    if let Some(instructions) = p.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
+        let _ = writeln!(out, "  - instructions:");
+        for line in instructions.trim_end().lines() {
+            let _ = writeln!(out, "    > {line}");
+        }
     }
     if let Some(loses) = &p.rollback_loses {
         let _ = writeln!(out, "  - cannot be undone: {}", loses.trim());
@@ -169,35 +231,59 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
     {
         let _ = writeln!(out, "  - progress: {}", progress.describe());
     }
-    let gate_open = p.state == PhaseState::Open;
-    if (gate_open || (rules.is_gate() && s.current == Some(p.position)))
-        && let Some(instructions) = &p.instructions
-    {
-        let _ = writeln!(out, "  - instructions:");
-        for line in instructions.trim_end().lines() {
-            let _ = writeln!(out, "    > {line}");
-        }
-    }
     for c in &p.checks {
         let result = match &c.last {
             Some(r) if r.passed => format!(
-                "passed at {} ({})",
+                ": passed at {} ({})",
                 timefmt::utc(&r.evaluated_at),
                 r.evaluated_by
             ),
             Some(r) => format!(
-                "**FAILED** at {} ({}): {}",
+                ": **FAILED** at {} ({}): {}",
                 timefmt::utc(&r.evaluated_at),
                 r.evaluated_by,
                 r.detail.as_deref().unwrap_or("did not pass")
             ),
-            None => "not evaluated yet".to_string(),
+            None if state_read => ": not evaluated yet".to_string(),
+            None => String::new(),
         };
-        let _ = writeln!(out, "  - {} `{}`: {result}", c.purpose, c.name);
-        let _ = writeln!(out, "    ```sql");
-        for line in c.sql.lines() {
-            let _ = writeln!(out, "    {line}");
-        }
-        let _ = writeln!(out, "    ```");
+        let _ = writeln!(out, "  - {} `{}`{result}", c.purpose, c.name);
+        sql_block(out, &c.sql);
     }
+}
+
+/// A migration phase's migration: its name, file and up section's SQL.
+fn migration_lines(out: &mut String, name: &str, migrations: &MigrationSet) {
+    let Some(file) = migrations.by_reference(name) else {
+        let _ = writeln!(
+            out,
+            "  - migration: `{name}` (no such file in the migrations folder)"
+        );
+        return;
+    };
+    let how = if file.up.transactional {
+        ""
+    } else {
+        ", run statement by statement outside a transaction"
+    };
+    let _ = writeln!(
+        out,
+        "  - migration: `{name}` (`{}`{how})",
+        file.path.display()
+    );
+    sql_block(out, &file.up.sql);
+}
+
+/// SQL in a fenced block, indented under a list item.
+fn sql_block(out: &mut String, sql: &str) {
+    let _ = writeln!(out, "    ```sql");
+    for line in sql.trim().lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+    let _ = writeln!(out, "    ```");
+}
+
+/// A fragment on one line, for inline code.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -103,11 +103,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
         args::Command::Advance {
             plan,
+            dry_run,
             locks,
             backfill,
             checks,
         } => {
-            let action = plans::Action::Advance;
+            let action = plans::Action::Advance { dry_run };
             let role = checks.check_role.as_deref();
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), role).await
         }

@@ -13,7 +13,12 @@ use crate::plan::PhaseState;
 use crate::stop::StopSignal;
 use crate::timefmt;
 
-fn options(ctx: &Context, locks: &LockArgs, backfill: Option<&BackfillArgs>) -> PlanOptions {
+fn options(
+    ctx: &Context,
+    locks: &LockArgs,
+    backfill: Option<&BackfillArgs>,
+    dry_run: bool,
+) -> PlanOptions {
     PlanOptions {
         actor: ctx.actor.clone(),
         policy: locks.policy(),
@@ -21,12 +26,16 @@ fn options(ctx: &Context, locks: &LockArgs, backfill: Option<&BackfillArgs>) -> 
         migration_lock_wait: locks.lock_wait,
         backfill: backfill.map(BackfillArgs::overrides).unwrap_or_default(),
         cancel_orphans: locks.cancel_orphans,
+        dry_run,
     }
 }
 
 /// The plan commands that change state.
 pub enum Action<'a> {
-    Advance,
+    Advance {
+        /// Say what the next phase would do; change nothing.
+        dry_run: bool,
+    },
     Confirm {
         phase: Option<&'a str>,
         by: &'a str,
@@ -54,7 +63,7 @@ pub async fn act(
     check_role: Option<&str>,
 ) -> Result<()> {
     let command = match action {
-        Action::Advance => "advance",
+        Action::Advance { .. } => "advance",
         Action::Confirm { .. } => "confirm",
         Action::Rollback { .. } => "rollback",
         Action::Pause => "pause",
@@ -62,14 +71,15 @@ pub async fn act(
     };
     let mut workspace = ctx.workspace(&format!("{command} {plan}")).await?;
     workspace.run_checks_as(check_role);
-    let options = options(ctx, locks, backfill);
+    let dry_run = matches!(action, Action::Advance { dry_run: true });
+    let options = options(ctx, locks, backfill, dry_run);
     let stop = StopSignal::new();
-    if matches!(action, Action::Advance | Action::Backfill { .. }) {
+    if matches!(action, Action::Advance { .. } | Action::Backfill { .. }) {
         stop.on_interrupt();
     }
     let engine = workspace.plan_engine(&options, ctx.reporter.as_ref(), &stop);
     match action {
-        Action::Advance => engine.advance(plan).await,
+        Action::Advance { .. } => engine.advance(plan).await,
         Action::Confirm { phase, by, note } => {
             if by.trim().is_empty() {
                 return Err(Error::Usage("--by NAME must not be empty".to_string()));

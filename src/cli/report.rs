@@ -119,6 +119,7 @@ fn describe(event: Event) -> Option<Line> {
         | Event::MigrationStarted { .. }
         | Event::MigrationDone { .. }
         | Event::LockRetry { .. } => migration_line(event),
+        Event::PhaseWouldRun { .. } => would_run(event).map(Line::Result),
         Event::Info { message } => Some(Line::Result(message)),
         Event::Warning { message } => Some(Line::Notice(format!("warning: {message}"))),
         other => plan_line(other).map(Line::Result),
@@ -195,6 +196,77 @@ fn migration_line(event: Event) -> Option<Line> {
         _ => return None,
     };
     Some(line)
+}
+
+/// `orch advance --dry-run`: the phase, what it would do, its SQL, its
+/// guard (evaluated now) and its checks, indented under one heading.
+fn would_run(event: Event) -> Option<String> {
+    let Event::PhaseWouldRun {
+        plan,
+        position,
+        total,
+        id,
+        kind,
+        title,
+        notes,
+        guard,
+        work,
+        instructions,
+        checks,
+    } = event
+    else {
+        return None;
+    };
+    let indent = |text: &str, by: &str| -> String {
+        text.trim_end()
+            .lines()
+            .map(|l| format!("{by}{l}\n"))
+            .collect()
+    };
+    let mut text = format!(
+        "dry run: nothing was changed\n{plan}: advance would run phase {position}/{total} {id} ({}): {title}\n",
+        kind.name()
+    );
+    for note in notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    if guard.is_empty() {
+        text.push_str("  guard: none\n");
+    } else {
+        text.push_str("  guard (evaluated now, read-only, not recorded):\n");
+        for o in &guard {
+            let mark = if o.passed { "ok  " } else { "FAIL" };
+            let detail = o
+                .detail
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            text.push_str(&format!("    [{mark}] {:?}{detail}\n", o.name));
+            text.push_str(&indent(&o.sql, "        "));
+        }
+    }
+    text.push_str(&format!("  would: {}\n", work.what));
+    for (name, value) in &work.facts {
+        text.push_str(&format!("    {name}: {value}\n"));
+    }
+    if let Some(sql) = &work.sql {
+        text.push_str(&format!("  sql, {}:\n", sql.name));
+        text.push_str(&indent(&sql.sql, "    "));
+    }
+    if let Some(instructions) = instructions.filter(|i| !i.trim().is_empty()) {
+        text.push_str("  instructions:\n");
+        text.push_str(&indent(&instructions, "    "));
+    }
+    if checks.is_empty() {
+        text.push_str("  checks before `orch confirm`: none\n");
+    } else {
+        text.push_str("  checks before `orch confirm`:\n");
+        for c in &checks {
+            text.push_str(&format!("    {:?}:\n", c.name));
+            text.push_str(&indent(&c.sql, "        "));
+        }
+    }
+    Some(text.trim_end().to_string())
 }
 
 /// Plans: phases started, gates opened, checks, confirmations, rollbacks.

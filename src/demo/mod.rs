@@ -366,6 +366,7 @@ async fn walk_plan(
             ..Default::default()
         },
         cancel_orphans: false,
+        dry_run: false,
     };
     let stop = StopSignal::new();
     let engine = workspace.plan_engine(&plan_options, narrator, &stop);

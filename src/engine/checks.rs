@@ -89,14 +89,7 @@ pub async fn evaluate(
 ) -> Result<Vec<CheckOutcome>> {
     let mut outcomes = Vec::new();
     for check in checks {
-        let (passed, detail) = match BoundCheck::bind(check, times) {
-            Err(why) => (false, Some(why)),
-            Ok(bound) => verdict(
-                store
-                    .evaluate_check(&bound.sql, &bound.params, CHECK_TIMEOUT_MS)
-                    .await?,
-            ),
-        };
+        let (passed, detail) = evaluate_one(store, check, times).await?;
         let evaluated_at = store.server_time().await?;
         store
             .record_check(
@@ -120,6 +113,41 @@ pub async fn evaluate(
         });
     }
     Ok(outcomes)
+}
+
+/// Evaluate `checks` without recording anything (`orch advance --dry-run`).
+pub async fn evaluate_unrecorded(
+    store: &Store,
+    checks: &[CheckSpec],
+    times: &CheckTimes,
+) -> Result<Vec<CheckOutcome>> {
+    let mut outcomes = Vec::new();
+    for check in checks {
+        let (passed, detail) = evaluate_one(store, check, times).await?;
+        outcomes.push(CheckOutcome {
+            name: check.name.clone(),
+            sql: check.sql.trim().to_string(),
+            passed,
+            detail,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// (passed, why not) of one check, read-only.
+async fn evaluate_one(
+    store: &Store,
+    check: &CheckSpec,
+    times: &CheckTimes,
+) -> Result<(bool, Option<String>)> {
+    Ok(match BoundCheck::bind(check, times) {
+        Err(why) => (false, Some(why)),
+        Ok(bound) => verdict(
+            store
+                .evaluate_check(&bound.sql, &bound.params, CHECK_TIMEOUT_MS)
+                .await?,
+        ),
+    })
 }
 
 /// The failures among `outcomes`, as text for a refusal message.

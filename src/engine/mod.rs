@@ -9,6 +9,7 @@ pub mod checks;
 pub mod dirty;
 pub mod lock_retry;
 pub mod migrator;
+pub(crate) mod online_check;
 pub(crate) mod orphans;
 pub(crate) mod phases;
 pub mod plan_advance;

@@ -44,6 +44,10 @@ pub struct PlanOptions {
     /// Cancel statements an earlier orch process left running on the plan
     /// (or the migration history) instead of waiting for them.
     pub cancel_orphans: bool,
+    /// `orch advance --dry-run`: say what the next phase would do, reading
+    /// the database only (no schema created, no lock taken, nothing
+    /// recorded).
+    pub dry_run: bool,
 }
 
 /// Drives plans against one database.
@@ -63,14 +67,7 @@ pub fn confirm_command(plan: &str, phase: &str) -> String {
 
 impl PlanEngine<'_> {
     pub(super) fn plan(&self, name: &str) -> Result<&LoadedPlan> {
-        self.plans.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.plans.plans.iter().map(|p| p.name()).collect();
-            Error::Usage(suggest::unknown_plan(
-                name,
-                &format!("in {}", self.plans.dir.display()),
-                &known,
-            ))
-        })
+        self.plans.require(name)
     }
 
     /// Phase `reference` (id or 1-based number) of `plan`, 0-based.
@@ -188,7 +185,7 @@ impl PlanEngine<'_> {
         create: bool,
     ) -> Result<Option<(PlanRecord, Vec<PhaseRecord>)>> {
         let name = plan.name();
-        let Some((record, phases)) = self.store.plan_state(name).await? else {
+        let Some((record, phases, drift)) = self.recorded(plan).await? else {
             if !create {
                 return Ok(None);
             }
@@ -207,18 +204,7 @@ impl PlanEngine<'_> {
                 .await?;
             return self.store.plan_state(name).await;
         };
-        let applied = self.store.applied_migrations().await?;
-        let changed = plan_sync::changed_migrations(plan, &phases, self.migrations, &applied);
-        if !changed.is_empty() {
-            return Err(Error::refused(
-                format!(
-                    "refusing to act on plan {name}: migrations of phases that ran were edited:\n  - {}\n  what a phase applied is history; its file must stay as it was",
-                    changed.join("\n  - ")
-                ),
-                Some("restore those files (git diff shows the edit)".to_string()),
-            ));
-        }
-        match plan_sync::compare(plan, &record, &phases)? {
+        match drift {
             Drift::Unchanged => Ok(Some((record, phases))),
             Drift::AcceptEdit {
                 first_pending,
@@ -254,6 +240,33 @@ impl PlanEngine<'_> {
                 self.store.plan_state(name).await
             }
         }
+    }
+
+    /// The recorded state and how the file differs from it, read without
+    /// writing anything (`sync` applies the difference; a dry run only
+    /// says it). Refuses edits of phases that ran, and of the migration
+    /// files they applied. None when the plan has not started.
+    pub(super) async fn recorded(
+        &self,
+        plan: &LoadedPlan,
+    ) -> Result<Option<(PlanRecord, Vec<PhaseRecord>, Drift)>> {
+        let name = plan.name();
+        let Some((record, phases)) = self.store.plan_state(name).await? else {
+            return Ok(None);
+        };
+        let applied = self.store.applied_migrations().await?;
+        let changed = plan_sync::changed_migrations(plan, &phases, self.migrations, &applied);
+        if !changed.is_empty() {
+            return Err(Error::refused(
+                format!(
+                    "refusing to act on plan {name}: migrations of phases that ran were edited:\n  - {}\n  what a phase applied is history; its file must stay as it was",
+                    changed.join("\n  - ")
+                ),
+                Some("restore those files (git diff shows the edit)".to_string()),
+            ));
+        }
+        let drift = plan_sync::compare(plan, &record, &phases)?;
+        Ok(Some((record, phases, drift)))
     }
 
     pub(super) fn event(
@@ -357,7 +370,7 @@ pub(super) fn describe_move(event: &EventRecord) -> String {
 }
 
 /// Pending rows for the file's phases from 0-based `from` on.
-fn fresh_phases(plan: &LoadedPlan, from: usize) -> Vec<PhaseRecord> {
+pub(super) fn fresh_phases(plan: &LoadedPlan, from: usize) -> Vec<PhaseRecord> {
     plan.spec
         .phases
         .iter()

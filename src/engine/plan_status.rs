@@ -10,10 +10,11 @@ use crate::engine::phases;
 use crate::engine::plan_runner::confirm_command;
 use crate::engine::workspace::Workspace;
 use crate::error::Result;
-use crate::plan::PhaseState;
+use crate::plan::format::BackfillSpec;
 use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
 use crate::plan::records::EventRecord;
 use crate::plan::records::{CheckResultRecord, PhaseRecord, PlanRecord};
+use crate::plan::{PhaseState, PlanSet};
 use crate::store::Store;
 use crate::store::migrations::{AppliedMigration, DirtyState};
 use crate::timefmt;
@@ -52,6 +53,10 @@ pub struct PhaseStatus {
     /// For irreversible phases: what rolling them back would lose.
     pub rollback_loses: Option<String>,
     pub migration: Option<String>,
+    /// A backfill phase's definition (for the checklist; `status --json`
+    /// reports state, and the definition is in the plan file).
+    #[serde(skip)]
+    pub backfill: Option<BackfillSpec>,
     pub instructions: Option<String>,
     pub state: PhaseState,
     pub record: Option<PhaseRecord>,
@@ -233,6 +238,25 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
     Ok(out)
 }
 
+/// One plan from its file alone, with no state read: every phase pending,
+/// no check evaluated (`orch checklist` without a database).
+pub fn file_status(plans: &PlanSet, name: &str) -> Result<PlanStatus> {
+    let plan = plans.require(name)?;
+    Ok(build(
+        name,
+        &plan.spec,
+        Some(plan.path.display().to_string()),
+        None,
+        None,
+        &[],
+        Live {
+            progress: &[],
+            liveness: None,
+            dirty: &[],
+        },
+    ))
+}
+
 /// A stand-in definition from a plan's phase rows, for a plan whose
 /// recorded definition cannot be read: ids, kinds and states still show.
 fn spec_from_records(name: &str, phases: &[PhaseRecord]) -> PlanSpec {
@@ -360,6 +384,7 @@ fn build(
                 reversible: p.reversible,
                 rollback_loses: p.rollback_loses.clone(),
                 migration: p.migration.clone(),
+                backfill: p.backfill.clone(),
                 instructions: p.instructions.clone(),
                 state: record.as_ref().map_or(PhaseState::Pending, |r| r.state),
                 record,

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::connect::ConnectionSettings;
 use crate::engine::migrator::{self, MigrateOptions, MigrationStatus, Migrator};
+use crate::engine::online_check;
 use crate::engine::plan_runner::{PlanEngine, PlanOptions};
-use crate::engine::{phases, written_columns};
 use crate::error::{Error, Result};
 use crate::events::{Event, Reporter};
 use crate::migration::MigrationSet;
@@ -180,24 +180,12 @@ impl Workspace {
 
 impl Workspace {
     /// `orch check --online`: what the database says of each phase of
-    /// `plan` that has something to look at (a backfill's table and key; a
-    /// gate whose application version must stop writing a column that is
-    /// still required), by 0-based phase index.
+    /// `plan`, checked against the schema as it will be when the phase runs
+    /// (a preview in a transaction that is rolled back, see
+    /// `engine::online_check`), by 0-based phase index: a backfill's table
+    /// and key, whether guards and checks compile, a gate whose application
+    /// version must stop writing a column that is still required.
     pub async fn check_online(&self, plan: &LoadedPlan) -> Vec<(usize, Result<String>)> {
-        let mut findings = Vec::new();
-        match written_columns::columns_still_required(&self.store, plan, &self.migrations).await {
-            Ok(warnings) => findings.extend(warnings.into_iter().map(|(i, w)| (i, Ok(w)))),
-            Err(e) => findings.push((0, Err(e))),
-        }
-        for (index, phase) in plan.spec.phases.iter().enumerate() {
-            if let Some(finding) = phases::work(phase.kind)
-                .check_online(&self.store, plan, index)
-                .await
-            {
-                findings.push((index, finding));
-            }
-        }
-        findings.sort_by_key(|(index, _)| *index);
-        findings
+        online_check::check_plan(&self.store, plan, &self.migrations).await
     }
 }

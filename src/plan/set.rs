@@ -87,6 +87,19 @@ impl PlanSet {
         self.plans.iter().find(|p| p.name() == name)
     }
 
+    /// The plan named `name`, or the error naming the closest plan and every
+    /// plan in the folder.
+    pub fn require(&self, name: &str) -> Result<&LoadedPlan> {
+        self.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.plans.iter().map(|p| p.name()).collect();
+            Error::Usage(crate::plan::suggest::unknown_plan(
+                name,
+                &format!("in {}", self.dir.display()),
+                &known,
+            ))
+        })
+    }
+
     /// Which migration each plan phase owns.
     pub fn owners(&self) -> Owners {
         let mut owners = Owners::new();

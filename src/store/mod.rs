@@ -10,6 +10,7 @@ pub mod locks;
 pub mod migrations;
 pub mod orphans;
 pub mod plans;
+pub mod preview;
 pub mod schema;
 pub mod session;
 #[cfg(test)]
@@ -104,31 +105,6 @@ impl Store {
             .await
             .map_err(|e| Error::db("cannot inspect orch's schema", e))?;
         Ok(row.get(0))
-    }
-
-    /// Open a transaction in which orch's schema exists, for compiling
-    /// statements that refer to it (`orch check --online` before orch's first
-    /// use); `end_scratch` rolls it back, so nothing is created.
-    pub async fn begin_scratch(&self) -> Result<()> {
-        let exists = self.schema_exists().await?;
-        let result = async {
-            self.client.batch_execute("BEGIN").await?;
-            if !exists {
-                self.client.batch_execute(schema::CREATE).await?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(Error::db("cannot open a scratch transaction", e));
-        }
-        Ok(())
-    }
-
-    /// Roll back what `begin_scratch` opened.
-    pub async fn end_scratch(&self) {
-        let _ = self.client.batch_execute("ROLLBACK").await;
     }
 
     /// Create orch's schema if it is missing (first use).

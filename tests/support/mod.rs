@@ -250,6 +250,29 @@ impl Session {
         command
     }
 
+    /// The `orch` command with no database configured: no `DATABASE_URL`,
+    /// no `PG*` variable naming a server or database, and a role no server
+    /// has, so even a server at libpq's default sockets does not answer.
+    pub fn command_without_database(&self, args: &[&str]) -> Command {
+        let mut command = self.command(args);
+        command.env_remove("DATABASE_URL");
+        for name in ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE"] {
+            command.env_remove(name);
+        }
+        command.env("PGUSER", "orch_test_no_such_role");
+        command
+    }
+
+    /// Run `orch args...` with no database configured.
+    pub fn orch_without_database(&self, args: &[&str]) -> Run {
+        Run::from(
+            self.command_without_database(args)
+                .output()
+                .expect("run orch"),
+            args,
+        )
+    }
+
     /// Run `orch args...` to completion.
     pub fn orch(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("run orch"), args)
@@ -291,6 +314,55 @@ impl Session {
         .into_iter()
         .map(|r| r[0].clone().unwrap())
         .collect()
+    }
+
+    /// Everything a command that must change nothing could change by
+    /// mistake: relations and columns of every schema, sequences, orch's
+    /// rows (or that it has no schema), every row of the public tables.
+    pub fn fingerprint(&self) -> String {
+        let mut parts = vec![
+            self.value(
+                "SELECT coalesce(string_agg(format('%s.%s %s', n.nspname, c.relname, c.relkind), ', ' ORDER BY 1), '')
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
+            ),
+            self.value(
+                "SELECT coalesce(string_agg(format('%s.%s %s %s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef), ', ' ORDER BY 1), '')
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+                   AND a.attnum > 0 AND NOT a.attisdropped",
+            ),
+            self.value(
+                "SELECT coalesce(string_agg(format('%s.%s=%s', schemaname, sequencename, last_value), ', ' ORDER BY 1), '') FROM pg_sequences",
+            ),
+        ];
+        if self
+            .value("SELECT to_regclass('orch.meta') IS NOT NULL")
+            .as_deref()
+            == Some("t")
+        {
+            parts.push(self.value(
+                "SELECT concat_ws(' | ',
+                   (SELECT count(*) FROM orch.events), (SELECT count(*) FROM orch.check_results),
+                   (SELECT string_agg(version::text, ', ' ORDER BY version) FROM orch.migrations),
+                   (SELECT string_agg(plan || '/' || id || ' ' || state || ' ' || updated_at, ', ' ORDER BY plan, position) FROM orch.phases),
+                   (SELECT count(*) FROM orch.plans), (SELECT count(*) FROM orch.backfill_workers))",
+            ));
+        } else {
+            parts.push(Some("no orch schema".to_string()));
+        }
+        let tables =
+            self.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
+        for table in tables.into_iter().filter_map(|r| r[0].clone()) {
+            parts.push(self.value(&format!(
+                "SELECT '{table}: ' || count(*) || ' ' || coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM \"{table}\" t"
+            )));
+        }
+        parts
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Rows of orch.migrations as `version_name`, in version order.

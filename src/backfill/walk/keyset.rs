@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::plan::BackfillSpec;
 use crate::store::Store;
 use crate::store::backfill::{BatchLimits, BatchRange, BatchResult, Table};
-use crate::store::keyset::{KeysetStatements, TableKey};
+use crate::store::keyset::{KeysetStatements, TableKey, batch_sql};
 
 /// A backfill walking its table by key.
 pub struct KeysetWalk {
@@ -103,6 +103,11 @@ impl Walk for KeysetWalk {
             Ok(Box::new(KeysetBatches(statements)) as Box<dyn WorkerWalk>)
         }
         .boxed()
+    }
+
+    fn update_sql(&self) -> String {
+        let [_, after_cursor] = batch_sql(&self.key, &self.set, self.condition.as_deref()).update;
+        after_cursor
     }
 
     fn describe_batch(

@@ -54,6 +54,10 @@ pub trait Walk: Send + Sync {
     /// Prepare the batches of one worker on its own connection.
     fn prepare<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, Result<Box<dyn WorkerWalk>>>;
 
+    /// The statement that updates one batch's rows, its bounds as
+    /// parameters, for `orch advance --dry-run`.
+    fn update_sql(&self) -> String;
+
     /// A batch in messages, from the cursor it starts after and the end it
     /// found, if any, else its `size`: `after key (id)=(4), through (id)=(9)`.
     fn describe_batch(&self, after: Option<&[String]>, end: Option<&[String]>, size: i64)

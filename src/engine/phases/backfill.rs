@@ -5,11 +5,13 @@
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-use crate::backfill::{self, BackfillEnd, BackfillJob, BackfillProgress};
-use crate::engine::phases::{PhaseWork, Step, Undo};
+use crate::backfill::sizing::BatchSizer;
+use crate::backfill::{self, BackfillEnd, BackfillJob, BackfillProgress, RunSettings, walk};
+use crate::engine::online_check::waited_too_long;
+use crate::engine::phases::{DryRun, PhaseWork, Step, Undo};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::error::{Error, Result};
-use crate::events::Event;
+use crate::events::{Event, NamedSql, WouldDo};
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::load::phase_path;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
@@ -54,6 +56,14 @@ impl PhaseWork for BackfillPhase {
         Box::pin(backfill::progress(store, plan, &phase.id))
     }
 
+    fn dry_run<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        dry: &'a DryRun<'a>,
+    ) -> BoxFuture<'a, Result<WouldDo>> {
+        Box::pin(describe(engine, dry))
+    }
+
     fn check_online<'a>(
         &'a self,
         store: &'a Store,
@@ -63,13 +73,122 @@ impl PhaseWork for BackfillPhase {
         Box::pin(async move {
             let spec = plan.spec.phases[index].backfill.as_ref()?;
             let field = phase_path(index, &["backfill", "table"]);
-            Some(
-                backfill::check_table(store, spec)
-                    .await
-                    .map_err(|e| plan.error_at(&field, e.to_string())),
-            )
+            Some(backfill::check_table(store, spec).await.map_err(|e| {
+                // A wait is the preview's, not the plan's: kept as it is.
+                if waited_too_long(&e) {
+                    e
+                } else {
+                    plan.error_at(&field, e.to_string())
+                }
+            }))
         })
     }
+
+    fn measure_online<'a>(
+        &'a self,
+        store: &'a Store,
+        plan: &'a LoadedPlan,
+        index: usize,
+    ) -> BoxFuture<'a, Option<Result<String>>> {
+        Box::pin(async move {
+            let spec = plan.spec.phases[index].backfill.as_ref()?;
+            Some(backfill::measure_table(store, spec).await.map(|count| {
+                count.map_or_else(
+                    || "no rows yet (an earlier phase creates the table)".to_string(),
+                    |count| count.describe(),
+                )
+            }))
+        })
+    }
+}
+
+/// `orch advance --dry-run`: the table, key, rows and batches the backfill
+/// would walk, and the statement of each batch.
+async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Result<WouldDo> {
+    let spec = dry.spec();
+    let backfill_spec = spec
+        .backfill
+        .as_ref()
+        .expect("validated: backfill phases have a backfill");
+    let store = engine.store;
+    let walk = walk::open(store, backfill_spec).await?;
+    let table = walk.table();
+    let settings = RunSettings::new(
+        backfill_spec,
+        &engine.options.backfill,
+        engine.options.policy.lock_timeout,
+    );
+    let start = BatchSizer::new(settings.batch_time, settings.min_batch, settings.max_batch).size();
+    let mut facts = vec![
+        ("table".to_string(), table.display.clone()),
+        (
+            "key".to_string(),
+            format!("({})", walk.key_columns().join(", ")),
+        ),
+        ("set".to_string(), backfill_spec.set.clone()),
+        (
+            "where".to_string(),
+            backfill_spec
+                .condition
+                .clone()
+                .unwrap_or_else(|| "(none: every row)".to_string()),
+        ),
+    ];
+    let rows = backfill::row_estimate(store, table).await?;
+    let progress = backfill::progress(store, dry.plan.name(), &spec.id).await?;
+    match &rows {
+        Some(count) => facts.push(("rows".to_string(), format!("{} to visit", count.describe()))),
+        None => facts.push((
+            "rows".to_string(),
+            "unknown: the table was never analysed and is too big to count here (ANALYZE it for an estimate)".to_string(),
+        )),
+    }
+    if let Some(progress) = progress.filter(|p| p.batches_done > 0) {
+        facts.push((
+            "resumes".to_string(),
+            format!("from its saved cursors: {}", progress.describe()),
+        ));
+    }
+    let batches = match &rows {
+        Some(count) => format!(
+            "about {} at the starting size of {start} keys",
+            (count.rows.max(0) + start - 1) / start
+        ),
+        None => format!("starting at {start} keys each"),
+    };
+    facts.push((
+        "batches".to_string(),
+        format!(
+            "{batches}; sized by time: each aims at {} and the size adapts between {} and {} keys, so the count changes as it learns",
+            timefmt::duration(settings.batch_time),
+            settings.min_batch,
+            settings.max_batch
+        ),
+    ));
+    facts.push(("workers".to_string(), settings.workers.to_string()));
+    if !settings.pause.is_zero() {
+        facts.push((
+            "pause".to_string(),
+            format!("{} between batches", timefmt::duration(settings.pause)),
+        ));
+    }
+    if let Some(rate) = settings.max_rows_per_second {
+        facts.push(("max rows per second".to_string(), format!("{rate:.0}")));
+    }
+    if let Some(every) = settings.vacuum_every {
+        facts.push(("vacuum".to_string(), format!("every {every} batches")));
+    }
+    Ok(WouldDo {
+        what: format!(
+            "update the rows of {} in short batches, in key order, each batch in its own transaction with its cursor",
+            table.display
+        ),
+        facts,
+        sql: Some(NamedSql {
+            name: "each batch (its key range bound as parameters)".to_string(),
+            sql: walk.update_sql(),
+        }),
+    })
 }
 
 async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {

@@ -5,10 +5,10 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::engine::checks;
-use crate::engine::phases::{PhaseWork, Step};
+use crate::engine::phases::{DryRun, PhaseWork, Step};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::error::{Error, Result};
-use crate::events::Event;
+use crate::events::{Event, WouldDo};
 use crate::plan::AuditAction;
 use crate::plan::format::PhaseKind;
 use crate::plan::state::{PhaseCommand, transition};
@@ -65,6 +65,37 @@ impl PhaseWork for CheckPhase {
                 confirm_command: confirm_command(plan.name(), &spec.id),
             });
             Ok(())
+        })
+    }
+
+    fn dry_run<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        dry: &'a DryRun<'a>,
+    ) -> BoxFuture<'a, Result<WouldDo>> {
+        Box::pin(async move {
+            let spec = dry.spec();
+            let outcomes =
+                checks::evaluate_unrecorded(engine.store, &spec.checks, &dry.times).await?;
+            let facts = outcomes
+                .into_iter()
+                .map(|o| {
+                    let now = match (o.passed, o.detail) {
+                        (true, _) => "holds".to_string(),
+                        (false, detail) => format!(
+                            "does not hold ({}): the phase would fail",
+                            detail.as_deref().unwrap_or("did not pass")
+                        ),
+                    };
+                    (format!("check {:?} now", o.name), now)
+                })
+                .collect();
+            Ok(WouldDo {
+                what: "evaluate its checks (below); the phase fails if one does not hold"
+                    .to_string(),
+                facts,
+                sql: None,
+            })
         })
     }
 }

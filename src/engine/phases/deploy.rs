@@ -4,10 +4,10 @@
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
-use crate::engine::phases::{PhaseWork, Step};
+use crate::engine::phases::{DryRun, PhaseWork, Step};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::error::Result;
-use crate::events::Event;
+use crate::events::{Event, WouldDo};
 use crate::plan::AuditAction;
 
 pub(crate) struct DeployGate;
@@ -40,6 +40,20 @@ impl PhaseWork for DeployGate {
                 confirm_command: confirm_command(plan.name(), &spec.id),
             });
             Ok(())
+        })
+    }
+
+    fn dry_run<'a>(
+        &'a self,
+        _engine: &'a PlanEngine<'a>,
+        _dry: &'a DryRun<'a>,
+    ) -> BoxFuture<'a, Result<WouldDo>> {
+        Box::pin(async {
+            Ok(WouldDo {
+                what: "open the gate, recording when (`:gate_opened_at` of its checks); then deploy as its instructions say, and confirm".to_string(),
+                facts: Vec::new(),
+                sql: None,
+            })
         })
     }
 }

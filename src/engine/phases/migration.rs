@@ -7,16 +7,18 @@ use serde_json::json;
 
 use crate::engine::dirty::{dirty_record, refuse_dirty};
 use crate::engine::migrator::{empty_up, record as migration_record};
-use crate::engine::phases::{PhaseWork, Step, Undo};
+use crate::engine::phases::{
+    DryRun, PhaseWork, Preview, PreviewChange, Step, Undo, migration_preview,
+};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
-use crate::events::{Direction, Event};
+use crate::events::{Direction, Event, WouldDo};
 use crate::migration::Migration;
 use crate::migration::transactional::check_transactional_statements;
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::state::{PhaseCommand, transition};
-use crate::plan::{AuditAction, MigrationOwner};
+use crate::plan::{AuditAction, LoadedPlan, MigrationOwner};
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::migrations::{AppliedMigration, Origin};
 use crate::timefmt;
@@ -39,11 +41,30 @@ impl PhaseWork for MigrationPhase {
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(revert(engine, undo))
     }
+
+    fn dry_run<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        dry: &'a DryRun<'a>,
+    ) -> BoxFuture<'a, Result<WouldDo>> {
+        Box::pin(migration_preview::describe(engine, dry))
+    }
+
+    fn change_in_preview<'a>(
+        &'a self,
+        preview: &'a Preview<'a>,
+        index: usize,
+    ) -> BoxFuture<'a, PreviewChange> {
+        Box::pin(migration_preview::apply_in_preview(preview, index))
+    }
 }
 
 /// The migration phase `spec` applies (validation made sure it exists; a
 /// file removed since is refused).
-fn migration_of<'a>(engine: &'a PlanEngine<'_>, spec: &PhaseSpec) -> Result<&'a Migration> {
+pub(super) fn migration_of<'a>(
+    engine: &'a PlanEngine<'_>,
+    spec: &PhaseSpec,
+) -> Result<&'a Migration> {
     let name = spec.migration.as_deref().unwrap_or_default();
     engine
         .migrations
@@ -51,9 +72,15 @@ fn migration_of<'a>(engine: &'a PlanEngine<'_>, spec: &PhaseSpec) -> Result<&'a 
         .map_err(|why| Error::refused(format!("phase {}: {why}", spec.id), None))
 }
 
-async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
-    let (plan, spec, index) = (step.plan, step.spec(), step.index);
-    let file = migration_of(engine, spec)?;
+/// Refuse what `advance` refuses before taking any lock: a file that
+/// cannot run as it is.
+pub(super) fn check_runnable(
+    engine: &PlanEngine<'_>,
+    plan: &LoadedPlan,
+    index: usize,
+    file: &Migration,
+) -> Result<()> {
+    let spec = &plan.spec.phases[index];
     check_transactional_statements(&file.up, engine.migrations.format)?;
     if let Some(empty) = empty_up(file) {
         return Err(Error::refused(
@@ -66,10 +93,21 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
             None,
         ));
     }
-    let _history = engine.migrations_lock().await?;
-    let applied = engine.store.applied_migrations().await?;
+    Ok(())
+}
+
+/// The phase's migration in the history, if it is there: refused while a
+/// migration is dirty, and when it was applied outside the plan; returned
+/// when the operator resolved it as applied after this phase stopped in it.
+pub(super) fn already_applied<'a>(
+    plan: &LoadedPlan,
+    index: usize,
+    file: &Migration,
+    applied: &'a [AppliedMigration],
+) -> Result<Option<&'a AppliedMigration>> {
+    let spec = &plan.spec.phases[index];
     refuse_dirty(
-        &applied,
+        applied,
         &format!(
             "run phase {} ({}) of plan {}",
             index + 1,
@@ -77,24 +115,36 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
             plan.name()
         ),
     )?;
-    if let Some(applied) = applied.iter().find(|a| a.version == file.version) {
-        if resolved_by_this_phase(applied, plan.name(), &spec.id) {
-            return finish_resolved(engine, step, file, applied).await;
-        }
-        return Err(Error::refused(
-            format!(
-                "phase {} ({}) applies {}, but it is already applied (on {} by {}); it was applied outside the plan",
-                index + 1,
-                spec.id,
-                file.id(),
-                timefmt::utc(&applied.applied_at),
-                applied.applied_by
-            ),
-            Some(format!(
-                "revert it with `orch migrate down` first, or remove phase {} from the plan",
-                spec.id
-            )),
-        ));
+    let Some(applied) = applied.iter().find(|a| a.version == file.version) else {
+        return Ok(None);
+    };
+    if resolved_by_this_phase(applied, plan.name(), &spec.id) {
+        return Ok(Some(applied));
+    }
+    Err(Error::refused(
+        format!(
+            "phase {} ({}) applies {}, but it is already applied (on {} by {}); it was applied outside the plan",
+            index + 1,
+            spec.id,
+            file.id(),
+            timefmt::utc(&applied.applied_at),
+            applied.applied_by
+        ),
+        Some(format!(
+            "revert it with `orch migrate down` first, or remove phase {} from the plan",
+            spec.id
+        )),
+    ))
+}
+
+async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
+    let (plan, spec, index) = (step.plan, step.spec(), step.index);
+    let file = migration_of(engine, spec)?;
+    check_runnable(engine, plan, index, file)?;
+    let _history = engine.migrations_lock().await?;
+    let applied = engine.store.applied_migrations().await?;
+    if let Some(resolved) = already_applied(plan, index, file, &applied)? {
+        return finish_resolved(engine, step, file, resolved).await;
     }
     let running = step.started.clone();
     if !file.up.transactional {

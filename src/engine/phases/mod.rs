@@ -10,19 +10,25 @@ mod backfill;
 mod check;
 mod deploy;
 mod migration;
+mod migration_preview;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use crate::backfill::BackfillProgress;
-use crate::engine::checks::BoundCheck;
+use crate::engine::checks::{BoundCheck, CheckTimes};
 use crate::engine::plan_runner::PlanEngine;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::events::WouldDo;
+use crate::migration::MigrationSet;
 use crate::plan::LoadedPlan;
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::records::{PhaseRecord, PlanRecord};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
+use crate::store::migrations::AppliedMigration;
 
 /// A phase being advanced: its row has already moved to its new state
 /// (`started`), its guard held.
@@ -64,6 +70,59 @@ impl Undo<'_> {
     }
 }
 
+/// A phase `orch advance --dry-run` describes: nothing runs, nothing is
+/// recorded.
+pub(crate) struct DryRun<'a> {
+    pub plan: &'a LoadedPlan,
+    /// 0-based.
+    pub index: usize,
+    /// For checks the dry run evaluates now (a check phase's).
+    pub times: CheckTimes,
+}
+
+impl DryRun<'_> {
+    pub fn spec(&self) -> &PhaseSpec {
+        &self.plan.spec.phases[self.index]
+    }
+}
+
+/// What `orch check --online`'s preview works on: one transaction, rolled
+/// back at the end, in which the plan's migrations not applied yet run in
+/// order (see `engine::online_check`).
+pub(crate) struct Preview<'a> {
+    pub store: &'a Store,
+    pub plan: &'a LoadedPlan,
+    pub migrations: &'a MigrationSet,
+    /// orch's migration history as it is (nothing applied there runs again).
+    pub applied: &'a [AppliedMigration],
+    /// The preview's lock_timeout and statement_timeout.
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+/// How a phase changes the schema in the preview.
+pub(crate) enum PreviewChange {
+    /// It changes no schema (not a migration).
+    Nothing,
+    /// Its migration is applied already: nothing runs.
+    AlreadyApplied,
+    /// Applied in the preview, with a note when some of it was left out.
+    Applied {
+        note: Option<String>,
+        /// Tables (as written) of `CREATE UNIQUE INDEX CONCURRENTLY`
+        /// statements left out (they cannot run in a transaction): a
+        /// backfill may need such an index as its key.
+        unique_indexes_left_out: Vec<String>,
+    },
+    /// What it would do is not known here (its lock was not available, it
+    /// was too slow, it depends on data): the checks from here on are
+    /// deferred, for this reason.
+    Deferred(String),
+    /// It cannot apply to the schema it will meet: the error points into
+    /// the plan file.
+    Failed(Error),
+}
+
 /// What the engine needs of one kind of phase.
 pub(crate) trait PhaseWork: Sync {
     /// `orch advance`: do the phase's work, recording its outcome.
@@ -72,6 +131,14 @@ pub(crate) trait PhaseWork: Sync {
         engine: &'a PlanEngine<'a>,
         step: Step<'a>,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// `orch advance --dry-run`: what `advance` would do, changing nothing
+    /// (reading the database is fine; writing, locking or recording is not).
+    fn dry_run<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        dry: &'a DryRun<'a>,
+    ) -> BoxFuture<'a, Result<WouldDo>>;
 
     /// `orch rollback`: undo the work and commit `undo.records` with it;
     /// returns a note for the operator. By default there is nothing to undo
@@ -97,10 +164,35 @@ pub(crate) trait PhaseWork: Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// `orch check --online`: change the schema in the preview as the phase
+    /// will when it runs. By default a phase changes no schema.
+    fn change_in_preview<'a>(
+        &'a self,
+        _preview: &'a Preview<'a>,
+        _index: usize,
+    ) -> BoxFuture<'a, PreviewChange> {
+        Box::pin(async { PreviewChange::Nothing })
+    }
+
     /// `orch check --online`: what the database says of phase `index` of
-    /// `plan`: a note when it is fine, an error pointing into the plan file
-    /// when not, None when there is nothing to look at.
+    /// `plan`, inside the preview, where the schema is as it will be when
+    /// the phase runs: a note when it is fine, an error pointing into the
+    /// plan file when not, None when there is nothing to look at. Catalog
+    /// reads and compiling only: the preview may hold the locks of earlier
+    /// phases' migrations meanwhile, so the application waits while it runs.
     fn check_online<'a>(
+        &'a self,
+        _store: &'a Store,
+        _plan: &'a LoadedPlan,
+        _index: usize,
+    ) -> BoxFuture<'a, Option<Result<String>>> {
+        Box::pin(async { None })
+    }
+
+    /// `orch check --online`, after the preview, on the database as it is:
+    /// what may take longer to find out (a backfill's row count), added to
+    /// the phase's note.
+    fn measure_online<'a>(
         &'a self,
         _store: &'a Store,
         _plan: &'a LoadedPlan,
