@@ -6,12 +6,14 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::engine::dirty::{dirty_record, refuse_dirty};
+use crate::engine::lint as lint_gate;
 use crate::engine::migrator::{empty_up, record as migration_record};
 use crate::engine::phases::{PhaseWork, Step, Undo};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event};
+use crate::lint;
 use crate::migration::Migration;
 use crate::migration::transactional::check_transactional_statements;
 use crate::plan::format::{PhaseKind, PhaseSpec};
@@ -66,17 +68,29 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
             None,
         ));
     }
+    // The lint, before anything runs: the phase's role says what the
+    // migration may remove, the database how big its tables are.
+    let doing = format!(
+        "run phase {} ({}) of plan {}",
+        index + 1,
+        spec.id,
+        plan.name()
+    );
+    let catalog = lint_gate::catalog(engine.store, &[file]).await?;
+    let findings = lint::lint_run(
+        engine.migrations,
+        &[file],
+        lint_gate::role(spec.role),
+        catalog,
+    );
+    if let Some(refusal) = lint::refusal(&findings, &doing) {
+        return Err(refusal);
+    }
+    lint_gate::report(engine.reporter, &findings);
+    let allowed: Vec<&lint::Finding> = findings.iter().collect();
     let _history = engine.migrations_lock().await?;
     let applied = engine.store.applied_migrations().await?;
-    refuse_dirty(
-        &applied,
-        &format!(
-            "run phase {} ({}) of plan {}",
-            index + 1,
-            spec.id,
-            plan.name()
-        ),
-    )?;
+    refuse_dirty(&applied, &doing)?;
     if let Some(applied) = applied.iter().find(|a| a.version == file.version) {
         if resolved_by_this_phase(applied, plan.name(), &spec.id) {
             return finish_resolved(engine, step, file, applied).await;
@@ -144,7 +158,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                 "execution_ms": stats.execution.as_millis() as u64,
                 "attempts": stats.attempts,
             }));
-            vec![
+            let mut records = vec![
                 migration_record(
                     file,
                     Direction::Up,
@@ -163,7 +177,14 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                         "attempts": stats.attempts,
                     }),
                 ),
-            ]
+            ];
+            records.extend(lint_gate::allowed_records(
+                &allowed,
+                file,
+                &engine.options.actor,
+                Some((plan.name(), &spec.id)),
+            ));
+            records
         })
         .await;
     match result {
