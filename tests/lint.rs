@@ -126,6 +126,11 @@ fn up_refuses_before_anything_runs_and_dry_run_too() {
         assert_eq!(s.applied(), ["1_posts"]);
         assert!(!s.has_table("tags"));
     }
+    // Offline, check cannot tell the size; --online can.
+    s.orch(&["check"]).code(4).stdout_lacks("rows");
+    s.orch(&["check", "--online"])
+        .code(4)
+        .stdout_has("posts has ~1,000 rows: this blocks writes for the whole build");
     // Up to the one before it is fine.
     s.orch(&["migrate", "up", "--to", "2"]).success();
     assert_eq!(s.applied(), ["1_posts", "2_more"]);

@@ -202,14 +202,12 @@ pub fn lint_run(
     role: Role,
     catalog: Catalog,
 ) -> Vec<Finding> {
+    let Some(last) = run.iter().filter_map(|r| set.position(r.version)).max() else {
+        return Vec::new();
+    };
     let mut linter = Linter::new(catalog);
     let mut findings = Vec::new();
     let in_run = |f: &Migration| run.iter().any(|r| r.version == f.version);
-    let last = run
-        .iter()
-        .filter_map(|r| set.position(r.version))
-        .max()
-        .unwrap_or(0);
     for file in set.files.iter().take(last + 1) {
         if !in_run(file) {
             linter.learn(&file.up);
