@@ -292,3 +292,32 @@ fn check_output_snapshot() {
     settings.set_omit_expression(true);
     settings.bind(|| insta::assert_snapshot!("lint-check", run.stdout));
 }
+
+/// The database knows what the folder may not: a CHECK (col IS NOT NULL)
+/// validated by hand lets SET NOT NULL skip its scan, so `migrate up`
+/// (which always has the database) runs it, while `orch check` offline
+/// cannot know and reports it.
+#[test]
+fn a_check_validated_in_the_database_spares_set_not_null() {
+    let s = Session::new();
+    s.migration("1_posts.sql", CREATE_POSTS);
+    s.orch(&["migrate", "up"]).success();
+    s.migration(
+        "2_title_required.sql",
+        "-- migrate:up\nALTER TABLE posts ALTER COLUMN title SET NOT NULL;\n",
+    );
+    s.orch(&["check"])
+        .code(4)
+        .stdout_has("migrations/2_title_required.sql:2:19: set-not-null-scan: error");
+    s.orch(&["migrate", "up"])
+        .code(4)
+        .stderr_has("set-not-null-scan");
+    s.execute(
+        "ALTER TABLE posts ADD CONSTRAINT posts_title_nn CHECK (title IS NOT NULL) NOT VALID;
+         ALTER TABLE posts VALIDATE CONSTRAINT posts_title_nn;",
+    );
+    s.orch(&["check", "--online"]).success();
+    s.orch(&["migrate", "up"])
+        .success()
+        .stdout_has("applied 2_title_required");
+}

@@ -343,7 +343,11 @@ fn alter_action(
             }
         }
         ActionKind::SetNotNull { column } => {
-            if !scope.history.has_validated_not_null(table, column) {
+            let known_not_null = scope
+                .catalog
+                .table(table)
+                .is_some_and(|t| t.not_null.contains(column));
+            if !known_not_null && !scope.history.has_validated_not_null(table, column) {
                 raw(
                     Rule::SetNotNullScan,
                     at,

@@ -29,6 +29,9 @@ pub struct TableFacts {
     pub rows: Option<i64>,
     /// Column name -> `format_type` of its type.
     pub columns: HashMap<String, String>,
+    /// Columns that are NOT NULL already, or have a validated
+    /// `CHECK (column IS NOT NULL)`: SET NOT NULL scans nothing.
+    pub not_null: HashSet<String>,
 }
 
 /// What orch read from the database for the tables a run touches, by the

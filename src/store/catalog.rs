@@ -1,7 +1,7 @@
 //! What orch reads of the user's schema for its own checks (not the
 //! backfill's table and key, which are in `backfill`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::lint::TableFacts;
@@ -115,7 +115,13 @@ impl Store {
         let rows = self
             .client()
             .query(
-                "SELECT t.i, c.reltuples::float8, a.attname::text, format_type(a.atttypid, a.atttypmod)
+                "SELECT t.i, c.reltuples::float8, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                        a.attnotnull OR EXISTS (
+                            SELECT FROM pg_constraint k
+                            WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.convalidated
+                              AND pg_get_constraintdef(k.oid) IN (
+                                  format('CHECK ((%s IS NOT NULL))', quote_ident(a.attname)),
+                                  format('CHECK (%s IS NOT NULL)', quote_ident(a.attname))))
                  FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
                  JOIN pg_class c ON c.oid = to_regclass(t.name)
                  LEFT JOIN pg_attribute a
@@ -134,11 +140,15 @@ impl Store {
             let entry = facts.entry(table.clone()).or_insert_with(|| TableFacts {
                 rows: (reltuples >= 0.0).then_some(reltuples as i64),
                 columns: HashMap::new(),
+                not_null: HashSet::new(),
             });
             if let (Some(column), Some(ty)) = (
                 row.get::<_, Option<String>>(2),
                 row.get::<_, Option<String>>(3),
             ) {
+                if row.get::<_, Option<bool>>(4) == Some(true) {
+                    entry.not_null.insert(column.clone());
+                }
                 entry.columns.insert(column, ty);
             }
         }
