@@ -11,7 +11,8 @@ Exit codes:
   1    a migration, phase or backfill failed in the database
   2    usage error (bad command-line arguments)
   3    invalid migration or plan files (nothing was run)
-  4    refused by a safety rule (unconfirmed phase, changed file, irreversible step...)
+  4    refused by a safety rule (unconfirmed phase, changed file, irreversible step,
+       a lint error in a migration about to run...)
   5    a lock could not be taken (another orch holds it, lock_timeout retries ran out,
        statements of an earlier orch still run) or a held lock was lost mid-work
   6    cannot connect to PostgreSQL
@@ -117,6 +118,13 @@ pub enum Error {
         message: String,
         next: Option<String>,
     },
+
+    /// The lint found errors nobody allowed with `-- orch:allow`; nothing
+    /// ran. `syntax`: one of them is a syntax error (invalid input).
+    #[error(
+        "{message}\n  next: fix each, or accept one with a comment on the line before its statement: `-- orch:allow RULE-ID: why it is safe here` (docs/lint.md)"
+    )]
+    Lint { message: String, syntax: bool },
 
     /// A check or guard ran and did not hold: the operator's world is not
     /// yet as the plan needs it (not a fault of orch or the database).
@@ -235,6 +243,13 @@ impl Error {
             Error::InvalidMigration { .. } | Error::InvalidPlan { .. } => 3,
             Error::Invalid(list) => list.first().map_or(3, Error::code),
             Error::Refused { .. } => 4,
+            Error::Lint { syntax, .. } => {
+                if *syntax {
+                    3
+                } else {
+                    4
+                }
+            }
             Error::Busy { .. } | Error::LockTimeout { .. } | Error::LockLost { .. } => 5,
             Error::Connect { .. } => 6,
             Error::ServerStart { .. } => 7,
@@ -390,6 +405,14 @@ mod tests {
             Error::io("c", "p", io()),
             Error::Usage("u".into()),
             Error::Interrupted { resume: "r".into() },
+            Error::Lint {
+                message: "m".into(),
+                syntax: false,
+            },
+            Error::Lint {
+                message: "m".into(),
+                syntax: true,
+            },
         ];
         for error in &all {
             variant(error);
@@ -417,6 +440,7 @@ mod tests {
             Error::Io { .. } => "Io",
             Error::Usage(_) => "Usage",
             Error::Interrupted { .. } => "Interrupted",
+            Error::Lint { .. } => "Lint",
         }
     }
 

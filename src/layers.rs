@@ -22,6 +22,8 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["events"],
     // ...and plans (format, rules, state machine, audit actions, rows).
     &["plan"],
+    // The migration lint (no database): squawk's parser, orch's rules.
+    &["lint"],
     // Pure: migration folders and their sources.
     &["migration"],
     // Leaves.

@@ -21,6 +21,8 @@
 //! - `plan` (no database): the plan format, its rules (`plan::kinds`, one
 //!   file per phase kind), the phase state machine, the audit log's actions
 //!   and the rows of plan state.
+//! - `lint` (no database): the migration lint, over squawk's parser, with
+//!   orch's rules (`lint::hazards`, listed in `lint::rules`).
 //! - `migration` (no database): migration folders behind one seam
 //!   (`migration::source`, one file per folder format).
 //! - leaves: `sql_text`, `yaml_locate`, `identity`, `pg_server`, `stop`,
@@ -45,6 +47,7 @@ mod fuzz;
 pub(crate) mod identity;
 #[cfg(test)]
 mod layers;
+pub(crate) mod lint;
 pub(crate) mod migration;
 pub mod pg_server;
 pub(crate) mod plan;

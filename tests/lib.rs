@@ -14,6 +14,7 @@ mod first_hour;
 mod formats;
 mod formats_b;
 mod history;
+mod lint;
 mod migrations;
 mod plans;
 mod preview;

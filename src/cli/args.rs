@@ -280,13 +280,22 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration_with_unit, value_name = "DURATION")]
         timeout: Duration,
     },
-    /// Validate plans and migrations without a database (for CI).
+    /// Validate plans and migrations without a database (for CI), and lint every migration.
+    ///
+    /// The lint (docs/lint.md) reports what would hold a lock too long or
+    /// break the application still running, each finding as
+    /// `file:line:col: rule-id: severity: message` with the lock and the
+    /// safe recipe; syntax errors at their line and column. An error that no
+    /// `-- orch:allow RULE-ID: reason` accepts makes check exit non-zero.
     Check {
         /// Only these plans (default: all).
         plans: Vec<String>,
-        /// Also check each phase against the database as it will be when the phase runs (the plan's pending migrations applied in a transaction that is rolled back): backfill tables and keys, guards and checks.
+        /// Also check against the database: each phase against the schema as it will be when the phase runs (the plan's pending migrations applied in a transaction that is rolled back): backfill tables and keys, guards and checks; the lint reads table sizes and column types.
         #[arg(long)]
         online: bool,
+        /// Print the lint's findings as one JSON array on stdout (other lines go to stderr), for CI annotations.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish).
     ///

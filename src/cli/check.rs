@@ -1,14 +1,25 @@
 //! `orch check [PLAN...]`: validate plans and migrations without a
-//! database (for CI); `--online` also checks them against the database.
+//! database (for CI), and lint every migration; `--online` also checks
+//! them against the database; `--json` prints the lint's findings as JSON.
 
 use crate::cli::Context;
+use crate::engine::lint::roles;
 use crate::error::{Error, Result};
+use crate::lint::{self, Finding, Role, Rule};
 use crate::migration::MigrationSet;
 use crate::migration::transactional::check_transactional_statements;
 use crate::plan::PlanSet;
 use crate::plan::kinds;
 
-pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
+pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Result<()> {
+    // With --json, stdout holds the findings and nothing else.
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let migrations = MigrationSet::load(&ctx.migrations_dir, ctx.format)?;
     let (plans, problems) = PlanSet::load_all(&ctx.plans_dir, &migrations)?;
     let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
@@ -33,63 +44,85 @@ pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
             )));
         }
     }
+    let mut catalog = lint::Catalog::default();
     if online && problems.is_empty() {
         let workspace = ctx.workspace("check").await?;
         for plan in workspace.plans.plans.iter().filter(|p| selected(p.name())) {
             for (index, finding) in workspace.check_online(plan).await {
                 match finding {
-                    Ok(note) => println!(
+                    Ok(note) => say(format!(
                         "{}: phase {} {}: {note}",
                         plan.path.display(),
                         index + 1,
                         plan.spec.phases[index].id
-                    ),
+                    )),
                     Err(e) => problems.push(e),
                 }
             }
         }
+        catalog = workspace.lint_catalog().await?;
     }
     for plan in plans.plans.iter().filter(|p| selected(p.name())) {
         if !problems
             .iter()
             .any(|e| matches!(e, Error::InvalidPlan { path, .. } if *path == plan.path))
         {
-            println!(
+            say(format!(
                 "ok: {} ({} phases)",
                 plan.path.display(),
                 plan.spec.phases.len()
-            );
+            ));
         }
     }
-    // A section that cannot run in a transaction is refused when it is
-    // about to run: an error for an up section (`up` runs it), a warning
-    // for a down section (only `down` would).
-    let mut unfit_ups = 0;
-    for file in &migrations.files {
-        if let Err(e) = check_transactional_statements(&file.up, migrations.format) {
-            problems.push(e);
-            unfit_ups += 1;
+    // Each migration on its own, in the role the plan applying it gives.
+    let roles = roles(&plans, &migrations);
+    let findings = lint::lint_folder(&migrations, catalog, |file| {
+        roles.get(&file.version).copied().unwrap_or(Role::Plain)
+    });
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).expect("findings serialise")
+        );
+    } else {
+        for finding in &findings {
+            println!("{}", finding.render());
         }
+    }
+    // A down section that cannot run in a transaction is refused when it is
+    // about to run: only `down` would, so it is a warning here (an up
+    // section's is the lint's needs-no-transaction).
+    for file in &migrations.files {
         if let Some(Err(e)) = file
             .down
             .as_ref()
             .map(|down| check_transactional_statements(down, migrations.format))
         {
-            println!(
+            say(format!(
                 "warning: {e} (only `orch migrate down` runs this section, and refuses it as it is)"
-            );
+            ));
         }
     }
     for note in &migrations.notes {
-        println!("note: {note}");
+        say(format!("note: {note}"));
     }
-    if unfit_ups == 0 {
-        println!(
+    let blocking: Vec<&Finding> = findings.iter().filter(|f| f.blocks()).collect();
+    if blocking.is_empty() {
+        say(format!(
             "ok: {} ({} migrations, {} format)",
             ctx.migrations_dir.display(),
             migrations.files.len(),
             migrations.format
-        );
+        ));
+    } else {
+        problems.push(Error::Lint {
+            message: format!(
+                "{}: the lint found {} error(s) (listed above)",
+                ctx.migrations_dir.display(),
+                blocking.len()
+            ),
+            syntax: blocking.iter().any(|f| f.rule == Rule::SyntaxError),
+        });
     }
     if !online {
         // Whether a backfill's table has a usable key is a fact of the
@@ -107,10 +140,10 @@ pub async fn run(ctx: &Context, only: &[String], online: bool) -> Result<()> {
             })
             .collect();
         if !backfills.is_empty() {
-            println!(
+            say(format!(
                 "note: the tables and keys of backfill phases ({}) are checked against the database by `orch check --online`",
                 backfills.join(", ")
-            );
+            ));
         }
     }
     match problems.len() {

@@ -165,7 +165,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), None).await
         }
         args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
-        args::Command::Check { plans, online } => check::run(&ctx, &plans, online).await,
+        args::Command::Check {
+            plans,
+            online,
+            json,
+        } => check::run(&ctx, &plans, online, json).await,
         args::Command::Demo(demo_args) => demo::run(&ctx, &demo_args).await,
         args::Command::Wait { timeout } => wait::run(&ctx, timeout).await,
         args::Command::Completions { shell } => generate::completions(shell),

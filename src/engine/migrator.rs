@@ -8,11 +8,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::dirty::{dirty_record, refuse_dirty};
+use crate::engine::lint as lint_gate;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::engine::orphans;
 use crate::engine::section_runner::{Ended, RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, Reporter};
+use crate::lint::{self, Catalog, Finding, Role};
 use crate::migration::file::{NOTHING_TO_UNDO, numeric_order};
 use crate::migration::source::Format;
 use crate::migration::transactional::check_transactional_statements;
@@ -154,18 +156,24 @@ fn order_of(set: &MigrationSet, version: i64) -> String {
 pub struct UpPlan<'a> {
     pub apply: Vec<&'a Migration>,
     pub stopped_before: Option<(&'a Migration, MigrationOwner)>,
+    /// The lint's findings on `apply`, none of which blocks (warnings, and
+    /// errors an `-- orch:allow` accepted).
+    pub lint: Vec<Finding>,
 }
 
 /// Decide what `up` applies, enforcing the safety rules: no applied file may
 /// have changed or gone missing, and pending migrations older than the newest
 /// applied one need `allow_out_of_order`. Plan-owned migrations are outside
-/// both rules: their plan applies them, in plan order.
+/// both rules: their plan applies them, in plan order. Last, the lint: an
+/// error in what would be applied (that no `-- orch:allow` accepts) refuses
+/// them all; `catalog` is what the database says of their tables.
 pub fn plan_up<'a>(
     set: &'a MigrationSet,
     applied: &[AppliedMigration],
     owners: &Owners,
     target: UpTarget,
     options: &MigrateOptions,
+    catalog: Catalog,
 ) -> Result<UpPlan<'a>> {
     refuse_dirty(applied, "apply migrations")?;
     let statuses = status(set, applied, owners);
@@ -252,10 +260,24 @@ pub fn plan_up<'a>(
             None,
         ));
     }
+    // Outside any plan: held to an expand phase's rules.
+    let findings = lint::lint_run(set, &apply, Role::Plain, catalog);
+    if let Some(refusal) = lint::refusal(&findings, "apply migrations") {
+        return Err(refusal);
+    }
     Ok(UpPlan {
         apply,
         stopped_before,
+        lint: findings,
     })
+}
+
+/// The migrations of `set` not recorded in `applied`, in apply order.
+fn pending<'a>(set: &'a MigrationSet, applied: &[AppliedMigration]) -> Vec<&'a Migration> {
+    set.files
+        .iter()
+        .filter(|f| !applied.iter().any(|a| a.version == f.version))
+        .collect()
 }
 
 /// Refuse, as invalid input naming each file:line, the sections about to
@@ -428,7 +450,16 @@ impl Migrator<'_> {
 
     async fn up_locked(&self, target: UpTarget) -> Result<UpOutcome> {
         let applied = self.store.applied_migrations().await?;
-        let plan = plan_up(self.set, &applied, self.owners, target, self.options)?;
+        let catalog = lint_gate::catalog(self.store, &pending(self.set, &applied)).await?;
+        let plan = plan_up(
+            self.set,
+            &applied,
+            self.owners,
+            target,
+            self.options,
+            catalog,
+        )?;
+        lint_gate::report(self.reporter, &plan.lint);
         let mut outcome = UpOutcome {
             applied: Vec::new(),
             stopped_before: plan
@@ -455,7 +486,8 @@ impl Migrator<'_> {
             Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
         };
         for file in plan.apply {
-            self.apply(runner.as_ref(), file, Direction::Up, None)
+            let allowed = lint_gate::of(&plan.lint, file);
+            self.apply(runner.as_ref(), file, Direction::Up, None, &allowed)
                 .await?;
             outcome.applied.push(file.id());
         }
@@ -491,7 +523,7 @@ impl Migrator<'_> {
         };
         let mut done = Vec::new();
         for file in revert {
-            self.apply(runner.as_ref(), file, Direction::Down, None)
+            self.apply(runner.as_ref(), file, Direction::Down, None, &[])
                 .await?;
             done.push(file.id());
         }
@@ -517,21 +549,23 @@ impl Migrator<'_> {
         } else {
             Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
         };
-        self.apply(runner.as_ref(), file, Direction::Down, None)
+        self.apply(runner.as_ref(), file, Direction::Down, None, &[])
             .await?;
-        self.apply(runner.as_ref(), file, Direction::Up, None)
+        self.apply(runner.as_ref(), file, Direction::Up, None, &[])
             .await?;
         Ok(Some(file.id()))
     }
 
     /// Apply one section (or describe it, in a dry run) and record it in the
-    /// same transaction. `owner` marks a plan's phase as the applier.
+    /// same transaction, with the lint findings `allowed` accepted in it.
+    /// `owner` marks a plan's phase as the applier.
     pub async fn apply(
         &self,
         runner: Option<&SectionRunner<'_>>,
         file: &Migration,
         direction: Direction,
         owner: Option<&MigrationOwner>,
+        allowed: &[&Finding],
     ) -> Result<Option<RunStats>> {
         let section = match direction {
             Direction::Up => &file.up,
@@ -565,7 +599,16 @@ impl Migrator<'_> {
         let actor = self.options.actor.clone();
         let stats = runner
             .run(&job, |ended| match ended {
-                Ended::Done(stats) => vec![record(file, direction, &actor, stats, owner)],
+                Ended::Done(stats) => {
+                    let mut records = vec![record(file, direction, &actor, stats, owner)];
+                    records.extend(lint_gate::allowed_records(
+                        allowed,
+                        file,
+                        &actor,
+                        owner.map(|o| (o.plan.as_str(), o.phase.as_str())),
+                    ));
+                    records
+                }
                 Ended::HalfDone(dirty) => vec![dirty_record(file, &actor, dirty, owner)],
             })
             .await?;
@@ -677,10 +720,18 @@ mod tests {
             (UpTarget::To(1), vec![]),
         ];
         for (target, expected) in cases {
-            let plan = plan_up(&s, &done, &owners, target, &options()).unwrap();
+            let plan = plan_up(&s, &done, &owners, target, &options(), Catalog::default()).unwrap();
             assert_eq!(names(&plan.apply), expected, "{target:?}");
         }
-        let err = plan_up(&s, &done, &owners, UpTarget::To(7), &options()).unwrap_err();
+        let err = plan_up(
+            &s,
+            &done,
+            &owners,
+            UpTarget::To(7),
+            &options(),
+            Catalog::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.code(), 2);
     }
 
@@ -699,6 +750,7 @@ mod tests {
             &Owners::new(),
             UpTarget::All,
             &options(),
+            Catalog::default(),
         )
         .unwrap_err();
         assert_eq!(err.code(), 4);
@@ -719,7 +771,15 @@ mod tests {
             file(3, "c", "SELECT 3;"),
         ]);
         let done = vec![applied(&s.files[0]), applied(&s.files[2])];
-        let err = plan_up(&s, &done, &Owners::new(), UpTarget::All, &options()).unwrap_err();
+        let err = plan_up(
+            &s,
+            &done,
+            &Owners::new(),
+            UpTarget::All,
+            &options(),
+            Catalog::default(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("migrations/2_b.sql is pending but comes before"),
@@ -729,7 +789,15 @@ mod tests {
             allow_out_of_order: true,
             ..options()
         };
-        let plan = plan_up(&s, &done, &Owners::new(), UpTarget::All, &allowed).unwrap();
+        let plan = plan_up(
+            &s,
+            &done,
+            &Owners::new(),
+            UpTarget::All,
+            &allowed,
+            Catalog::default(),
+        )
+        .unwrap();
         assert_eq!(names(&plan.apply), ["b"]);
     }
 
@@ -749,7 +817,15 @@ mod tests {
                 phase: "add-b".into(),
             },
         );
-        let plan = plan_up(&s, &[], &owners, UpTarget::All, &options()).unwrap();
+        let plan = plan_up(
+            &s,
+            &[],
+            &owners,
+            UpTarget::All,
+            &options(),
+            Catalog::default(),
+        )
+        .unwrap();
         assert_eq!(names(&plan.apply), ["a"]);
         assert_eq!(plan.stopped_before.unwrap().0.name, "b");
     }
@@ -778,6 +854,7 @@ mod tests {
             &owners,
             UpTarget::All,
             &options(),
+            Catalog::default(),
         )
         .unwrap();
         assert_eq!(names(&plan.apply), ["b"]);
@@ -865,7 +942,15 @@ mod tests {
         assert_eq!(got[1].state, MigrationState::Dirty);
         assert_eq!(got[1].state.label(), "dirty");
         for err in [
-            plan_up(&s, &rows, &Owners::new(), UpTarget::All, &options()).unwrap_err(),
+            plan_up(
+                &s,
+                &rows,
+                &Owners::new(),
+                UpTarget::All,
+                &options(),
+                Catalog::default(),
+            )
+            .unwrap_err(),
             plan_down(&s, &rows, &Owners::new(), 1, &options()).unwrap_err(),
         ] {
             assert_eq!(err.code(), 4);

@@ -290,7 +290,7 @@ impl PlanEngine<'_> {
         detail: serde_json::Value,
     ) -> Bookkeeping {
         Bookkeeping::Event {
-            plan: plan.to_string(),
+            plan: Some(plan.to_string()),
             phase: phase.map(str::to_string),
             actor: actor.to_string(),
             action,

@@ -25,10 +25,13 @@ pub enum AuditAction {
     BackfillRerunStarted,
     /// A re-run ended: finished, paused, interrupted or failed.
     BackfillRerunEnded,
+    /// A lint finding accepted by `-- orch:allow RULE-ID: reason`, recorded
+    /// with the migration it was in.
+    LintAllowed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 16] = [
+    pub const ALL: [AuditAction; 17] = [
         AuditAction::PlanEdited,
         AuditAction::GateOpened,
         AuditAction::GuardFailed,
@@ -45,6 +48,7 @@ impl AuditAction {
         AuditAction::PauseRequested,
         AuditAction::BackfillRerunStarted,
         AuditAction::BackfillRerunEnded,
+        AuditAction::LintAllowed,
     ];
 
     /// The name stored in `orch.events.action`.
@@ -66,6 +70,7 @@ impl AuditAction {
             AuditAction::PauseRequested => "pause_requested",
             AuditAction::BackfillRerunStarted => "backfill_rerun_started",
             AuditAction::BackfillRerunEnded => "backfill_rerun_ended",
+            AuditAction::LintAllowed => "lint_allowed",
         }
     }
 
@@ -95,7 +100,8 @@ impl AuditAction {
             | AuditAction::ConfirmRefused
             | AuditAction::PauseRequested
             | AuditAction::BackfillRerunStarted
-            | AuditAction::BackfillRerunEnded => None,
+            | AuditAction::BackfillRerunEnded
+            | AuditAction::LintAllowed => None,
         }
     }
 

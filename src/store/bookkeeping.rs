@@ -66,9 +66,11 @@ pub enum Bookkeeping {
     },
     /// The full new row of a phase.
     Phase(Box<PhaseRecord>),
-    /// An entry of the append-only event log.
+    /// An entry of the append-only event log; `plan` is None for what
+    /// happened outside any plan (a lint finding allowed in a migration
+    /// `migrate up` ran).
     Event {
-        plan: String,
+        plan: Option<String>,
         phase: Option<String>,
         actor: String,
         action: AuditAction,

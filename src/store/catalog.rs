@@ -1,7 +1,10 @@
 //! What orch reads of the user's schema for its own checks (not the
 //! backfill's table and key, which are in `backfill`).
 
+use std::collections::{HashMap, HashSet};
+
 use crate::error::{Error, Result};
+use crate::lint::TableFacts;
 use crate::store::Store;
 use crate::store::backfill::quote_ident;
 
@@ -99,5 +102,56 @@ impl Store {
                 })
                 .collect(),
         ))
+    }
+}
+
+impl Store {
+    /// What the lint asks of the tables a run touches (names as the
+    /// migrations wrote them): each table's row estimate
+    /// (`pg_class.reltuples`, None before its first ANALYZE) and its
+    /// columns' types. Tables that do not exist are left out.
+    pub async fn table_facts(&self, tables: &[String]) -> Result<HashMap<String, TableFacts>> {
+        let quoted_names: Vec<String> = tables.iter().map(|t| quoted(t)).collect();
+        let rows = self
+            .client()
+            .query(
+                "SELECT t.i, c.reltuples::float8, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                        a.attnotnull OR EXISTS (
+                            SELECT FROM pg_constraint k
+                            WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.convalidated
+                              AND pg_get_constraintdef(k.oid) IN (
+                                  format('CHECK ((%s IS NOT NULL))', quote_ident(a.attname)),
+                                  format('CHECK (%s IS NOT NULL)', quote_ident(a.attname))))
+                 FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
+                 JOIN pg_class c ON c.oid = to_regclass(t.name)
+                 LEFT JOIN pg_attribute a
+                   ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&quoted_names],
+            )
+            .await
+            .map_err(|e| Error::db("cannot read the sizes of the tables the migrations touch", e))?;
+        let mut facts: HashMap<String, TableFacts> = HashMap::new();
+        for row in rows {
+            let index: i64 = row.get(0);
+            let Some(table) = usize::try_from(index - 1).ok().and_then(|i| tables.get(i)) else {
+                continue;
+            };
+            let reltuples: f64 = row.get(1);
+            let entry = facts.entry(table.clone()).or_insert_with(|| TableFacts {
+                rows: (reltuples >= 0.0).then_some(reltuples as i64),
+                columns: HashMap::new(),
+                not_null: HashSet::new(),
+            });
+            if let (Some(column), Some(ty)) = (
+                row.get::<_, Option<String>>(2),
+                row.get::<_, Option<String>>(3),
+            ) {
+                if row.get::<_, Option<bool>>(4) == Some(true) {
+                    entry.not_null.insert(column.clone());
+                }
+                entry.columns.insert(column, ty);
+            }
+        }
+        Ok(facts)
     }
 }

@@ -6,6 +6,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use crate::engine::dirty::{dirty_record, refuse_dirty};
+use crate::engine::lint as lint_gate;
 use crate::engine::migrator::{empty_up, record as migration_record};
 use crate::engine::phases::{
     DryRun, PhaseWork, Preview, PreviewChange, Step, Undo, migration_preview,
@@ -14,6 +15,7 @@ use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, WouldDo};
+use crate::lint;
 use crate::migration::Migration;
 use crate::migration::transactional::check_transactional_statements;
 use crate::plan::format::{PhaseKind, PhaseSpec};
@@ -141,6 +143,26 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
     let file = migration_of(engine, spec)?;
     check_runnable(engine, plan, index, file)?;
+    // The lint, before anything runs: the phase's role says what the
+    // migration may remove, the database how big its tables are.
+    let doing = format!(
+        "run phase {} ({}) of plan {}",
+        index + 1,
+        spec.id,
+        plan.name()
+    );
+    let catalog = lint_gate::catalog(engine.store, &[file]).await?;
+    let findings = lint::lint_run(
+        engine.migrations,
+        &[file],
+        lint_gate::role(spec.role),
+        catalog,
+    );
+    if let Some(refusal) = lint::refusal(&findings, &doing) {
+        return Err(refusal);
+    }
+    lint_gate::report(engine.reporter, &findings);
+    let allowed: Vec<&lint::Finding> = findings.iter().collect();
     let _history = engine.migrations_lock().await?;
     let applied = engine.store.applied_migrations().await?;
     if let Some(resolved) = already_applied(plan, index, file, &applied)? {
@@ -194,7 +216,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                 "execution_ms": stats.execution.as_millis() as u64,
                 "attempts": stats.attempts,
             }));
-            vec![
+            let mut records = vec![
                 migration_record(
                     file,
                     Direction::Up,
@@ -213,7 +235,14 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                         "attempts": stats.attempts,
                     }),
                 ),
-            ]
+            ];
+            records.extend(lint_gate::allowed_records(
+                &allowed,
+                file,
+                &engine.options.actor,
+                Some((plan.name(), &spec.id)),
+            ));
+            records
         })
         .await;
     match result {
