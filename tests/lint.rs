@@ -232,6 +232,9 @@ fn advance_refuses_an_expand_migration_that_drops_a_column() {
     s.orch(&["check"]).code(4).stdout_has(
         "migrations/2_drop_user_id.sql:2:19: drop-column: error: DROP COLUMN posts.user_id in an expand phase",
     );
+    s.orch(&["advance", "drop-user-id", "--dry-run"])
+        .code(4)
+        .stderr_has("refusing to run phase 1 (drop-user-id) of plan drop-user-id: the lint found 1 error(s), and nothing ran");
     s.orch(&["advance", "drop-user-id"])
         .code(4)
         .stderr_has("refusing to run phase 1 (drop-user-id) of plan drop-user-id: the lint found 1 error(s), and nothing ran")

@@ -52,6 +52,7 @@ fn dry_run_shows_each_next_phase_and_changes_nothing() {
             "would: apply 20240102000000_add_posts_loc (up) in one transaction, with the phase's record",
             "lock_timeout: 500 ms per attempt, up to 10 retries with backoff",
             "ALTER TABLE posts ADD COLUMN loc POINT;",
+            "lint: no finding",
             "instructions:\n    Adding a nullable column without a default only changes the catalog;",
             "checks before `orch confirm`: none",
         ],

@@ -2,11 +2,13 @@
 //! would apply and how, and applying it in `orch check --online`'s preview
 //! transaction (which is rolled back).
 
+use crate::engine::lint as lint_gate;
 use crate::engine::phases::migration::{already_applied, check_runnable, migration_of};
 use crate::engine::phases::{DryRun, Preview, PreviewChange};
 use crate::engine::plan_runner::PlanEngine;
 use crate::error::Result;
 use crate::events::{NamedSql, WouldDo};
+use crate::lint;
 use crate::migration::concurrent_index::concurrent_index;
 use crate::migration::transactional::unfit_for_transaction;
 use crate::plan::load::phase_path;
@@ -20,6 +22,23 @@ pub(super) async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Resul
     let (plan, spec, index) = (dry.plan, dry.spec(), dry.index);
     let file = migration_of(engine, spec)?;
     check_runnable(engine, plan, index, file)?;
+    // The lint refuses here what it would refuse in `advance`.
+    let catalog = lint_gate::catalog(engine.store, &[file]).await?;
+    let findings = lint::lint_run(
+        engine.migrations,
+        &[file],
+        lint_gate::role(spec.role),
+        catalog,
+    );
+    let doing = format!(
+        "run phase {} ({}) of plan {}",
+        index + 1,
+        spec.id,
+        plan.name()
+    );
+    if let Some(refusal) = lint::refusal(&findings, &doing) {
+        return Err(refusal);
+    }
     let applied = engine.store.applied_migrations().await?;
     let id = file.id();
     if let Some(resolved) = already_applied(plan, index, file, &applied)? {
@@ -66,6 +85,18 @@ pub(super) async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Resul
             },
         ),
     ];
+    facts.push((
+        "lint".to_string(),
+        if findings.is_empty() {
+            "no finding".to_string()
+        } else {
+            findings
+                .iter()
+                .map(|f| f.render())
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    ));
     if !spec.guard.is_empty() && file.up.transactional {
         facts.push((
             "guard".to_string(),
