@@ -9,6 +9,7 @@ mod bad_files;
 mod check;
 mod cli;
 mod connect;
+mod error_places;
 mod faults;
 mod first_hour;
 mod formats;

@@ -15,7 +15,7 @@ use crate::events::{Direction, Event, Reporter};
 use crate::migration::Section;
 use crate::migration::concurrent_index::{ConcurrentIndex, concurrent_index};
 use crate::sql_text;
-use crate::sql_text::leading_words;
+use crate::sql_text::{Statement, leading_words};
 use crate::store::Store;
 use crate::store::blockers::BlockerMonitor;
 use crate::store::bookkeeping::Bookkeeping;
@@ -142,6 +142,7 @@ impl<'a> SectionRunner<'a> {
     ) -> Result<RunStats> {
         let started = Instant::now();
         let sql = job.section.sql.as_str();
+        let statements = sql_text::split_statements(sql);
         let mut lock_timeout = self.policy.scheduled_timeout(0);
         let mut attempt = 0;
         loop {
@@ -178,19 +179,22 @@ impl<'a> SectionRunner<'a> {
                     }
                     if let Err(failure) = self.store.commit().await {
                         self.store.rollback().await;
-                        return Err(failed(job, job.section.marker_line, failure, 0));
+                        let place = (job.section.marker_line, None);
+                        return Err(failed(job, place, failure, 0));
                     }
                     return Ok(stats);
                 }
                 Err(failure) => {
                     self.store.rollback().await;
-                    let line = failing_line(job.section, &failure);
+                    let place = failing_place(job.section, &statements, &failure);
                     lock_timeout = match self
-                        .after_failure(job, line, attempt, lock_timeout, failure, wait)
+                        .after_failure(job, place.0, attempt, lock_timeout, failure, wait)
                         .await?
                     {
                         AfterFailure::Retry(next) => next,
-                        AfterFailure::GiveUp(failure) => return Err(failed(job, line, failure, 0)),
+                        AfterFailure::GiveUp(failure) => {
+                            return Err(failed(job, place, failure, 0));
+                        }
                     };
                     attempt += 1;
                 }
@@ -281,7 +285,7 @@ impl<'a> SectionRunner<'a> {
         for (index, statement) in statements.iter().enumerate() {
             let line = job.section.file_line(statement.offset);
             let ran = self
-                .run_statement(job, index, line, statement.text, &mut retries)
+                .run_statement(job, index, statement, &mut retries)
                 .await;
             self.store.reset_session_timeouts().await;
             match ran {
@@ -319,7 +323,7 @@ impl<'a> SectionRunner<'a> {
         if let Err(failure) = self.store.commit().await {
             return Err(failed(
                 job,
-                job.section.marker_line,
+                (job.section.marker_line, None),
                 failure,
                 statements.len(),
             ));
@@ -334,10 +338,11 @@ impl<'a> SectionRunner<'a> {
         &self,
         job: &SectionJob<'_>,
         index: usize,
-        line: usize,
-        text: &str,
+        statement: &Statement<'_>,
         retries: &mut u32,
     ) -> std::result::Result<Duration, StatementFailure> {
+        let text = statement.text;
+        let line = job.section.file_line(statement.offset);
         let quiet = StatementFailure::Error;
         // CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which never blocks
         // the application; a timeout would only leave an INVALID index.
@@ -407,7 +412,8 @@ impl<'a> SectionRunner<'a> {
                                     ),
                                 });
                             }
-                            return Err(quiet(failed(job, line, failure, index)));
+                            let place = statement_place(job.section, statement, &failure);
+                            return Err(quiet(failed(job, place, failure, index)));
                         }
                     }
                 }
@@ -632,26 +638,48 @@ fn poll_interval(lock_timeout: Duration) -> Duration {
     (lock_timeout / 3).clamp(Duration::from_millis(20), Duration::from_millis(200))
 }
 
-/// The file line where the failing statement starts: the statement after the
-/// last one PostgreSQL completed; failing that, PostgreSQL's error position.
-fn failing_line(section: &Section, failure: &ScriptFailure) -> usize {
-    let statements = sql_text::split_statements(&section.sql);
-    if let Some(statement) = statements.get(failure.completed) {
-        return section.file_line(statement.offset);
-    }
+/// Where in the file a section sent whole failed: where PostgreSQL's error
+/// position points (line and column), when it gave one (a syntax error
+/// anywhere in the script fails it before any statement ran); else the line
+/// where the failing statement starts, the one after the last completed.
+fn failing_place(
+    section: &Section,
+    statements: &[Statement<'_>],
+    failure: &ScriptFailure,
+) -> (usize, Option<usize>) {
     if let Some(offset) = failure
         .diagnostic
         .position
         .and_then(|p| sql_text::char_to_byte_offset(&section.sql, p as usize))
     {
-        return section.file_line(offset);
+        return section.file_position(offset);
     }
-    section.marker_line
+    match statements.get(failure.completed) {
+        Some(statement) => (section.file_line(statement.offset), None),
+        None => (section.marker_line, None),
+    }
+}
+
+/// Where in the file a statement sent on its own failed: its error
+/// position, else the line where it starts.
+fn statement_place(
+    section: &Section,
+    statement: &Statement<'_>,
+    failure: &ScriptFailure,
+) -> (usize, Option<usize>) {
+    match failure
+        .diagnostic
+        .position
+        .and_then(|p| sql_text::char_to_byte_offset(statement.text, p as usize))
+    {
+        Some(offset) => section.file_position(statement.offset + offset),
+        None => (section.file_line(statement.offset), None),
+    }
 }
 
 fn failed(
     job: &SectionJob<'_>,
-    line: usize,
+    (line, column): (usize, Option<usize>),
     failure: ScriptFailure,
     applied_before_failure: usize,
 ) -> Error {
@@ -659,6 +687,7 @@ fn failed(
         path: job.path.to_path_buf(),
         name: format!("{} ({})", job.id, job.direction),
         line,
+        column,
         diagnostic: Box::new(failure.diagnostic),
         applied_before_failure,
         recorded_dirty: None,
@@ -672,6 +701,7 @@ fn recorded_dirty(error: Error, version: i64) -> Error {
             path,
             name,
             line,
+            column,
             diagnostic,
             applied_before_failure,
             recorded_dirty: _,
@@ -679,6 +709,7 @@ fn recorded_dirty(error: Error, version: i64) -> Error {
             path,
             name,
             line,
+            column,
             diagnostic,
             applied_before_failure,
             recorded_dirty: Some(version),
