@@ -29,8 +29,9 @@ pub struct PgDiagnostic {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
-    /// 1-based character position in the SQL orch sent (a whole section,
-    /// or one statement of it), when PostgreSQL gave one.
+    /// 1-based character position in the SQL orch sent (for a migration
+    /// script, in the script as written, without orch's lock probes), when
+    /// PostgreSQL gave one.
     pub position: Option<u32>,
     pub context: Option<String>,
 }

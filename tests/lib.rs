@@ -15,6 +15,7 @@ mod first_hour;
 mod formats;
 mod formats_b;
 mod history;
+mod locks_held;
 mod migrations;
 mod plans;
 mod real_folders;

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::cli::Context;
 use crate::engine::plan_status::{PhaseStatus, PlanStatus, plan_events, plan_statuses};
 use crate::error::Result;
+use crate::migration::held_locks::{self, HeldLock};
 use crate::plan::kinds;
 use crate::plan::records::EventRecord;
 use crate::plan::{AuditAction, PhaseState};
@@ -55,7 +56,7 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
     let _ = writeln!(out, "- Waiting on: {}\n", s.waiting_on);
     out.push_str("## Phases\n\n");
     for p in &s.phases {
-        phase(&mut out, s, p);
+        phase(&mut out, s, p, events);
     }
     let signoffs: Vec<&EventRecord> = events
         .iter()
@@ -103,7 +104,25 @@ pub fn render(s: &PlanStatus, events: &[EventRecord]) -> String {
     out
 }
 
-fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
+/// What the migration a done (or confirmed) phase applied held, from its
+/// `migration_applied` audit entry: `ACCESS EXCLUSIVE on posts for 3.1 ms
+/// (line 4); ...`. None for other phases, and for entries written before orch
+/// recorded locks.
+fn locks_held(p: &PhaseStatus, events: &[EventRecord]) -> Option<String> {
+    if !matches!(p.state, PhaseState::Done | PhaseState::Confirmed) {
+        return None;
+    }
+    let applied = events.iter().rev().find(|e| {
+        e.action == AuditAction::MigrationApplied && e.phase.as_deref() == Some(p.id.as_str())
+    })?;
+    let locks: Vec<HeldLock> = serde_json::from_value(applied.detail.get("locks")?.clone()).ok()?;
+    Some(match locks.is_empty() {
+        true => "no lock on a relation that existed before it".to_string(),
+        false => held_locks::listing(&locks, 3),
+    })
+}
+
+fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus, events: &[EventRecord]) {
     let done = p.state == PhaseState::Confirmed;
     let rules = kinds::rules(p.kind);
     let mut kind = rules.label().to_string();
@@ -140,6 +159,9 @@ fn phase(out: &mut String, s: &PlanStatus, p: &PhaseStatus) {
                 .map(|f| format!(", finished {}", timefmt::utc(&f)))
                 .unwrap_or_default();
             let _ = writeln!(out, "  - {verb} by {by} at {}{finished}", timefmt::utc(&at));
+        }
+        if let Some(locks) = locks_held(p, events) {
+            let _ = writeln!(out, "  - held {locks}");
         }
         if let (Some(by), Some(at)) = (&r.confirmed_by, r.confirmed_at) {
             let note = r

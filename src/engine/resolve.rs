@@ -198,6 +198,7 @@ mod tests {
                 error: "boom".into(),
                 sqlstate: None,
             }),
+            locks: None,
         }
     }
 
