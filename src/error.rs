@@ -30,7 +30,9 @@ pub struct PgDiagnostic {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
-    /// 1-based character position in the statement, when PostgreSQL gave one.
+    /// 1-based character position in the SQL orch sent (for a migration
+    /// script, in the script as written, without orch's lock probes), when
+    /// PostgreSQL gave one.
     pub position: Option<u32>,
     pub context: Option<String>,
 }
@@ -100,11 +102,15 @@ pub enum Error {
     #[error("cannot start a throwaway PostgreSQL: {message}")]
     ServerStart { message: String },
 
-    #[error("{path}:{line}: migration {name} failed: {diagnostic}{}", applied_note(.applied_before_failure, .recorded_dirty))]
+    #[error("{path}:{line}{}: migration {name} failed: {diagnostic}{}", column_note(.column), applied_note(.applied_before_failure, .recorded_dirty))]
     MigrationFailed {
         path: PathBuf,
         name: String,
+        /// Where PostgreSQL's error position points, when it gave one;
+        /// else the line where the failing statement starts.
         line: usize,
+        /// The position's column (in characters), when it gave one.
+        column: Option<usize>,
         diagnostic: Box<PgDiagnostic>,
         /// For `transaction:false` sections: statements that did run.
         applied_before_failure: usize,
@@ -207,6 +213,10 @@ fn since_note(since: &Option<String>) -> String {
         Some(s) => format!(", holding it since {s}"),
         None => String::new(),
     }
+}
+
+fn column_note(column: &Option<usize>) -> String {
+    column.map(|c| format!(":{c}")).unwrap_or_default()
 }
 
 fn applied_note(count: &usize, dirty: &Option<i64>) -> String {
@@ -368,6 +378,7 @@ mod tests {
                 path: "m.sql".into(),
                 name: "n".into(),
                 line: 1,
+                column: None,
                 diagnostic: Box::default(),
                 applied_before_failure: 0,
                 recorded_dirty: None,

@@ -110,7 +110,15 @@ fn snapshot_views(s: &Session, plan: &str, point: &str) {
             ("checklist", vec!["checklist", plan]),
         ] {
             let run = s.orch(&args);
-            insta::assert_snapshot!(format!("{point}-{view}"), transcript(&run));
+            let mut view_settings = insta::Settings::clone_current();
+            if view == "migrate-status" {
+                // The HELD column is as wide as its measured durations:
+                // compare the table's words, not its padding.
+                view_settings.add_filter(" {3,}", "  ");
+            }
+            view_settings.bind(|| {
+                insta::assert_snapshot!(format!("{point}-{view}"), transcript(&run));
+            });
         }
         let run = s.orch(&["status", "--json"]);
         run.success();

@@ -13,6 +13,7 @@ use crate::engine::plan_status::{
 use crate::engine::workspace::Folders;
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
+use crate::migration::held_locks::{self, HeldLock};
 use crate::plan::kinds;
 use crate::plan::records::EventRecord;
 use crate::plan::{AuditAction, PhaseState};
@@ -92,7 +93,7 @@ pub fn render(
     }
     out.push_str("## Phases\n\n");
     for p in &s.phases {
-        phase(&mut out, p, migrations, not_read.is_none());
+        phase(&mut out, p, migrations, not_read.is_none(), events);
     }
     let signoffs: Vec<&EventRecord> = events
         .iter()
@@ -140,9 +141,33 @@ pub fn render(
     out
 }
 
+/// What the migration a done (or confirmed) phase applied held, from its
+/// `migration_applied` audit entry: `ACCESS EXCLUSIVE on posts for 3.1 ms
+/// (line 4); ...`. None for other phases, and for entries written before orch
+/// recorded locks.
+fn locks_held(p: &PhaseStatus, events: &[EventRecord]) -> Option<String> {
+    if !matches!(p.state, PhaseState::Done | PhaseState::Confirmed) {
+        return None;
+    }
+    let applied = events.iter().rev().find(|e| {
+        e.action == AuditAction::MigrationApplied && e.phase.as_deref() == Some(p.id.as_str())
+    })?;
+    let locks: Vec<HeldLock> = serde_json::from_value(applied.detail.get("locks")?.clone()).ok()?;
+    Some(match locks.is_empty() {
+        true => "no lock on a relation that existed before it".to_string(),
+        false => held_locks::listing(&locks, 3),
+    })
+}
+
 /// One phase: its heading (ticked once confirmed), what it does, what
 /// happened to it, and its guard and checks with their latest results.
-fn phase(out: &mut String, p: &PhaseStatus, migrations: &MigrationSet, state_read: bool) {
+fn phase(
+    out: &mut String,
+    p: &PhaseStatus,
+    migrations: &MigrationSet,
+    state_read: bool,
+    events: &[EventRecord],
+) {
     let done = p.state == PhaseState::Confirmed;
     let rules = kinds::rules(p.kind);
     let mut kind = rules.label().to_string();
@@ -202,6 +227,9 @@ fn phase(out: &mut String, p: &PhaseStatus, migrations: &MigrationSet, state_rea
                 .map(|f| format!(", finished {}", timefmt::utc(&f)))
                 .unwrap_or_default();
             let _ = writeln!(out, "  - {verb} by {by} at {}{finished}", timefmt::utc(&at));
+        }
+        if let Some(locks) = locks_held(p, events) {
+            let _ = writeln!(out, "  - held {locks}");
         }
         if let (Some(by), Some(at)) = (&r.confirmed_by, r.confirmed_at) {
             let note = r

@@ -9,6 +9,7 @@ use crate::engine::migrator::{self, MigrateOptions, MigrationState, UpTarget};
 use crate::engine::resolve::Resolution;
 use crate::error::{Error, Result};
 use crate::migration::MigrationSet;
+use crate::migration::held_locks;
 use crate::timefmt;
 
 pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
@@ -224,21 +225,29 @@ async fn print_status(ctx: &Context, json: bool) -> Result<Vec<migrator::Migrati
         "APPLIED AT".to_string(),
         "BY".to_string(),
         "DURATION".to_string(),
+        "HELD".to_string(),
         "NOTE".to_string(),
     ]];
     for r in &rows {
-        let (at, by, duration) = match &r.applied {
+        let (at, by, duration, held) = match &r.applied {
+            // Adopted, baseline and resolved rows ran no SQL of orch's.
+            Some(a) if a.ran_to_the_end() => (
+                timefmt::utc(&a.applied_at),
+                a.applied_by.clone(),
+                timefmt::millis(a.duration_ms),
+                // None: recorded by an orch that did not look at locks.
+                a.locks
+                    .as_deref()
+                    .map(held_locks::summary)
+                    .unwrap_or_default(),
+            ),
             Some(a) => (
                 timefmt::utc(&a.applied_at),
                 a.applied_by.clone(),
-                // Adopted, baseline and resolved rows ran no SQL of orch's.
-                if a.ran_to_the_end() {
-                    timefmt::millis(a.duration_ms)
-                } else {
-                    String::new()
-                },
+                String::new(),
+                String::new(),
             ),
-            None => (String::new(), String::new(), String::new()),
+            None => Default::default(),
         };
         let mut notes = Vec::new();
         if let Some(dirty) = r.applied.as_ref().and_then(|a| a.dirty.as_ref()) {
@@ -262,6 +271,7 @@ async fn print_status(ctx: &Context, json: bool) -> Result<Vec<migrator::Migrati
             at,
             by,
             duration,
+            held,
             notes.join("; "),
         ]);
     }

@@ -396,6 +396,7 @@ mod tests {
             state: RecordState::Applied,
             origin: Origin::Ran,
             dirty: None,
+            locks: None,
         }
     }
 

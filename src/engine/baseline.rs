@@ -199,6 +199,7 @@ mod tests {
             state: RecordState::Applied,
             origin: Origin::Baseline,
             dirty: None,
+            locks: None,
         }
     }
 

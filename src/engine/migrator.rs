@@ -641,6 +641,7 @@ pub fn record(
             attempts: stats.attempts as i32,
             plan: owner.map(|o| o.plan.clone()),
             phase: owner.map(|o| o.phase.clone()),
+            locks: stats.locks.clone(),
         },
         Direction::Down => Bookkeeping::MigrationReverted {
             version: file.version,
@@ -685,6 +686,7 @@ mod tests {
             state: RecordState::Applied,
             origin: Origin::Ran,
             dirty: None,
+            locks: None,
         }
     }
 

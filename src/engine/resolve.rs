@@ -294,6 +294,7 @@ mod tests {
                 error: "boom".into(),
                 sqlstate: None,
             }),
+            locks: None,
         }
     }
 

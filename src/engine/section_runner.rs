@@ -1,7 +1,9 @@
 //! Runs one migration section against the database: the whole section in one
 //! transaction together with its bookkeeping, or (`transaction:false`) one
 //! statement at a time; either way under a short `lock_timeout`, retried
-//! with backoff when it expires.
+//! with backoff when it expires. A look at `pg_locks` after each statement
+//! tells which relations it locked, and for how long
+//! (`migration::held_locks`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,12 +16,15 @@ use crate::events::LockWaitSample;
 use crate::events::{Direction, Event, Reporter};
 use crate::migration::Section;
 use crate::migration::concurrent_index::{ConcurrentIndex, concurrent_index};
+use crate::migration::held_locks::{HeldLock, LockMode, LockTracker};
+use crate::migration::transactional::{Unfit, unfit_for_transaction};
 use crate::sql_text;
-use crate::sql_text::leading_words;
+use crate::sql_text::{Statement, leading_words};
 use crate::store::Store;
 use crate::store::blockers::BlockerMonitor;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::store::catalog::InvalidIndex;
+use crate::store::lock_probe::Probe;
 use crate::store::migrations::DirtyState;
 use crate::store::plans::Recheck;
 use crate::store::session::ScriptFailure;
@@ -42,14 +47,29 @@ pub struct SectionJob<'a> {
 }
 
 /// How a section run went.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunStats {
     pub attempts: u32,
     /// Wall time including lock waits and backoff.
     pub duration: Duration,
     /// Time of the SQL of the successful attempt(s) only.
     pub execution: Duration,
+    /// What the statements of the successful attempt(s) locked, and for
+    /// how long (docs/migrations.md defines "held"); None when orch could
+    /// not look (the migration deallocated orch's probe).
+    pub locks: Option<Vec<HeldLock>>,
 }
+
+/// A statement of a `transaction:false` section that ran: how long it took
+/// and what the probe after it saw (None: it ran alone, unprobed).
+struct StatementRun {
+    took: Duration,
+    probe: Option<Probe>,
+}
+
+/// SQLSTATE active_sql_transaction: a statement PostgreSQL refuses inside
+/// a transaction block, which a statement sent with its probe is in.
+const ACTIVE_SQL_TRANSACTION: &str = "25001";
 
 /// How a section run ended, for the caller to say what to record: done
 /// (recorded with the work, in its transaction where it has one), or a
@@ -111,6 +131,7 @@ impl<'a> SectionRunner<'a> {
         policy: &'a LockRetryPolicy,
         reporter: &'a dyn Reporter,
     ) -> Result<Self> {
+        store.prepare_lock_probe().await?;
         Ok(SectionRunner {
             store,
             policy,
@@ -142,6 +163,9 @@ impl<'a> SectionRunner<'a> {
     ) -> Result<RunStats> {
         let started = Instant::now();
         let sql = job.section.sql.as_str();
+        let statements = sql_text::split_statements(sql);
+        let ends: Vec<usize> = statements.iter().map(|s| s.offset + s.text.len()).collect();
+        let mut probing = true;
         let mut lock_timeout = self.policy.scheduled_timeout(0);
         let mut attempt = 0;
         loop {
@@ -151,23 +175,32 @@ impl<'a> SectionRunner<'a> {
                 .await?;
             let execution_started = Instant::now();
             let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
-            let result = self.store.run_script(sql).await;
+            let probes_at = if probing { ends.as_slice() } else { &[] };
+            let result = self.store.run_probed(sql, probes_at).await;
+            let script_ended = Instant::now();
             let wait = watch.stop();
             match result {
-                Ok(()) => {
+                Ok(probes) => {
                     if let Err(e) = self.recheck(job, lock_timeout).await {
                         self.store.rollback().await;
                         return Err(e);
                     }
-                    let stats = RunStats {
-                        attempts: attempt + 1,
-                        duration: started.elapsed(),
-                        execution: execution_started.elapsed(),
-                    };
                     if let Err(e) = self.store.check_fences().await {
                         self.store.rollback().await;
                         return Err(e);
                     }
+                    // Up to now, as the bookkeeping row is written and the
+                    // transaction committed: no lock is held longer than
+                    // the migration's duration says.
+                    let locks = probing.then(|| {
+                        transaction_locks(job.section, &statements, &probes, script_ended.elapsed())
+                    });
+                    let stats = RunStats {
+                        attempts: attempt + 1,
+                        duration: started.elapsed(),
+                        execution: execution_started.elapsed(),
+                        locks,
+                    };
                     if let Err(e) = self
                         .store
                         .write_bookkeeping(&bookkeeping(Ended::Done(&stats)))
@@ -178,19 +211,28 @@ impl<'a> SectionRunner<'a> {
                     }
                     if let Err(failure) = self.store.commit().await {
                         self.store.rollback().await;
-                        return Err(failed(job, job.section.marker_line, failure, 0));
+                        let place = (job.section.marker_line, None);
+                        return Err(failed(job, place, failure, 0));
                     }
                     return Ok(stats);
                 }
+                Err(failure) if probing && failure.lost_lock_probe() => {
+                    // The section deallocates the probe: again without it.
+                    self.store.rollback().await;
+                    self.store.prepare_lock_probe().await?;
+                    probing = false;
+                }
                 Err(failure) => {
                     self.store.rollback().await;
-                    let line = failing_line(job.section, &failure);
+                    let place = failing_place(job.section, &statements, &failure);
                     lock_timeout = match self
-                        .after_failure(job, line, attempt, lock_timeout, failure, wait)
+                        .after_failure(job, place.0, attempt, lock_timeout, failure, wait)
                         .await?
                     {
                         AfterFailure::Retry(next) => next,
-                        AfterFailure::GiveUp(failure) => return Err(failed(job, line, failure, 0)),
+                        AfterFailure::GiveUp(failure) => {
+                            return Err(failed(job, place, failure, 0));
+                        }
                     };
                     attempt += 1;
                 }
@@ -277,15 +319,20 @@ impl<'a> SectionRunner<'a> {
         // Retries over all statements: a section of two statements that
         // never waited for a lock took one attempt, not two.
         let mut retries = 0;
+        let mut locks = LockTracker::default();
         let statements = sql_text::split_statements(&job.section.sql);
         for (index, statement) in statements.iter().enumerate() {
             let line = job.section.file_line(statement.offset);
             let ran = self
-                .run_statement(job, index, line, statement.text, &mut retries)
+                .run_statement(job, index, statement, &mut retries)
                 .await;
             self.store.reset_session_timeouts().await;
             match ran {
-                Ok(took) => execution += took,
+                Ok(run) => {
+                    execution += run.took;
+                    self.note_locks(&mut locks, index, line, statement.text, &run)
+                        .await;
+                }
                 Err(failure) => {
                     let stopped = Stopped {
                         index,
@@ -300,6 +347,7 @@ impl<'a> SectionRunner<'a> {
             attempts: retries + 1,
             duration: started.elapsed(),
             execution,
+            locks: Some(locks.finish(0.0)),
         };
         self.store
             .begin_with_timeouts(self.policy.lock_timeout, self.policy.statement_timeout)
@@ -319,7 +367,7 @@ impl<'a> SectionRunner<'a> {
         if let Err(failure) = self.store.commit().await {
             return Err(failed(
                 job,
-                job.section.marker_line,
+                (job.section.marker_line, None),
                 failure,
                 statements.len(),
             ));
@@ -327,18 +375,52 @@ impl<'a> SectionRunner<'a> {
         Ok(stats)
     }
 
-    /// Run statement `index` of a `transaction:false` section on its own,
-    /// retrying lock timeouts: how long its successful attempt took, or how
-    /// it failed.
+    /// What statement `index` of a `transaction:false` section locked: what
+    /// its probe saw, held for the statement's own transaction; for a
+    /// `CREATE INDEX CONCURRENTLY` (which runs alone, unprobed) the SHARE
+    /// UPDATE EXCLUSIVE lock PostgreSQL documents on its table, held for as
+    /// long as it ran. Other statements that run alone go unrecorded.
+    async fn note_locks(
+        &self,
+        locks: &mut LockTracker,
+        index: usize,
+        line: usize,
+        text: &str,
+        run: &StatementRun,
+    ) {
+        if let Some(probe) = &run.probe {
+            let held_us = probe.at_us - probe.script_started_us;
+            locks.after_statement(index + 1, line, 0.0, &probe.locks);
+            locks.transaction_ended(held_us as f64 / 1000.0);
+            return;
+        }
+        let Some(built) = concurrent_index(text) else {
+            return;
+        };
+        let name = match self.store.relation_name(&built.table).await {
+            Ok(Some(name)) => name,
+            _ => built.table.clone(),
+        };
+        locks.known(index + 1, line, 0.0, LockMode::ShareUpdateExclusive, &name);
+        locks.transaction_ended(run.took.as_secs_f64() * 1000.0);
+    }
+
+    /// Run statement `index` of a `transaction:false` section on its own
+    /// (with a probe of its locks in the same implicit transaction, unless
+    /// PostgreSQL refuses it in a transaction block), retrying lock
+    /// timeouts: how its successful attempt went, or how it failed.
     async fn run_statement(
         &self,
         job: &SectionJob<'_>,
         index: usize,
-        line: usize,
-        text: &str,
+        statement: &Statement<'_>,
         retries: &mut u32,
-    ) -> std::result::Result<Duration, StatementFailure> {
+    ) -> std::result::Result<StatementRun, StatementFailure> {
+        let text = statement.text;
+        let line = job.section.file_line(statement.offset);
         let quiet = StatementFailure::Error;
+        let mut probed = !unfit_for_transaction(text).is_some_and(Unfit::needs_no_transaction);
+        let mut lost_probe = false;
         // CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which never blocks
         // the application; a timeout would only leave an INVALID index.
         let concurrent = leading_words(text, 4).iter().any(|w| w == "concurrently");
@@ -371,20 +453,43 @@ impl<'a> SectionRunner<'a> {
                 .map_err(quiet)?;
             let execution_started = Instant::now();
             let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
-            let result = self.store.run_script(text).await;
+            let result = if probed {
+                let ends = [text.len()];
+                self.store
+                    .run_probed(text, &ends)
+                    .await
+                    .map(|probes| probes.into_iter().next())
+            } else {
+                self.store.run_script(text).await.map(|()| None)
+            };
             let wait = watch.stop();
+            if probed && let Err(failure) = &result {
+                // Refused in the implicit transaction its probe makes, so
+                // nothing of it ran: again alone, unprobed. Or it
+                // deallocated the probe: again alone, then the probe is
+                // prepared again for the statements after it.
+                let lost = failure.lost_lock_probe();
+                if lost || failure.diagnostic.sqlstate == ACTIVE_SQL_TRANSACTION {
+                    probed = false;
+                    lost_probe |= lost;
+                    continue;
+                }
+            }
             let left_invalid = match &index_built {
                 Some(built) => self.invalid_left(built, invalid_before.as_deref()).await,
                 None => Ok(Vec::new()),
             };
             match result {
-                Ok(()) => {
+                Ok(probe) => {
                     let took = execution_started.elapsed();
                     let left = left_invalid.map_err(quiet)?;
                     if !left.is_empty() {
                         return Err(StatementFailure::LeftInvalid(left));
                     }
-                    return Ok(took);
+                    if lost_probe {
+                        self.store.prepare_lock_probe().await.map_err(quiet)?;
+                    }
+                    return Ok(StatementRun { took, probe });
                 }
                 Err(failure) => {
                     let outcome = self
@@ -407,7 +512,8 @@ impl<'a> SectionRunner<'a> {
                                     ),
                                 });
                             }
-                            return Err(quiet(failed(job, line, failure, index)));
+                            let place = statement_place(job.section, statement, &failure);
+                            return Err(quiet(failed(job, place, failure, index)));
                         }
                     }
                 }
@@ -632,26 +738,81 @@ fn poll_interval(lock_timeout: Duration) -> Duration {
     (lock_timeout / 3).clamp(Duration::from_millis(20), Duration::from_millis(200))
 }
 
-/// The file line where the failing statement starts: the statement after the
-/// last one PostgreSQL completed; failing that, PostgreSQL's error position.
-fn failing_line(section: &Section, failure: &ScriptFailure) -> usize {
-    let statements = sql_text::split_statements(&section.sql);
-    if let Some(statement) = statements.get(failure.completed) {
-        return section.file_line(statement.offset);
-    }
+/// Where in the file a section sent whole failed: where PostgreSQL's error
+/// position points (line and column), when it gave one (a syntax error
+/// anywhere in the script fails it before any statement ran); else the line
+/// where the failing statement starts, the one after the last whose probe
+/// ran.
+fn failing_place(
+    section: &Section,
+    statements: &[Statement<'_>],
+    failure: &ScriptFailure,
+) -> (usize, Option<usize>) {
     if let Some(offset) = failure
         .diagnostic
         .position
         .and_then(|p| sql_text::char_to_byte_offset(&section.sql, p as usize))
     {
-        return section.file_line(offset);
+        return section.file_position(offset);
     }
-    section.marker_line
+    match statements.get(failure.completed) {
+        Some(statement) => (section.file_line(statement.offset), None),
+        None => (section.marker_line, None),
+    }
+}
+
+/// Where in the file a statement sent on its own failed: its error
+/// position, else the line where it starts.
+fn statement_place(
+    section: &Section,
+    statement: &Statement<'_>,
+    failure: &ScriptFailure,
+) -> (usize, Option<usize>) {
+    match failure
+        .diagnostic
+        .position
+        .and_then(|p| sql_text::char_to_byte_offset(statement.text, p as usize))
+    {
+        Some(offset) => section.file_position(statement.offset + offset),
+        None => (section.file_line(statement.offset), None),
+    }
+}
+
+/// What a transactional section's statements locked: each lock from the
+/// start of the statement that took it (the previous probe's time; the
+/// script's arrival for the first) until now, `since_script` after the
+/// script ended, on the server's clock. The part after the script (guard,
+/// bookkeeping) is timed by orch, the statements by the server.
+fn transaction_locks(
+    section: &Section,
+    statements: &[Statement<'_>],
+    probes: &[Probe],
+    since_script: Duration,
+) -> Vec<HeldLock> {
+    let (Some(first), Some(last)) = (probes.first(), probes.last()) else {
+        return Vec::new();
+    };
+    let ms = |us: i64| (us - first.script_started_us) as f64 / 1000.0;
+    let mut tracker = LockTracker::default();
+    let mut statement_started = first.script_started_us;
+    for probe in probes {
+        let line = statements
+            .get(probe.statement)
+            .map_or(section.marker_line, |s| section.file_line(s.offset));
+        tracker.after_statement(
+            probe.statement + 1,
+            line,
+            ms(statement_started),
+            &probe.locks,
+        );
+        statement_started = probe.at_us;
+    }
+    tracker.finish(ms(last.at_us) + since_script.as_secs_f64() * 1000.0)
 }
 
 fn failed(
     job: &SectionJob<'_>,
-    line: usize,
+    (line, column): (usize, Option<usize>),
     failure: ScriptFailure,
     applied_before_failure: usize,
 ) -> Error {
@@ -659,6 +820,7 @@ fn failed(
         path: job.path.to_path_buf(),
         name: format!("{} ({})", job.id, job.direction),
         line,
+        column,
         diagnostic: Box::new(failure.diagnostic),
         applied_before_failure,
         recorded_dirty: None,
@@ -672,6 +834,7 @@ fn recorded_dirty(error: Error, version: i64) -> Error {
             path,
             name,
             line,
+            column,
             diagnostic,
             applied_before_failure,
             recorded_dirty: _,
@@ -679,6 +842,7 @@ fn recorded_dirty(error: Error, version: i64) -> Error {
             path,
             name,
             line,
+            column,
             diagnostic,
             applied_before_failure,
             recorded_dirty: Some(version),

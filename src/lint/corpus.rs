@@ -62,6 +62,7 @@ fn read(path: &Path) -> Case {
             sql: lines.join("\n") + "\n",
             marker_line: first,
             transactional: case.transactional,
+            exact_columns: true,
         };
         case.parts.push((section, history));
     }

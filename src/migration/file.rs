@@ -22,12 +22,28 @@ pub struct Section {
     /// False when the section must run outside a transaction (dbmate's
     /// `transaction:false`).
     pub transactional: bool,
+    /// True when a column in `sql` is the same column in `path` (false where
+    /// orch put the SQL together from JavaScript string literals), so an
+    /// error position can be reported as `file:line:column`.
+    pub exact_columns: bool,
 }
 
 impl Section {
     /// 1-based line in `path` of a byte offset inside `sql`.
     pub fn file_line(&self, offset_in_sql: usize) -> usize {
         self.marker_line + sql_text::line_of_offset(&self.sql, offset_in_sql)
+    }
+
+    /// 1-based line and, when `exact_columns`, 1-based column (counted in
+    /// characters) in `path` of a byte offset inside `sql`.
+    pub fn file_position(&self, offset_in_sql: usize) -> (usize, Option<usize>) {
+        let mut offset = offset_in_sql.min(self.sql.len());
+        while !self.sql.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line_start = self.sql[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let column = self.sql[line_start..offset].chars().count() + 1;
+        (self.file_line(offset), self.exact_columns.then_some(column))
     }
 
     /// True when the section holds no statement (only comments/whitespace).
@@ -120,5 +136,33 @@ pub fn invalid(path: &Path, line: usize, message: impl Into<String>) -> Error {
         path: PathBuf::from(path),
         line,
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_map_to_file_lines_and_character_columns() {
+        let mut section = Section {
+            path: "m/1_a.sql".into(),
+            sql: "SELECT 1;\r\n  SELECT 'é', nope;\n".to_string(),
+            marker_line: 3,
+            exact_columns: true,
+            transactional: true,
+        };
+        let nope = section.sql.find("nope").unwrap();
+        let cases = [(0, (4, Some(1))), (7, (4, Some(8))), (nope, (5, Some(15)))];
+        for (offset, expected) in cases {
+            assert_eq!(section.file_position(offset), expected, "{offset}");
+        }
+        // Past the end, and inside a character: clamped back.
+        let end = section.sql.len();
+        assert_eq!(section.file_position(end + 5), (6, Some(1)));
+        let inside_e = section.sql.find('é').unwrap() + 1;
+        assert_eq!(section.file_position(inside_e), (5, Some(11)));
+        section.exact_columns = false;
+        assert_eq!(section.file_position(nope), (5, None));
     }
 }

@@ -299,6 +299,7 @@ mod tests {
                     sql: format!("\nSELECT '{kind}';\n"),
                     marker_line: 0,
                     transactional: true,
+                    exact_columns: true,
                 };
                 resolved.add(Ok(Migration {
                     version,

@@ -94,6 +94,7 @@ mod tests {
             sql: sql.to_string(),
             marker_line: 0,
             transactional,
+            exact_columns: true,
         }
     }
 

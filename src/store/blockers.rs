@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 use crate::connect::ConnectionSettings;
 use crate::events::{Blocker, LockWaitSample};
+use crate::store::lock_probe::without_probes;
 
 const SAMPLE: &str = "
     SELECT w.mode || ' on ' || w.locktype ||
@@ -74,7 +75,8 @@ impl BlockerMonitor {
                     application_name: r.get(2),
                     backend_type: r.get(3),
                     state: r.get(4),
-                    query: r.get(5),
+                    // Another orch's migration script: without its probes.
+                    query: without_probes(r.get(5)),
                     xact_start: r.get(6),
                     query_start: r.get(7),
                 })

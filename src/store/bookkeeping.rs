@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::migration::held_locks::HeldLock;
 use crate::plan::AuditAction;
 use crate::plan::records::PhaseRecord;
 use crate::store::Store;
@@ -22,6 +23,8 @@ pub enum Bookkeeping {
         attempts: i32,
         plan: Option<String>,
         phase: Option<String>,
+        /// What its statements locked, and for how long (None: unknown).
+        locks: Option<Vec<HeldLock>>,
     },
     MigrationReverted {
         version: i64,
@@ -107,13 +110,17 @@ impl Store {
                     attempts,
                     plan,
                     phase,
+                    locks,
                 } => {
+                    let locks: Option<serde_json::Value> = locks
+                        .as_ref()
+                        .map(|l| serde_json::to_value(l).expect("held locks serialise"));
                     client
                         .execute(
                             "INSERT INTO orch.migrations
-                               (version, name, checksum, applied_by, duration_ms, execution_ms, attempts, plan, phase)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                            &[version, name, checksum, applied_by, duration_ms, execution_ms, attempts, plan, phase],
+                               (version, name, checksum, applied_by, duration_ms, execution_ms, attempts, plan, phase, locks)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                            &[version, name, checksum, applied_by, duration_ms, execution_ms, attempts, plan, phase, &locks],
                         )
                         .await?;
                 }

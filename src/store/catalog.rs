@@ -69,6 +69,18 @@ pub struct InvalidIndex {
 }
 
 impl Store {
+    /// `table` (quoted, as `to_regclass` reads it) as `regclass` prints it:
+    /// schema-qualified only when not on the search_path; None when there
+    /// is no such table.
+    pub async fn relation_name(&self, table: &str) -> Result<Option<String>> {
+        let row = self
+            .client()
+            .query_one("SELECT to_regclass($1)::text", &[&table])
+            .await
+            .map_err(|e| Error::db(format!("cannot look up {table}"), e))?;
+        Ok(row.get(0))
+    }
+
     /// The INVALID indexes in the schema of `table` (quoted, as
     /// `to_regclass` reads it); None when there is no such table.
     pub async fn invalid_indexes(&self, table: &str) -> Result<Option<Vec<InvalidIndex>>> {

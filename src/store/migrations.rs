@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::migration::held_locks::HeldLock;
 use crate::store::Store;
 
 /// Whether a row records a finished migration or one that stopped half-way.
@@ -121,6 +122,9 @@ pub struct AppliedMigration {
     pub origin: Origin,
     /// Set when `state` is dirty.
     pub dirty: Option<DirtyState>,
+    /// What each statement locked and how long, for a migration orch ran
+    /// (None: recorded by an orch before schema 4, or not run by orch).
+    pub locks: Option<Vec<HeldLock>>,
 }
 
 impl AppliedMigration {
@@ -146,14 +150,15 @@ impl Store {
         if !self.schema_exists().await? {
             return Ok(Vec::new());
         }
-        // state, origin and dirty came with schema 3; read-only commands do
-        // not upgrade an older schema, so they are read through to_jsonb,
-        // which has no such key (NULL: the defaults) before the upgrade.
+        // state, origin and dirty came with schema 3, locks with 4;
+        // read-only commands do not upgrade an older schema, so they are
+        // read through to_jsonb, which has no such key (NULL: the
+        // defaults) before the upgrade.
         let rows = self
             .client()
             .query(
                 "SELECT version, name, checksum, applied_at, applied_by, duration_ms, execution_ms, attempts, plan, phase,
-                        to_jsonb(m)->>'state', to_jsonb(m)->>'origin', to_jsonb(m)->'dirty'
+                        to_jsonb(m)->>'state', to_jsonb(m)->>'origin', to_jsonb(m)->'dirty', to_jsonb(m)->'locks'
                  FROM orch.migrations m ORDER BY version",
                 &[],
             )
@@ -165,6 +170,7 @@ impl Store {
                 let state: Option<String> = r.get(10);
                 let origin: Option<String> = r.get(11);
                 let dirty: Option<serde_json::Value> = r.get(12);
+                let locks: Option<serde_json::Value> = r.get(13);
                 Ok(AppliedMigration {
                     version,
                     name: r.get(1),
@@ -185,6 +191,14 @@ impl Store {
                         Some(value) => {
                             Some(serde_json::from_value(value.clone()).map_err(|e| {
                                 unknown(version, "dirty", &format!("{value} ({e})"))
+                            })?)
+                        }
+                    },
+                    locks: match locks {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(value) => {
+                            Some(serde_json::from_value(value.clone()).map_err(|e| {
+                                unknown(version, "locks", &format!("{value} ({e})"))
                             })?)
                         }
                     },

@@ -6,6 +6,7 @@ pub mod blockers;
 pub mod bookkeeping;
 pub mod catalog;
 pub mod keyset;
+pub mod lock_probe;
 pub mod locks;
 pub mod migrations;
 pub mod orphans;

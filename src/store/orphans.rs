@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::lock_probe::without_probes;
 use crate::store::locks::LockScope;
 use crate::store::schema;
 
@@ -108,7 +109,8 @@ impl Store {
                 pid: r.get(0),
                 application_name: r.get(1),
                 state: r.get(2),
-                query: r.get(3),
+                // Without the lock probes orch put into its scripts.
+                query: without_probes(r.get(3)),
                 since: r.get(4),
             })
             .collect())

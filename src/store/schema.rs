@@ -2,11 +2,11 @@
 
 /// Bumped when the DDL below changes; recorded in `orch.meta`. A database
 /// an older orch created is brought up to date by `UPGRADES`.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The steps from each earlier version to the next: `(from, DDL)`. Each
 /// only adds, so an older orch's statements keep working on the tables.
-pub const UPGRADES: [(i32, &str); 2] = [
+pub const UPGRADES: [(i32, &str); 3] = [
     (
         1,
         "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
@@ -17,6 +17,10 @@ pub const UPGRADES: [(i32, &str); 2] = [
         "ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'applied';
          ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS origin text NOT NULL DEFAULT 'ran';
          ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS dirty jsonb;",
+    ),
+    (
+        3,
+        "ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS locks jsonb;",
     ),
 ];
 
@@ -53,7 +57,8 @@ CREATE TABLE IF NOT EXISTS orch.migrations (
     phase        text,
     state        text NOT NULL DEFAULT 'applied', -- or 'dirty': a transaction:false section stopped half-way
     origin       text NOT NULL DEFAULT 'ran',     -- ran, adopted (from another tool), baseline, resolved (by hand)
-    dirty        jsonb                   -- for a dirty row: the statement that failed (file, line) and why
+    dirty        jsonb,                  -- for a dirty row: the statement that failed (file, line) and why
+    locks        jsonb                   -- what each statement locked and how long: [{statement, line, lock, relation, held_ms}]
 );
 
 CREATE TABLE IF NOT EXISTS orch.plans (

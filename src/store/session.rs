@@ -108,7 +108,8 @@ impl Store {
     }
 }
 
-fn failure(completed: usize, err: &tokio_postgres::Error) -> ScriptFailure {
+/// How `err` failed a script after `completed` of its statements.
+pub(crate) fn failure(completed: usize, err: &tokio_postgres::Error) -> ScriptFailure {
     let diagnostic = PgDiagnostic::from_driver(err).unwrap_or_else(|| PgDiagnostic {
         sqlstate: "08006".to_string(),
         message: format!("connection failure: {err}"),

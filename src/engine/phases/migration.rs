@@ -233,6 +233,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                         "migration": id,
                         "duration_ms": stats.duration.as_millis() as u64,
                         "attempts": stats.attempts,
+                        "locks": stats.locks,
                     }),
                 ),
             ];

@@ -152,6 +152,7 @@ fn section(path: &Path, sql: String, transactional: bool) -> Section {
         sql,
         marker_line: 0,
         transactional,
+        exact_columns: true,
     }
 }
 

@@ -216,6 +216,7 @@ fn section(path: &Path, text: String) -> Section {
         sql,
         marker_line: 0,
         transactional: !alone_outside,
+        exact_columns: true,
     }
 }
 

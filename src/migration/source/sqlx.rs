@@ -221,6 +221,7 @@ fn read_section(path: &Path) -> Result<Section> {
         sql: decode_text(path, bytes)?,
         marker_line: 0,
         transactional: !no_transaction,
+        exact_columns: true,
     })
 }
 

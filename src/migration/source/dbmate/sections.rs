@@ -72,6 +72,7 @@ pub fn parse_sections(path: &Path, text: &str) -> Result<(Section, Option<Sectio
                 sql: text[start..end].to_string(),
                 marker_line,
                 transactional,
+                exact_columns: true,
             };
             let slot = match kind {
                 SectionKind::Up => &mut up,

@@ -339,6 +339,7 @@ pub fn parse_sections(path: &Path, text: &str) -> Result<(Section, Option<Sectio
         sql: text[start..end].to_string(),
         marker_line,
         transactional,
+        exact_columns: true,
     };
     let up_section = section(up_marker, up_start, up_end.max(up_start));
     let down_section = down.map(|(marker, start)| section(marker, start, text.len()));

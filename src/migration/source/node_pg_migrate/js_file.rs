@@ -99,6 +99,7 @@ fn section(path: &Path, function: &Function, comments: &[Token]) -> Result<Secti
             sql: says.map_or_else(String::new, |_| format!("-- {NOTHING_TO_UNDO}\n")),
             marker_line: says.map_or(function.body_line, |c| c.line - 1),
             transactional,
+            exact_columns: false,
         });
     };
     let marker_line = first_line - 1;
@@ -141,6 +142,9 @@ fn section(path: &Path, function: &Function, comments: &[Token]) -> Result<Secti
         sql,
         marker_line,
         transactional,
+        // Each text starts where its literal does, mid-line, and escapes
+        // in it are shorter than in the file: lines match, columns do not.
+        exact_columns: false,
     })
 }
 

@@ -22,6 +22,7 @@ pub fn parse_sections(path: &Path, text: &str) -> Result<(Section, Option<Sectio
         // The SQL starts at the line of `start`.
         marker_line: sql_text::line_of_offset(text, start) - 1,
         transactional: true,
+        exact_columns: true,
     };
     match (up, down) {
         (Some(up), Some(down)) if up < down => {
