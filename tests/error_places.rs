@@ -5,11 +5,14 @@
 
 use crate::support::Session;
 
-/// Six lines; the syntax error (`TABLEE`) is on line 4, column 7.
+/// Six lines that parse; PostgreSQL refuses line 4 (the type `nosuchtype`
+/// at column 28) once the two statements before it ran. (A syntax error
+/// never gets this far: the lint reports it at its line before anything
+/// runs, see the last test.)
 const SYNTAX_ERROR: &str = "-- migrate:up
 CREATE TABLE a (id int);
 CREATE TABLE b (id int);
-ALTER TABLEE a ADD COLUMN x int;
+ALTER TABLE a ADD COLUMN x nosuchtype;
 CREATE TABLE c (id int);
 -- migrate:down
 ";
@@ -42,7 +45,7 @@ fn a_syntax_error_is_reported_at_its_line_and_column_not_the_sections_start() {
     s.migration("1_broken.sql", SYNTAX_ERROR);
     s.orch(&["migrate", "up"])
         .code(1)
-        .stderr_has("error: migrations/1_broken.sql:4:7: migration 1_broken (up) failed: syntax error at or near \"TABLEE\" (SQLSTATE 42601)");
+        .stderr_has("error: migrations/1_broken.sql:4:28: migration 1_broken (up) failed: type \"nosuchtype\" does not exist (SQLSTATE 42704)");
     assert!(!s.has_table("a"));
 }
 
@@ -104,7 +107,7 @@ fn a_plan_phase_reports_the_same_places() {
     for (text, place) in [
         (
             SYNTAX_ERROR,
-            "migrations/1_broken.sql:4:7: migration 1_broken (up) failed: syntax error",
+            "migrations/1_broken.sql:4:28: migration 1_broken (up) failed: type \"nosuchtype\"",
         ),
         (
             MISSING_TABLE,
@@ -139,4 +142,32 @@ DROP TABLE a;
     s.orch(&["migrate", "up"]).code(1).stderr_has(
         "migrations/00001_broken.sql:6:4: migration 1_broken (up) failed: relation \"nope\"",
     );
+}
+
+#[test]
+fn a_syntax_error_is_refused_at_its_line_before_anything_runs() {
+    let s = Session::new();
+    s.migration(
+        "1_broken.sql",
+        "-- migrate:up\nCREATE TABLE a (id int);\nCREATE TABLE b (id int);\nALTER TABLEE a ADD COLUMN x int;\nCREATE TABLE c (id int);\n-- migrate:down\n",
+    );
+    for args in [
+        &["check"][..],
+        &["migrate", "up", "--dry-run"],
+        &["migrate", "up"],
+    ] {
+        let run = s.orch(args);
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert_ne!(run.code, 0, "{out}");
+        assert!(
+            out.contains("migrations/1_broken.sql:4:1: syntax-error"),
+            "{args:?}: {out}"
+        );
+        assert_eq!(
+            out.matches("syntax-error").count(),
+            1,
+            "one per line: {out}"
+        );
+    }
+    assert!(!s.has_table("a"));
 }

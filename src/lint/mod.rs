@@ -15,6 +15,7 @@ pub mod model;
 pub mod rules;
 mod squawk;
 
+use crate::sql_text;
 use std::collections::{BTreeSet, HashSet};
 
 pub use finding::{Finding, render_all};
@@ -67,10 +68,14 @@ impl Linter {
         let parsed = parse(section);
         let sql = section.sql.as_str();
         // (statement index, finding); syntax errors go with the statement
-        // they are in, so an allow comment before it can accept them.
+        // they are in, so an allow comment before it can accept them. Only
+        // the first of each line is kept: the parser's recovery after one
+        // mistake reports every token after it too.
+        let mut seen_lines = HashSet::new();
         let mut raws: Vec<(Option<usize>, Raw)> = parsed
             .syntax
             .iter()
+            .filter(|e| seen_lines.insert(sql_text::line_of_offset(sql, e.offset)))
             .map(|e| {
                 let index = parsed
                     .statements
