@@ -241,11 +241,14 @@ fn advance_refuses_an_expand_migration_that_drops_a_column() {
         .stderr_has("removals belong in the plan's contract phase");
     assert_eq!(s.columns("posts"), ["id", "user_id", "title"]);
     assert_eq!(s.applied(), ["1_posts"]);
+    // Refused before the plan was recorded: it has not started.
     assert_eq!(
-        s.value("SELECT state FROM orch.phases WHERE plan = 'drop-user-id'")
-            .as_deref(),
-        Some("pending")
+        s.value("SELECT count(*) FROM orch.plans").as_deref(),
+        Some("0")
     );
+    s.orch(&["status", "drop-user-id"])
+        .success()
+        .stdout_has("not started");
 }
 
 #[test]

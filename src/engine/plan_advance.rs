@@ -34,6 +34,9 @@ impl PlanEngine<'_> {
 
     async fn advance_locked(&self, name: &str) -> Result<()> {
         let plan = self.plan(name)?;
+        if self.store.plan_state(name).await?.is_none() {
+            phases::migration::lint_first_phase(self, plan).await?;
+        }
         self.store.ensure_schema().await?;
         let (record, phases) = self
             .sync(plan, true)

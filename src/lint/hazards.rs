@@ -311,7 +311,7 @@ fn alter_action(
                 );
             }
         }
-        ActionKind::SetType { column, ty } => {
+        ActionKind::SetType { column, ty, using } => {
             // The folder's history first: the catalog shows the column as
             // it is now, after every applied migration (`check --online`
             // lints those too); it tells the type of columns the folder
@@ -324,12 +324,13 @@ fn alter_action(
                     .map(String::as_str)
             });
             match from {
-                Some(from) if is_safe_type_change(from, ty) => {}
+                Some(from) if !using && is_safe_type_change(from, ty) => {}
                 Some(from) => raw(
                     Rule::ColumnTypeRewrite,
                     at,
                     format!(
-                        "ALTER COLUMN {table}.{column} TYPE {ty} (from {from}) rewrites {table} and rebuilds its indexes; the running application may also read the old type{}",
+                        "ALTER COLUMN {table}.{column} TYPE {ty} (from {from}{}) rewrites {table} and rebuilds its indexes; the running application may also read the old type{}",
+                        if *using { ", with USING" } else { "" },
                         scope.size(table, "holds ACCESS EXCLUSIVE for the whole rewrite")
                     ),
                 ),

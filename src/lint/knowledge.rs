@@ -136,7 +136,7 @@ impl History {
                 self.column_types
                     .insert((t, add.column.clone()), add.ty.clone());
             }
-            ActionKind::SetType { column, ty } => {
+            ActionKind::SetType { column, ty, .. } => {
                 self.column_types.insert((t, column.clone()), ty.clone());
             }
             ActionKind::RenameColumn { from, to } => {

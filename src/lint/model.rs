@@ -144,6 +144,9 @@ pub enum ActionKind {
         column: String,
         /// The new type as written.
         ty: String,
+        /// A `USING` expression: PostgreSQL computes every row again, a
+        /// rewrite whatever the types.
+        using: bool,
     },
     SetNotNull {
         column: String,

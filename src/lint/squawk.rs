@@ -269,10 +269,18 @@ fn action(action: &ast::AlterTableAction, rewriting_defaults: &[usize]) -> Actio
     match action {
         A::AddColumn(add) => {
             let range = add.syntax().text_range();
+            // A serial type is a nextval() default: volatile, a rewrite.
+            let serial = add.ty().filter(|t| {
+                matches!(
+                    text(t.syntax()).to_ascii_lowercase().as_str(),
+                    "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
+                )
+            });
             let rewrite_at = rewriting_defaults
                 .iter()
                 .copied()
-                .find(|at| range.contains(u32::try_from(*at).unwrap_or(u32::MAX).into()));
+                .find(|at| range.contains(u32::try_from(*at).unwrap_or(u32::MAX).into()))
+                .or_else(|| serial.map(|t| start(t.syntax())));
             let mut column = AddColumn {
                 column: add
                     .column_name()
@@ -337,6 +345,7 @@ fn action(action: &ast::AlterTableAction, rewriting_defaults: &[usize]) -> Actio
                 Some(ast::AlterColumnOption::SetType(set)) => ActionKind::SetType {
                     column,
                     ty: set.ty().map(|t| text(t.syntax())).unwrap_or_default(),
+                    using: set.using_expr().is_some(),
                 },
                 Some(ast::AlterColumnOption::SetNotNull(_)) => ActionKind::SetNotNull { column },
                 _ => ActionKind::Other,

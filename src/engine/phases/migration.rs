@@ -139,12 +139,16 @@ pub(super) fn already_applied<'a>(
     ))
 }
 
-async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
-    let (plan, spec, index) = (step.plan, step.spec(), step.index);
-    let file = migration_of(engine, spec)?;
-    check_runnable(engine, plan, index, file)?;
-    // The lint, before anything runs: the phase's role says what the
-    // migration may remove, the database how big its tables are.
+/// The lint of phase `index`'s migration, before anything runs: the
+/// phase's role says what the migration may remove, the database how big
+/// its tables are. An error not allowed is the refusal.
+pub(crate) async fn lint_phase(
+    engine: &PlanEngine<'_>,
+    plan: &LoadedPlan,
+    index: usize,
+    file: &Migration,
+) -> Result<Vec<lint::Finding>> {
+    let spec = &plan.spec.phases[index];
     let doing = format!(
         "run phase {} ({}) of plan {}",
         index + 1,
@@ -158,9 +162,31 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         lint_gate::role(spec.role),
         catalog,
     );
-    if let Some(refusal) = lint::refusal(&findings, &doing) {
-        return Err(refusal);
+    match lint::refusal(&findings, &doing) {
+        Some(refusal) => Err(refusal),
+        None => Ok(findings),
     }
+}
+
+/// Before a plan is first recorded: its first phase's migration must pass
+/// the lint, so a refusal records nothing (not even orch's schema).
+pub(crate) async fn lint_first_phase(engine: &PlanEngine<'_>, plan: &LoadedPlan) -> Result<()> {
+    let Some(spec) = plan.spec.phases.first() else {
+        return Ok(());
+    };
+    if spec.kind != PhaseKind::Migration {
+        return Ok(());
+    }
+    let file = migration_of(engine, spec)?;
+    check_runnable(engine, plan, 0, file)?;
+    lint_phase(engine, plan, 0, file).await.map(|_| ())
+}
+
+async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
+    let (plan, spec, index) = (step.plan, step.spec(), step.index);
+    let file = migration_of(engine, spec)?;
+    check_runnable(engine, plan, index, file)?;
+    let findings = lint_phase(engine, plan, index, file).await?;
     lint_gate::report(engine.reporter, &findings);
     let allowed: Vec<&lint::Finding> = findings.iter().collect();
     let _history = engine.migrations_lock().await?;

@@ -9,7 +9,7 @@
 mod backfill;
 mod check;
 mod deploy;
-mod migration;
+pub(crate) mod migration;
 mod migration_preview;
 
 use std::time::Duration;
