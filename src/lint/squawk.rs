@@ -133,6 +133,17 @@ fn kind(stmt: &ast::Stmt, rewriting_defaults: &[usize]) -> StatementKind {
                 .unwrap_or_default();
             StatementKind::CreateTable { table, columns }
         }
+        // Filled, unlike a plain CREATE TABLE, but no other session sees
+        // it before the migration commits, and the application still
+        // running does not use it: locking it blocks nobody.
+        Stmt::CreateTableAs(create) => match named(create.table_name().map(|t| t.syntax().clone()))
+        {
+            Some(table) => StatementKind::CreateTable {
+                table,
+                columns: Vec::new(),
+            },
+            None => StatementKind::Other,
+        },
         Stmt::CreateIndex(create) => {
             match named(create.table_relation_name().map(|t| t.syntax().clone())) {
                 Some(table) => StatementKind::CreateIndex {
