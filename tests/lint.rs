@@ -327,3 +327,27 @@ fn a_check_validated_in_the_database_spares_set_not_null() {
         .success()
         .stdout_has("applied 2_title_required");
 }
+
+/// `check --online` lints the pending migrations `migrate up` applies
+/// together as one run, as `migrate up` does: a table one creates is new
+/// (empty) in the next.
+#[test]
+fn check_online_lints_pending_migrations_as_the_run_migrate_up_makes() {
+    let s = Session::new();
+    s.migration(
+        "1_tags.sql",
+        "-- migrate:up\nCREATE TABLE tags (id bigint PRIMARY KEY, name text);\n-- migrate:down\nDROP TABLE tags;\n",
+    )
+    .migration(
+        "2_tags_name.sql",
+        "-- migrate:up\nCREATE UNIQUE INDEX tags_name ON tags (name);\n-- migrate:down\nDROP INDEX tags_name;\n",
+    );
+    // Offline, each migration is its own run: the index may be on a full table.
+    s.orch(&["check"])
+        .code(4)
+        .stdout_has("migrations/2_tags_name.sql:2:1: create-index-not-concurrently");
+    s.orch(&["check", "--online"])
+        .success()
+        .stdout_lacks("create-index-not-concurrently");
+    s.orch(&["migrate", "up"]).success();
+}

@@ -4,6 +4,7 @@
 
 use crate::cli::Context;
 use crate::engine::lint::roles;
+use crate::engine::migrator::MigrationState;
 use crate::error::{Error, Result};
 use crate::lint::{self, Finding, Role, Rule};
 use crate::migration::MigrationSet;
@@ -45,6 +46,9 @@ pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Re
         }
     }
     let mut catalog = lint::Catalog::default();
+    // With a database: the pending migrations one `migrate up` applies
+    // together, linted as one run (a table one creates is new in the next).
+    let mut pending_plain: std::collections::HashSet<i64> = Default::default();
     if online && problems.is_empty() {
         let workspace = ctx.workspace("check").await?;
         for plan in workspace.plans.plans.iter().filter(|p| selected(p.name())) {
@@ -61,6 +65,14 @@ pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Re
             }
         }
         catalog = workspace.lint_catalog().await?;
+        let owners = workspace.owners_to_show(ctx.reporter.as_ref()).await?;
+        pending_plain = workspace
+            .migration_statuses(&owners)
+            .await?
+            .into_iter()
+            .filter(|m| m.state == MigrationState::Pending && m.owner.is_none())
+            .map(|m| m.version)
+            .collect();
     }
     for plan in plans.plans.iter().filter(|p| selected(p.name())) {
         if !problems
@@ -74,11 +86,17 @@ pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Re
             ));
         }
     }
-    // Each migration on its own, in the role the plan applying it gives.
+    // In the role the plan applying it gives; on its own, or with the
+    // pending ones `migrate up` applies with it.
     let roles = roles(&plans, &migrations);
-    let findings = lint::lint_folder(&migrations, catalog, |file| {
-        roles.get(&file.version).copied().unwrap_or(Role::Plain)
-    });
+    let findings = lint::lint_folder(
+        &migrations,
+        catalog,
+        |file| roles.get(&file.version).copied().unwrap_or(Role::Plain),
+        |previous, file| {
+            pending_plain.contains(&previous.version) && pending_plain.contains(&file.version)
+        },
+    );
     if json {
         println!(
             "{}",

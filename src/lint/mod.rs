@@ -224,18 +224,25 @@ pub fn lint_run(
     findings
 }
 
-/// Lint every migration of `set` on its own (`orch check`), each as one
-/// run in a phase of the role `role_of` says, after the ones before it.
+/// Lint every migration of `set` (`orch check`), each in a phase of the
+/// role `role_of` says, after the ones before it. Each is its own run,
+/// unless `same_run(previous, file)` says one `migrate up` applies both
+/// (known with a database: both pending, neither a plan's).
 pub fn lint_folder(
     set: &MigrationSet,
     catalog: Catalog,
     role_of: impl Fn(&Migration) -> Role,
+    same_run: impl Fn(&Migration, &Migration) -> bool,
 ) -> Vec<Finding> {
     let mut linter = Linter::new(catalog);
     let mut findings = Vec::new();
+    let mut previous: Option<&Migration> = None;
     for file in &set.files {
-        linter.new_run();
+        if !previous.is_some_and(|p| same_run(p, file)) {
+            linter.new_run();
+        }
         findings.extend(linter.lint(&file.up, role_of(file)));
+        previous = Some(file);
     }
     findings
 }
