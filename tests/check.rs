@@ -269,6 +269,6 @@ phases:
         .code(3)
         .stderr_has("plans/p.yaml:11:14: phases[0].checks[1].sql: check \"a count\" returns int8, not one boolean")
         .stderr_has("phases[1].checks[0].sql: check \"typo\" does not compile against the schema as it will be when this phase is confirmed: column \"cc\" does not exist")
-        .stderr_has("phases[2].migration: 2_drop_d does not apply to the schema as it will be when this phase runs: column \"d\" of relation \"t\" does not exist");
+        .stderr_has("phases[2].migration: 2_drop_d (migrations/2_drop_d.sql:2:1) does not apply to the schema as it will be when this phase runs: column \"d\" of relation \"t\" does not exist");
     assert_eq!(s.columns("t"), ["a", "b"]);
 }

@@ -143,12 +143,13 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
     let mut scripts = Vec::new();
     let mut left_out = Vec::new();
     let mut unique_indexes_left_out = Vec::new();
+    // (byte offset in the section, script)
     if file.up.transactional {
-        scripts.push(file.up.sql.as_str());
+        scripts.push((0, file.up.sql.as_str()));
     } else {
         for statement in sql_text::split_statements(&file.up.sql) {
             if unfit_for_transaction(statement.text).is_none() {
-                scripts.push(statement.text);
+                scripts.push((statement.offset, statement.text));
                 continue;
             }
             left_out.push(file.up.file_line(statement.offset).to_string());
@@ -161,12 +162,13 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
     if let Err(e) = store.preview_savepoint().await {
         return PreviewChange::Failed(e);
     }
-    for script in scripts {
+    for (offset, script) in scripts {
         if let Err(failure) = store.preview_script(script).await {
             if let Err(e) = store.preview_undo_step().await {
                 return PreviewChange::Failed(e);
             }
-            return preview_failure(preview, index, &id, failure);
+            let place = failure_place(&file.up, offset, script, &failure);
+            return preview_failure(preview, index, &id, &place, failure);
         }
     }
     if let Err(e) = store.preview_keep_step().await {
@@ -187,10 +189,36 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
 
 /// What a migration that failed in the preview means: a wait or a
 /// dependence on data defers the checks; anything else is an error.
+/// `file:line[:column]` in the migration of the statement a preview script
+/// failed in: where PostgreSQL points, else where the statement starts.
+fn failure_place(
+    section: &crate::migration::Section,
+    offset: usize,
+    script: &str,
+    failure: &ScriptFailure,
+) -> String {
+    let at = match failure.diagnostic.position {
+        // A 1-based character position in the script.
+        Some(position) => script
+            .char_indices()
+            .nth((position as usize).saturating_sub(1))
+            .map_or(script.len(), |(i, _)| i),
+        None => sql_text::split_statements(script)
+            .get(failure.completed)
+            .map_or(0, |s| s.offset),
+    };
+    let (line, column) = section.file_position(offset + at);
+    match column {
+        Some(column) => format!("{}:{line}:{column}", section.path.display()),
+        None => format!("{}:{line}", section.path.display()),
+    }
+}
+
 fn preview_failure(
     preview: &Preview<'_>,
     index: usize,
     id: &str,
+    place: &str,
     failure: ScriptFailure,
 ) -> PreviewChange {
     let diagnostic = &failure.diagnostic;
@@ -221,7 +249,7 @@ fn preview_failure(
         None => PreviewChange::Failed(preview.plan.error_at(
             &phase_path(index, &["migration"]),
             format!(
-                "{id} does not apply to the schema as it will be when this phase runs: {diagnostic}"
+                "{id} ({place}) does not apply to the schema as it will be when this phase runs: {diagnostic}"
             ),
         )),
     }
