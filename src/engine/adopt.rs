@@ -17,7 +17,6 @@ use crate::events::Event;
 use crate::migration::source::Format;
 use crate::migration::{Migration, MigrationSet};
 use crate::plan::{MigrationOwner, Owners};
-use crate::store::bookkeeping::Bookkeeping;
 use crate::store::migrations::{AppliedMigration, Origin};
 use crate::store::tracking::{self, FoundTable, ToolApplied, ToolHistory};
 use crate::timefmt;
@@ -303,22 +302,12 @@ impl Migrator<'_> {
             });
         }
         let applied_by = format!("adopted from {} by {}", history.tool, self.options.actor);
-        let rows: Vec<Bookkeeping> = plan
-            .record
-            .iter()
-            .map(|(m, at)| Bookkeeping::MigrationMarked {
-                version: m.version,
-                name: m.name.clone(),
-                checksum: m.checksum.clone(),
-                applied_at: *at,
-                applied_by: applied_by.clone(),
-                origin: Origin::Adopted,
-            })
-            .collect();
-        if !rows.is_empty() {
-            self.store.ensure_schema().await?;
-            self.store.commit_bookkeeping(&rows).await?;
-        }
+        self.mark_applied(
+            plan.record.iter().map(|(m, at)| (*m, *at)),
+            &applied_by,
+            Origin::Adopted,
+        )
+        .await?;
         Ok(Adopted {
             tool: history.tool,
             table: history.table,

@@ -137,26 +137,43 @@ impl Migrator<'_> {
         let applied = self.store.applied_migrations().await?;
         let plan = plan_baseline(self.set, &applied, self.owners, version)?;
         let applied_by = format!("baseline by {}", self.options.actor);
-        let rows: Vec<Bookkeeping> = plan
-            .mark
-            .iter()
-            .map(|m| Bookkeeping::MigrationMarked {
+        self.mark_applied(
+            plan.mark.iter().map(|m| (*m, None)),
+            &applied_by,
+            Origin::Baseline,
+        )
+        .await?;
+        Ok(Baselined {
+            marked: plan.mark.iter().map(|m| m.id()).collect(),
+            already: plan.already,
+        })
+    }
+}
+
+impl Migrator<'_> {
+    /// Record `marks` as applied without running them (adopt, baseline),
+    /// all in one transaction; nothing when there is none.
+    pub(crate) async fn mark_applied<'m>(
+        &self,
+        marks: impl Iterator<Item = (&'m Migration, Option<chrono::DateTime<chrono::Utc>>)>,
+        applied_by: &str,
+        origin: Origin,
+    ) -> Result<()> {
+        let rows: Vec<Bookkeeping> = marks
+            .map(|(m, applied_at)| Bookkeeping::MigrationMarked {
                 version: m.version,
                 name: m.name.clone(),
                 checksum: m.checksum.clone(),
-                applied_at: None,
-                applied_by: applied_by.clone(),
-                origin: Origin::Baseline,
+                applied_at,
+                applied_by: applied_by.to_string(),
+                origin,
             })
             .collect();
         if !rows.is_empty() {
             self.store.ensure_schema().await?;
             self.store.commit_bookkeeping(&rows).await?;
         }
-        Ok(Baselined {
-            marked: plan.mark.iter().map(|m| m.id()).collect(),
-            already: plan.already,
-        })
+        Ok(())
     }
 }
 
