@@ -45,6 +45,9 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
+#[path = "common/db.rs"]
+mod db;
+
 fn main() {
     let args = args();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -53,20 +56,7 @@ fn main() {
         ..ServerOptions::default()
     })
     .expect("a PostgreSQL to benchmark against");
-    let create_db = |name: &str| {
-        runtime.block_on(async {
-            let client = admin.connect("orch bench").await.unwrap();
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await
-                .unwrap();
-            client
-                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
-                .await
-                .unwrap();
-        });
-        admin.with_dbname(name)
-    };
+    let create_db = |name: &str| db::fresh_database(&runtime, &admin, name);
 
     let project = tempfile::tempdir().unwrap();
     write_orch_migrations(&project.path().join("migrations"), args.migrations);

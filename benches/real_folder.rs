@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/db.rs"]
+mod db;
 #[path = "common/lemmy.rs"]
 mod lemmy;
 
@@ -101,20 +103,7 @@ fn main() -> ExitCode {
         ..ServerOptions::default()
     })
     .expect("a PostgreSQL to benchmark against");
-    let create_db = |name: &str| {
-        runtime.block_on(async {
-            let client = admin.connect("orch bench").await.unwrap();
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await
-                .unwrap();
-            client
-                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
-                .await
-                .unwrap();
-        });
-        admin.with_dbname(name)
-    };
+    let create_db = |name: &str| db::fresh_database(&runtime, &admin, name);
     let missing = runtime.block_on(missing_extensions(&admin, &migrations));
     if !missing.is_empty() {
         eprintln!(
