@@ -144,6 +144,15 @@ fn kind(stmt: &ast::Stmt, rewriting_defaults: &[usize]) -> StatementKind {
             },
             None => StatementKind::Other,
         },
+        // Likewise a materialized view: created and filled in this
+        // transaction, seen by no other session until it commits.
+        Stmt::CreateMaterializedView(create) => match named(Some(create.syntax().clone())) {
+            Some(table) => StatementKind::CreateTable {
+                table,
+                columns: Vec::new(),
+            },
+            None => StatementKind::Other,
+        },
         Stmt::CreateIndex(create) => {
             match named(create.table_relation_name().map(|t| t.syntax().clone())) {
                 Some(table) => StatementKind::CreateIndex {
