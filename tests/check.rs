@@ -172,6 +172,43 @@ fn check_online_passes_the_example_plan_at_every_phase() {
     s.orch(&["status", PLAN]).success().stdout_has("complete");
 }
 
+/// On a fresh database (nothing applied, not even the migration that
+/// creates posts), the preview first applies what `orch migrate up` would,
+/// then checks the plan against that; a pending migration that does not
+/// apply is named at its file:line:column.
+#[test]
+fn check_online_on_a_fresh_database_applies_the_pending_migrations_first() {
+    let s = Session::new();
+    s.with_repository_files();
+    let p = "plans/posts-location.yaml";
+    check_online_changes_nothing(
+        &s,
+        &[
+            &format!(
+                "{p}: phase 1 add-loc: the preview first applies what `orch migrate up` applies before this plan: 20240101000000_create_posts"
+            ),
+            &format!("{p}: phase 1 add-loc: applies to the schema it will meet"),
+            &format!("{p}: phase 3 backfill-loc: public.posts: key (id)"),
+            &format!(
+                "{p}: phase 5 drop-lat-lng: 1 guard compiles; applies to the schema it will meet"
+            ),
+        ],
+    );
+    assert!(!s.has_table("posts"));
+    s.write(
+        "migrations/20240101000000_create_posts.sql",
+        "-- migrate:up\nCREATE TABLE posts (\n    id SERIAL PRIMARY KEY,\n    lat NUMERIC, lng NUMERIC, created_at timestamptz NOT NULL DEFAULT now(),\n    url VARCHAR(300) DEFAULT no_such_function()\n);\n-- migrate:down\nDROP TABLE posts;\n",
+    );
+    s.orch(&["check", "--online"])
+        .code(4)
+        .stderr_has("20240101000000_create_posts (migrations/20240101000000_create_posts.sql:5:")
+        .stderr_has("which `orch migrate up` applies before this plan, does not apply: ")
+        .stderr_has("function no_such_function() does not exist")
+        .stdout_has("deferred: pending migration 20240101000000_create_posts does not apply")
+        .stdout_lacks("ok: plans/posts-location.yaml");
+    assert!(!s.has_table("posts"));
+}
+
 /// The preview never waits behind the application: a session holding posts
 /// keeps phase 1's ALTER from its lock for the preview's short
 /// lock_timeout, then the check says what it could not do (exit 0) and the

@@ -351,3 +351,69 @@ fn check_online_lints_pending_migrations_as_the_run_migrate_up_makes() {
         .stdout_lacks("create-index-not-concurrently");
     s.orch(&["migrate", "up"]).success();
 }
+
+/// Down sections hold locks too: `migrate down`, `redo` and a plan's
+/// rollback lint the down section (drops are its purpose; a blocking
+/// index build is not), refuse before anything runs, and audit an allow.
+#[test]
+fn down_redo_and_rollback_lint_the_down_section() {
+    let s = Session::new();
+    s.migration("1_posts.sql", CREATE_POSTS);
+    s.migration(
+        "2_title_index.sql",
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY posts_title ON posts (title);\n-- migrate:down transaction:false\nDROP INDEX CONCURRENTLY posts_title;\n",
+    );
+    // The tail of the folder: its down re-creates an index without
+    // CONCURRENTLY on a table with rows.
+    s.migration(
+        "3_drop_title_index.sql",
+        "-- migrate:up transaction:false\nDROP INDEX CONCURRENTLY posts_title;\n-- migrate:down\nCREATE INDEX posts_title ON posts (title);\n",
+    );
+    // At `orch check`, a warning: only a down or a rollback runs it.
+    s.orch(&["check"])
+        .success()
+        .stdout_has("migrations/3_drop_title_index.sql:4:1: create-index-not-concurrently: warning: CREATE INDEX on posts without CONCURRENTLY")
+        .stdout_has("(a down section: `orch migrate down`, `redo` and `orch rollback` refuse it as it is)");
+    s.orch(&["migrate", "up"]).success();
+    for args in [
+        &["migrate", "down"][..],
+        &["migrate", "down", "--dry-run"],
+        &["migrate", "redo"],
+    ] {
+        s.orch(args)
+            .code(4)
+            .stderr_has("the lint found 1 error(s), and nothing ran")
+            .stderr_has("migrations/3_drop_title_index.sql:4:1: create-index-not-concurrently");
+    }
+    assert_eq!(
+        s.applied(),
+        ["1_posts", "2_title_index", "3_drop_title_index"]
+    );
+    // An allow in the down section: it runs, and the audit log says why.
+    s.write(
+        "migrations/3_drop_title_index.sql",
+        "-- migrate:up transaction:false\nDROP INDEX CONCURRENTLY posts_title;\n-- migrate:down\n-- orch:allow create-index-not-concurrently: posts is empty in every environment we run\nCREATE INDEX posts_title ON posts (title);\n",
+    );
+    s.orch(&["migrate", "down", "--allow-changed"])
+        .success()
+        .stderr_has(
+            "create-index-not-concurrently: allowed (posts is empty in every environment we run)",
+        );
+    assert_eq!(
+        s.value("SELECT detail->>'line' FROM orch.events WHERE action = 'lint_allowed'")
+            .as_deref(),
+        Some("5")
+    );
+
+    // A plan's rollback: the contract phase's down section rewrites posts.
+    let s = plan_session(
+        "contract",
+        "-- migrate:up\nALTER TABLE posts DROP COLUMN user_id;\n-- migrate:down\nALTER TABLE posts ADD COLUMN user_id bigint DEFAULT random();\n",
+    );
+    s.orch(&["advance", "drop-user-id"]).success();
+    s.orch(&["rollback", "drop-user-id"])
+        .code(4)
+        .stderr_has("refusing to roll back phase 1 (drop-user-id) of plan drop-user-id: the lint found 1 error(s)")
+        .stderr_has("volatile-default");
+    assert_eq!(s.columns("posts"), ["id", "title"]);
+}

@@ -16,6 +16,7 @@ const INDEXES_2024: &str = "-- migrate:up
 DROP INDEX posts_title;
 
 -- migrate:down
+-- orch:allow create-index-not-concurrently: posts is tiny; rebuilt only when this is reverted
 CREATE INDEX posts_title ON posts (title);
 ";
 

@@ -49,6 +49,8 @@ pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Re
     // With a database: the pending migrations one `migrate up` applies
     // together, linted as one run (a table one creates is new in the next).
     let mut pending_plain: std::collections::HashSet<i64> = Default::default();
+    // Plans the database found a problem with (not "ok").
+    let mut not_ok = std::collections::HashSet::new();
     if online && problems.is_empty() {
         let workspace = ctx.workspace("check").await?;
         for plan in workspace.plans.plans.iter().filter(|p| selected(p.name())) {
@@ -60,7 +62,10 @@ pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Re
                         index + 1,
                         plan.spec.phases[index].id
                     )),
-                    Err(e) => problems.push(e),
+                    Err(e) => {
+                        not_ok.insert(plan.path.clone());
+                        problems.push(e)
+                    }
                 }
             }
         }
@@ -75,9 +80,10 @@ pub async fn run(ctx: &Context, only: &[String], online: bool, json: bool) -> Re
             .collect();
     }
     for plan in plans.plans.iter().filter(|p| selected(p.name())) {
-        if !problems
-            .iter()
-            .any(|e| matches!(e, Error::InvalidPlan { path, .. } if *path == plan.path))
+        if !not_ok.contains(&plan.path)
+            && !problems
+                .iter()
+                .any(|e| matches!(e, Error::InvalidPlan { path, .. } if *path == plan.path))
         {
             say(format!(
                 "ok: {} ({} phases)",

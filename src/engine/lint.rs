@@ -11,7 +11,7 @@ use crate::engine::workspace::Workspace;
 use crate::error::Result;
 use crate::events::{Event, Reporter};
 use crate::lint::{self, Catalog, Finding, Role, Severity};
-use crate::migration::{Migration, MigrationSet};
+use crate::migration::{Migration, MigrationSet, Section};
 use crate::plan::format::{PhaseKind, Role as PlanRole};
 use crate::plan::{AuditAction, PlanSet};
 use crate::store::Store;
@@ -52,7 +52,22 @@ pub fn roles(plans: &PlanSet, migrations: &MigrationSet) -> HashMap<i64, Role> {
 
 /// What the database says of the tables the up sections of `run` touch.
 pub(crate) async fn catalog(store: &Store, run: &[&Migration]) -> Result<Catalog> {
-    let tables = lint::tables_of(run);
+    catalog_of(store, run.iter().map(|m| &m.up).collect()).await
+}
+
+/// What the database says of the tables the down sections of `revert`
+/// touch (and their up sections, which `redo` runs again).
+pub(crate) async fn revert_catalog(store: &Store, revert: &[&Migration]) -> Result<Catalog> {
+    let mut sections: Vec<&Section> = Vec::new();
+    for m in revert {
+        sections.extend(m.down.as_ref());
+        sections.push(&m.up);
+    }
+    catalog_of(store, sections).await
+}
+
+async fn catalog_of(store: &Store, sections: Vec<&Section>) -> Result<Catalog> {
+    let tables = lint::tables_of(sections);
     if tables.is_empty() {
         return Ok(Catalog::default());
     }
@@ -67,10 +82,14 @@ impl Workspace {
     }
 }
 
-/// The findings of `file`'s up section (a run's findings are in file order).
-pub fn of<'a>(findings: &'a [Finding], file: &Migration) -> Vec<&'a Finding> {
-    let path = file.up.path.display().to_string();
-    findings.iter().filter(|f| f.file == path).collect()
+/// The findings of `section` (a run's findings are in file order).
+pub fn of<'a>(findings: &'a [Finding], section: &Section) -> Vec<&'a Finding> {
+    let path = section.path.display().to_string();
+    let lines = section.file_line(0)..=section.file_line(section.sql.len());
+    findings
+        .iter()
+        .filter(|f| f.file == path && lines.contains(&f.line))
+        .collect()
 }
 
 /// Show what does not block: warnings, and the errors an allow accepted.

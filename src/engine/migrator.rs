@@ -486,7 +486,7 @@ impl Migrator<'_> {
             Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
         };
         for file in plan.apply {
-            let allowed = lint_gate::of(&plan.lint, file);
+            let allowed = lint_gate::of(&plan.lint, &file.up);
             self.apply(runner.as_ref(), file, Direction::Up, None, &allowed)
                 .await?;
             outcome.applied.push(file.id());
@@ -516,6 +516,9 @@ impl Migrator<'_> {
             });
             return Ok(Vec::new());
         }
+        let findings = self
+            .lint_revert(&revert, false, "revert migrations")
+            .await?;
         let runner = if self.options.dry_run {
             None
         } else {
@@ -523,7 +526,12 @@ impl Migrator<'_> {
         };
         let mut done = Vec::new();
         for file in revert {
-            self.apply(runner.as_ref(), file, Direction::Down, None, &[])
+            let allowed = file
+                .down
+                .as_ref()
+                .map(|d| lint_gate::of(&findings, d))
+                .unwrap_or_default();
+            self.apply(runner.as_ref(), file, Direction::Down, None, &allowed)
                 .await?;
             done.push(file.id());
         }
@@ -544,16 +552,55 @@ impl Migrator<'_> {
             });
             return Ok(None);
         };
+        let findings = self
+            .lint_revert(&revert, true, "redo the migration")
+            .await?;
         let runner = if self.options.dry_run {
             None
         } else {
             Some(SectionRunner::new(self.store, &self.options.policy, self.reporter).await?)
         };
-        self.apply(runner.as_ref(), file, Direction::Down, None, &[])
-            .await?;
-        self.apply(runner.as_ref(), file, Direction::Up, None, &[])
-            .await?;
+        let down = file
+            .down
+            .as_ref()
+            .expect("plan_down checked the down section");
+        // Each section's own findings (a file holding both is told apart by
+        // the sections' lines).
+        self.apply(
+            runner.as_ref(),
+            file,
+            Direction::Down,
+            None,
+            &lint_gate::of(&findings, down),
+        )
+        .await?;
+        self.apply(
+            runner.as_ref(),
+            file,
+            Direction::Up,
+            None,
+            &lint_gate::of(&findings, &file.up),
+        )
+        .await?;
         Ok(Some(file.id()))
+    }
+
+    /// The lint of the down sections about to run (and, for `redo`, the up
+    /// section after them): an error nobody allowed refuses before
+    /// anything runs; the rest is reported.
+    async fn lint_revert(
+        &self,
+        revert: &[&Migration],
+        reapply: bool,
+        doing: &str,
+    ) -> Result<Vec<Finding>> {
+        let catalog = lint_gate::revert_catalog(self.store, revert).await?;
+        let findings = lint::lint_revert(self.set, revert, reapply, catalog);
+        if let Some(refusal) = lint::refusal(&findings, doing) {
+            return Err(refusal);
+        }
+        lint_gate::report(self.reporter, &findings);
+        Ok(findings)
     }
 
     /// Apply one section (or describe it, in a dry run) and record it in the

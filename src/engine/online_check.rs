@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
+use crate::engine::phases::migration_preview::{Tried, deferral, try_in_preview};
 use crate::engine::phases::{self, Preview, PreviewChange};
 use crate::engine::written_columns;
 use crate::error::{Error, PgDiagnostic, Result};
-use crate::migration::MigrationSet;
+use crate::migration::{Migration, MigrationSet};
 use crate::plan::LoadedPlan;
+use crate::plan::Owners;
 use crate::plan::format::{CheckSpec, PhaseKind};
 use crate::plan::load::phase_path;
 use crate::sql_text;
@@ -38,13 +40,14 @@ pub(crate) async fn check_plan(
     store: &Store,
     plan: &LoadedPlan,
     migrations: &MigrationSet,
+    owners: &Owners,
 ) -> Vec<(usize, Result<String>)> {
     let mut findings = Vec::new();
     match written_columns::columns_still_required(store, plan, migrations).await {
         Ok(warnings) => findings.extend(warnings.into_iter().map(|(i, w)| (i, Ok(w)))),
         Err(e) => findings.push((0, Err(e))),
     }
-    match walk(store, plan, migrations).await {
+    match walk(store, plan, migrations, owners).await {
         Ok(phases) => findings.extend(phases),
         Err(e) => findings.push((0, Err(e))),
     }
@@ -73,8 +76,18 @@ async fn walk(
     store: &Store,
     plan: &LoadedPlan,
     migrations: &MigrationSet,
+    owners: &Owners,
 ) -> Result<Vec<(usize, Result<String>)>> {
     let applied = store.applied_migrations().await?;
+    // What `orch migrate up` applies now: the pending migrations before the
+    // first one a plan owns. A plan usually starts after them (on a fresh
+    // database, they create its tables).
+    let first_up: Vec<&Migration> = migrations
+        .files
+        .iter()
+        .filter(|f| !applied.iter().any(|a| a.version == f.version))
+        .take_while(|f| owners.of(f.version, &f.name).is_none())
+        .collect();
     let preview = Preview {
         store,
         plan,
@@ -104,10 +117,23 @@ async fn walk(
         .begin_preview(PREVIEW_LOCK_TIMEOUT, PREVIEW_STATEMENT_TIMEOUT)
         .await?;
     // Rolled back whatever happened: nothing the preview did may stay.
-    let found = preview_phases(&preview, last_applied, &is_applied).await;
+    let first = apply_first(&preview, &first_up).await;
+    let found = match &first {
+        Ok(first) => {
+            preview_phases(&preview, last_applied, &is_applied, first.deferred.clone()).await
+        }
+        Err(_) => Ok(Vec::new()),
+    };
     store.end_preview().await;
+    let first = first?;
     let found = found?;
     let mut out = Vec::new();
+    if let Some(note) = first.note {
+        out.push((0, Ok(note)));
+    }
+    if let Some(e) = first.error {
+        out.push((0, Err(e)));
+    }
     for (index, mut here) in found.into_iter().enumerate() {
         if here.deferred.is_none()
             && let Some(at) = here.kind_note
@@ -131,17 +157,63 @@ async fn walk(
     Ok(out)
 }
 
+/// The preview's start: the migrations `orch migrate up` applies first.
+#[derive(Default)]
+struct First {
+    note: Option<String>,
+    /// Why every phase's checks wait (one of them could not be tried).
+    deferred: Option<String>,
+    error: Option<Error>,
+}
+
+async fn apply_first(preview: &Preview<'_>, first_up: &[&Migration]) -> Result<First> {
+    let mut first = First::default();
+    let mut applied = Vec::new();
+    for file in first_up {
+        let id = file.id();
+        match try_in_preview(preview.store, file).await {
+            Tried::Applied { .. } => applied.push(id),
+            Tried::Store(e) => return Err(e),
+            Tried::Failed { place, failure } => {
+                match deferral(preview, &id, &failure) {
+                    Some(why) => first.deferred = Some(format!("pending migration {why}")),
+                    None => {
+                        first.deferred = Some(format!(
+                            "pending migration {id} does not apply, so the schema the plan meets is not known"
+                        ));
+                        first.error = Some(Error::refused(
+                            format!(
+                                "{id} ({place}), which `orch migrate up` applies before this plan, does not apply: {}",
+                                failure.diagnostic
+                            ),
+                            None,
+                        ));
+                    }
+                }
+                break;
+            }
+        }
+    }
+    if !applied.is_empty() {
+        first.note = Some(format!(
+            "the preview first applies what `orch migrate up` applies before this plan: {}",
+            applied.join(", ")
+        ));
+    }
+    Ok(first)
+}
+
 /// Each phase at its point of the preview, in order: its guard, its schema
 /// change, its own check and its checks.
 async fn preview_phases(
     preview: &Preview<'_>,
     last_applied: Option<usize>,
     is_applied: &dyn Fn(usize) -> bool,
+    mut deferred: Option<String>,
 ) -> Result<Vec<PhaseFindings>> {
     let (store, plan) = (preview.store, preview.plan);
     let phases = &plan.spec.phases;
     let mut found: Vec<PhaseFindings> = Vec::new();
-    let mut deferred: Option<String> = None;
     let mut unique_indexes_left_out: Vec<(usize, String)> = Vec::new();
     for (index, phase) in phases.iter().enumerate() {
         let mut here = PhaseFindings::default();

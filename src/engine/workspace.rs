@@ -186,6 +186,6 @@ impl Workspace {
     /// and key, whether guards and checks compile, a gate whose application
     /// version must stop writing a column that is still required.
     pub async fn check_online(&self, plan: &LoadedPlan) -> Vec<(usize, Result<String>)> {
-        online_check::check_plan(&self.store, plan, &self.migrations).await
+        online_check::check_plan(&self.store, plan, &self.migrations, &self.plans.owners()).await
     }
 }

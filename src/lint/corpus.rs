@@ -4,7 +4,8 @@
 //!
 //! - `-- case: expect LINE:COL RULE-ID` (`allowed` after it when an
 //!   `-- orch:allow` accepts it), or `-- case: expect none`;
-//! - `-- case: role expand|contract` (default: a plain migration);
+//! - `-- case: role expand|contract|revert` (default: a plain migration;
+//!   revert: a down section);
 //! - `-- case: transaction false` (default: a transactional section);
 //! - `-- case: then` starts another migration of the file, linted after
 //!   the ones before it in the same run; one holding `-- case: history`
@@ -44,6 +45,7 @@ fn read(path: &Path) -> Case {
             Some("history") => parts.last_mut().unwrap().2 = true,
             Some("role expand") => case.role = Role::Expand,
             Some("role contract") => case.role = Role::Contract,
+            Some("role revert") => case.role = Role::Revert,
             Some("transaction false") => case.transactional = false,
             Some("expect none") => {}
             Some(other) => match other.strip_prefix("expect ") {

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::lint::knowledge::{Catalog, History, Role, is_safe_type_change};
+use crate::lint::knowledge::{Catalog, History, Role, is_safe_type_change, is_utc_type_change};
 use crate::lint::model::{
     ActionKind, ConstraintKind, Name, ReindexTarget, Statement, StatementKind,
 };
@@ -29,6 +29,9 @@ pub(crate) struct Scope<'a> {
     pub catalog: &'a Catalog,
     /// Constraints this section added NOT VALID, so far.
     pub not_valid_here: &'a HashSet<String>,
+    /// An earlier statement of this section set the session's time zone to
+    /// UTC.
+    pub utc: bool,
 }
 
 impl Scope<'_> {
@@ -43,7 +46,7 @@ impl Scope<'_> {
     /// Why a removal does not belong here, or None in a contract phase.
     fn not_here(&self) -> Option<&'static str> {
         match self.role {
-            Role::Contract => None,
+            Role::Contract | Role::Revert => None,
             Role::Expand => Some(
                 "in an expand phase, while the application version still running may use it; removals belong in the plan's contract phase",
             ),
@@ -324,7 +327,10 @@ fn alter_action(
                     .map(String::as_str)
             });
             match from {
-                Some(from) if !using && is_safe_type_change(from, ty) => {}
+                Some(from)
+                    if !using
+                        && (is_safe_type_change(from, ty)
+                            || (scope.utc && is_utc_type_change(from, ty))) => {}
                 Some(from) => raw(
                     Rule::ColumnTypeRewrite,
                     at,
@@ -411,6 +417,14 @@ fn alter_action(
                 );
             }
         }
+        ActionKind::SetTablespace => raw(
+            Rule::RewriteTable,
+            at,
+            format!(
+                "SET TABLESPACE copies every page of {table} (and its indexes only with ALTER INDEX) under ACCESS EXCLUSIVE{}",
+                scope.size(table, "holds ACCESS EXCLUSIVE for the whole copy")
+            ),
+        ),
         ActionKind::Other => {}
     }
 }

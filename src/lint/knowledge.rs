@@ -20,6 +20,13 @@ pub enum Role {
     Expand,
     /// A plan's contract phase, behind its guard: removals belong here.
     Contract,
+    /// A down section (`migrate down`, `redo`, a plan's rollback): it
+    /// removes what its up section added, after the application that used
+    /// it was rolled back, so removals are its purpose; what holds a lock
+    /// too long is as dangerous as anywhere. The up section `redo` runs
+    /// again after its down is in this role too: it puts back the schema
+    /// the running application already had.
+    Revert,
 }
 
 /// What the database's catalog says of one table.
@@ -205,6 +212,8 @@ pub fn is_safe_type_change(from: &str, to: &str) -> bool {
             (None, Some(_)) => false,
         },
         ("varchar", "text") => true,
+        // Only when the session's time zone is UTC: `utc_type_change`.
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp") => false,
         ("text", "varchar") => to.args.is_empty(),
         ("numeric", "numeric") => match (from.args.as_slice(), to.args.as_slice()) {
             (_, []) => true,
@@ -217,6 +226,16 @@ pub fn is_safe_type_change(from: &str, to: &str) -> bool {
     }
 }
 
+/// timestamp to timestamptz (or back) at the same precision: PostgreSQL 12+
+/// rewrites nothing when the session's time zone is UTC.
+pub fn is_utc_type_change(from: &str, to: &str) -> bool {
+    let (from, to) = (TypeName::parse(from), TypeName::parse(to));
+    matches!(
+        (from.base.as_str(), to.base.as_str()),
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+    ) && from.args == to.args
+}
+
 /// A type reduced to a canonical base name and its numeric modifiers.
 struct TypeName {
     base: String,
@@ -226,6 +245,16 @@ struct TypeName {
 impl TypeName {
     fn parse(text: &str) -> TypeName {
         let text = text.trim().to_ascii_lowercase();
+        // `timestamp(3) with time zone`: the zone comes after the modifier.
+        let (text, zoned) = match text.strip_suffix(" with time zone") {
+            Some(t) => (t.to_string(), true),
+            None => (
+                text.strip_suffix(" without time zone")
+                    .unwrap_or(&text)
+                    .to_string(),
+                false,
+            ),
+        };
         let (base, args) = match text.split_once('(') {
             Some((base, rest)) => (
                 base.trim().to_string(),
@@ -243,6 +272,8 @@ impl TypeName {
             "bit varying" | "varbit" => "varbit",
             "int" | "integer" | "int4" => "int4",
             "bigint" | "int8" => "int8",
+            "timestamp" if zoned => "timestamptz",
+            "time" if zoned => "timetz",
             "smallint" | "int2" => "int2",
             other => other,
         };
@@ -276,6 +307,22 @@ mod tests {
             ("timestamp", "timestamptz", false),
         ] {
             assert_eq!(is_safe_type_change(from, to), safe, "{from} -> {to}");
+        }
+        for (from, to, utc) in [
+            ("timestamp", "timestamptz", true),
+            (
+                "timestamp without time zone",
+                "timestamp with time zone",
+                true,
+            ),
+            ("timestamptz", "timestamp", true),
+            ("timestamp(3) without time zone", "timestamptz(3)", true),
+            ("timestamp(3) with time zone", "timestamp(3)", true),
+            ("timestamp(6)", "timestamptz(3)", false),
+            ("timestamp", "date", false),
+            ("timestamptz", "timestamptz", false),
+        ] {
+            assert_eq!(is_utc_type_change(from, to), utc, "{from} -> {to}");
         }
     }
 }

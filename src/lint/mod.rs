@@ -34,7 +34,7 @@ pub fn parse(section: &Section) -> Parsed {
 }
 
 /// Lints sections in folder order, remembering what each did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Linter {
     history: History,
     catalog: Catalog,
@@ -91,13 +91,18 @@ impl Linter {
             })
             .collect();
         let mut not_valid_here = HashSet::new();
+        let mut utc = false;
         for (index, statement) in parsed.statements.iter().enumerate() {
+            if let StatementKind::SetTimeZone { utc: is_utc } = statement.kind {
+                utc = is_utc;
+            }
             let scope = Scope {
                 role,
                 transactional: section.transactional,
                 history: &self.history,
                 catalog: &self.catalog,
                 not_valid_here: &not_valid_here,
+                utc,
             };
             let text = &sql[statement.offset..statement.end];
             raws.extend(
@@ -187,12 +192,11 @@ fn finding(section: &Section, raw: Raw, allowed: Option<String>) -> Finding {
     }
 }
 
-/// The tables the up sections of `run` name, as written, to ask the
-/// database about.
-pub fn tables_of(run: &[&Migration]) -> Vec<String> {
-    let names: BTreeSet<String> = run
-        .iter()
-        .flat_map(|m| parse(&m.up).tables())
+/// The tables `sections` name, as written, to ask the database about.
+pub fn tables_of<'a>(sections: impl IntoIterator<Item = &'a Section>) -> Vec<String> {
+    let names: BTreeSet<String> = sections
+        .into_iter()
+        .flat_map(|s| parse(s).tables())
         .map(|t| t.to_string())
         .collect();
     names.into_iter().collect()
@@ -224,6 +228,37 @@ pub fn lint_run(
     findings
 }
 
+/// The findings of the down sections of `revert` (newest first, as `migrate
+/// down`, `redo` or a plan's rollback runs them): every migration up to the
+/// newest of them has run, so their tables may hold rows. With `reapply`
+/// (`redo`), the up section of the last one runs again after its down, in
+/// the same role: it puts back what the application already had.
+pub fn lint_revert(
+    set: &MigrationSet,
+    revert: &[&Migration],
+    reapply: bool,
+    catalog: Catalog,
+) -> Vec<Finding> {
+    let Some(last) = revert.iter().filter_map(|r| set.position(r.version)).max() else {
+        return Vec::new();
+    };
+    let mut linter = Linter::new(catalog);
+    for file in set.files.iter().take(last + 1) {
+        linter.learn(&file.up);
+    }
+    linter.new_run();
+    let mut findings = Vec::new();
+    for file in revert {
+        if let Some(down) = &file.down {
+            findings.extend(linter.lint(down, Role::Revert));
+        }
+    }
+    if let Some(file) = revert.last().filter(|_| reapply) {
+        findings.extend(linter.lint(&file.up, Role::Revert));
+    }
+    findings
+}
+
 /// Lint every migration of `set` (`orch check`), each in a phase of the
 /// role `role_of` says, after the ones before it. Each is its own run,
 /// unless `same_run(previous, file)` says one `migrate up` applies both
@@ -242,6 +277,24 @@ pub fn lint_folder(
             linter.new_run();
         }
         findings.extend(linter.lint(&file.up, role_of(file)));
+        // Its down section runs, if ever, after its up section, in a run of
+        // its own; what it does is not what the next file sees. Only `down`
+        // and rollbacks run it (and refuse its errors then), so here its
+        // findings are warnings, as a down section unfit for its
+        // transaction is.
+        if let Some(down) = file.down.as_ref().filter(|d| !d.is_empty()) {
+            let mut undo = linter.clone();
+            undo.new_run();
+            findings.extend(undo.lint(down, Role::Revert).into_iter().map(|mut f| {
+                if f.severity == Severity::Error && f.allowed.is_none() {
+                    f.severity = Severity::Warning;
+                    f.message.push_str(
+                        " (a down section: `orch migrate down`, `redo` and `orch rollback` refuse it as it is)",
+                    );
+                }
+                f
+            }));
+        }
         previous = Some(file);
     }
     findings

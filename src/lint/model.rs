@@ -108,6 +108,12 @@ pub enum StatementKind {
         /// No WHERE clause: every row of the table.
         whole_table: bool,
     },
+    /// `SET [SESSION | LOCAL] TIME ZONE` / `SET timezone`: whether the zone
+    /// is UTC (offset 0, no daylight saving), for which PostgreSQL 12+
+    /// changes timestamp to timestamptz and back without a rewrite.
+    SetTimeZone {
+        utc: bool,
+    },
     /// Anything else; the transaction rules still look at its words.
     Other,
 }
@@ -155,6 +161,8 @@ pub enum ActionKind {
     ValidateConstraint {
         name: String,
     },
+    /// `SET TABLESPACE`: every page is copied under ACCESS EXCLUSIVE.
+    SetTablespace,
     Other,
 }
 

@@ -268,7 +268,7 @@ fn kind(stmt: &ast::Stmt, rewriting_defaults: &[usize]) -> StatementKind {
             Some(table) => StatementKind::Write {
                 verb: "UPDATE",
                 table,
-                whole_table: update.where_clause_or_current_of().is_none(),
+                whole_table: every_row(update.where_clause_or_current_of()),
             },
             None => StatementKind::Other,
         },
@@ -276,12 +276,94 @@ fn kind(stmt: &ast::Stmt, rewriting_defaults: &[usize]) -> StatementKind {
             Some(table) => StatementKind::Write {
                 verb: "DELETE",
                 table,
-                whole_table: delete.where_clause_or_current_of().is_none(),
+                whole_table: every_row(delete.where_clause_or_current_of()),
             },
             None => StatementKind::Other,
         },
+        Stmt::Set(set) => match time_zone_set(&text(set.syntax())) {
+            Some(utc) => StatementKind::SetTimeZone { utc },
+            None => StatementKind::Other,
+        },
+        // RESET timezone / RESET ALL: back to the server's zone, unknown.
+        Stmt::Reset(reset) => {
+            let words = text(reset.syntax()).to_ascii_lowercase();
+            if ["timezone", "time zone", " all"]
+                .iter()
+                .any(|w| words.contains(w))
+            {
+                StatementKind::SetTimeZone { utc: false }
+            } else {
+                StatementKind::Other
+            }
+        }
         _ => StatementKind::Other,
     }
+}
+
+/// No WHERE, or one that holds for every row (`WHERE true`, `WHERE 1 = 1`).
+fn every_row(clause: Option<ast::WhereClauseOrCurrentOf>) -> bool {
+    match clause {
+        None => true,
+        Some(ast::WhereClauseOrCurrentOf::WhereClause(w)) => w.expr().is_some_and(|e| {
+            let mut words = text(e.syntax()).to_ascii_lowercase().replace(' ', "");
+            while let Some(inner) = words.strip_prefix('(').and_then(|w| w.strip_suffix(')')) {
+                words = inner.to_string();
+            }
+            matches!(
+                words.as_str(),
+                "true" | "'t'" | "'true'" | "1=1" | "true=true" | "notfalse"
+            )
+        }),
+        Some(_) => false,
+    }
+}
+
+/// For `SET [SESSION | LOCAL] TIME ZONE x` / `SET timezone [TO | =] x`
+/// (text as `text` joins it): whether x is a zone at offset 0 without
+/// daylight saving, as PostgreSQL's check for a rewrite-free
+/// timestamp <-> timestamptz change asks. None for any other SET.
+pub(crate) fn time_zone_set(statement: &str) -> Option<bool> {
+    let lower = statement.trim().trim_end_matches(';').to_ascii_lowercase();
+    let rest = lower.strip_prefix("set ")?.trim_start();
+    let rest = rest
+        .strip_prefix("session ")
+        .or_else(|| rest.strip_prefix("local "))
+        .unwrap_or(rest)
+        .trim_start();
+    let value = if let Some(v) = rest.strip_prefix("time zone") {
+        v
+    } else {
+        let v = rest.strip_prefix("timezone")?;
+        let v = v.trim_start();
+        v.strip_prefix("to")
+            .filter(|after| after.starts_with([' ', '\'', '"']))
+            .or_else(|| v.strip_prefix('='))
+            .unwrap_or(v)
+    };
+    let zone = value.trim().trim_matches(|c| c == '\'' || c == '"').trim();
+    Some(matches!(
+        zone,
+        "utc"
+            | "etc/utc"
+            | "uct"
+            | "etc/uct"
+            | "gmt"
+            | "etc/gmt"
+            | "gmt0"
+            | "etc/gmt0"
+            | "etc/gmt+0"
+            | "etc/gmt-0"
+            | "greenwich"
+            | "etc/greenwich"
+            | "universal"
+            | "etc/universal"
+            | "zulu"
+            | "etc/zulu"
+            | "utc0"
+            | "0"
+            | "+0"
+            | "interval '0'"
+    ))
 }
 
 fn action(action: &ast::AlterTableAction, rewriting_defaults: &[usize]) -> ActionKind {
@@ -409,6 +491,7 @@ fn action(action: &ast::AlterTableAction, rewriting_defaults: &[usize]) -> Actio
             Some(name) => ActionKind::ValidateConstraint { name: name.name },
             None => ActionKind::Other,
         },
+        A::SetTablespace(_) => ActionKind::SetTablespace,
         _ => ActionKind::Other,
     }
 }

@@ -328,6 +328,13 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
             )
         })?;
     check_transactional_statements(down, engine.migrations.format)?;
+    // A down section holds locks like any other: linted in its own role.
+    let catalog = lint_gate::revert_catalog(engine.store, &[file]).await?;
+    let findings = lint::lint_revert(engine.migrations, &[file], false, catalog);
+    if let Some(refusal) = lint::refusal(&findings, &doing) {
+        return Err(refusal);
+    }
+    lint_gate::report(engine.reporter, &findings);
     let _history = engine.migrations_lock().await?;
     let applied = engine.store.applied_migrations().await?;
     refuse_dirty(&applied, &doing)?;
@@ -360,6 +367,12 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
                 let mut records = vec![Bookkeeping::MigrationReverted {
                     version: file.version,
                 }];
+                records.extend(lint_gate::allowed_records(
+                    &lint_gate::of(&findings, down),
+                    file,
+                    &engine.options.actor,
+                    Some((undo.plan.name(), spec.id.as_str())),
+                ));
                 records.extend(undo.records.iter().cloned());
                 records
             }

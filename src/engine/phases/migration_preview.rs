@@ -6,12 +6,14 @@ use crate::engine::lint as lint_gate;
 use crate::engine::phases::migration::{already_applied, check_runnable, migration_of};
 use crate::engine::phases::{DryRun, Preview, PreviewChange};
 use crate::engine::plan_runner::PlanEngine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::{NamedSql, WouldDo};
 use crate::lint;
+use crate::migration::Migration;
 use crate::migration::concurrent_index::concurrent_index;
 use crate::migration::transactional::unfit_for_transaction;
 use crate::plan::load::phase_path;
+use crate::store::Store;
 use crate::store::preview::{NOT_IN_A_TRANSACTION, QUERY_CANCELED};
 use crate::store::session::{LOCK_NOT_AVAILABLE, ScriptFailure};
 use crate::{sql_text, timefmt};
@@ -140,6 +142,38 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
         Some(_) => return PreviewChange::AlreadyApplied,
         None => {}
     }
+    match try_in_preview(store, file).await {
+        Tried::Applied {
+            note,
+            unique_indexes_left_out,
+        } => PreviewChange::Applied {
+            note,
+            unique_indexes_left_out,
+        },
+        Tried::Failed { place, failure } => preview_failure(preview, index, &id, &place, failure),
+        Tried::Store(e) => PreviewChange::Failed(e),
+    }
+}
+
+/// What applying one migration's up section in the preview did.
+pub(crate) enum Tried {
+    Applied {
+        /// The statements left out (they cannot run in a transaction).
+        note: Option<String>,
+        unique_indexes_left_out: Vec<String>,
+    },
+    /// A statement failed, at `place` (`file:line[:column]`); the
+    /// migration's changes are undone.
+    Failed {
+        place: String,
+        failure: ScriptFailure,
+    },
+    Store(Error),
+}
+
+/// Apply `file`'s up section in the preview transaction (a savepoint kept
+/// on success, undone on failure).
+pub(crate) async fn try_in_preview(store: &Store, file: &Migration) -> Tried {
     let mut scripts = Vec::new();
     let mut left_out = Vec::new();
     let mut unique_indexes_left_out = Vec::new();
@@ -160,19 +194,19 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
         }
     }
     if let Err(e) = store.preview_savepoint().await {
-        return PreviewChange::Failed(e);
+        return Tried::Store(e);
     }
     for (offset, script) in scripts {
         if let Err(failure) = store.preview_script(script).await {
             if let Err(e) = store.preview_undo_step().await {
-                return PreviewChange::Failed(e);
+                return Tried::Store(e);
             }
             let place = failure_place(&file.up, offset, script, &failure);
-            return preview_failure(preview, index, &id, &place, failure);
+            return Tried::Failed { place, failure };
         }
     }
     if let Err(e) = store.preview_keep_step().await {
-        return PreviewChange::Failed(e);
+        return Tried::Store(e);
     }
     let note = (!left_out.is_empty()).then(|| {
         format!(
@@ -181,7 +215,7 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
             file.up.path.display()
         )
     });
-    PreviewChange::Applied {
+    Tried::Applied {
         note,
         unique_indexes_left_out,
     }
@@ -221,9 +255,25 @@ fn preview_failure(
     place: &str,
     failure: ScriptFailure,
 ) -> PreviewChange {
+    match deferral(preview, id, &failure) {
+        Some(why) => PreviewChange::Deferred(why),
+        None => PreviewChange::Failed(preview.plan.error_at(
+            &phase_path(index, &["migration"]),
+            format!(
+                "{id} ({place}) does not apply to the schema as it will be when this phase runs: {}",
+                failure.diagnostic
+            ),
+        )),
+    }
+}
+
+/// Why a failure in the preview defers the checks after it (a wait, a
+/// statement too slow to try, data that may change), or None when it is
+/// an error of the migration.
+pub(crate) fn deferral(preview: &Preview<'_>, id: &str, failure: &ScriptFailure) -> Option<String> {
     let diagnostic = &failure.diagnostic;
     let sqlstate = diagnostic.sqlstate.as_str();
-    let deferred = match sqlstate {
+    match sqlstate {
         LOCK_NOT_AVAILABLE => Some(format!(
             "could not take the lock {id} needs within {} (the application or another session holds it); run `orch check --online` again",
             timefmt::duration(preview.lock_timeout)
@@ -243,14 +293,5 @@ fn preview_failure(
             diagnostic.message
         )),
         _ => None,
-    };
-    match deferred {
-        Some(why) => PreviewChange::Deferred(why),
-        None => PreviewChange::Failed(preview.plan.error_at(
-            &phase_path(index, &["migration"]),
-            format!(
-                "{id} ({place}) does not apply to the schema as it will be when this phase runs: {diagnostic}"
-            ),
-        )),
     }
 }

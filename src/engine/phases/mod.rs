@@ -10,7 +10,7 @@ mod backfill;
 mod check;
 mod deploy;
 pub(crate) mod migration;
-mod migration_preview;
+pub(crate) mod migration_preview;
 
 use std::time::Duration;
 
