@@ -300,6 +300,22 @@ fn kind(stmt: &ast::Stmt, rewriting_defaults: &[usize]) -> StatementKind {
     }
 }
 
+/// A USING expression that is the column itself, perhaps cast to the new
+/// type: what PostgreSQL computes without USING.
+fn is_plain_conversion(expr: &str, column: &str, ty: &str) -> bool {
+    let expr = expr.trim();
+    let expr = expr
+        .strip_prefix('(')
+        .and_then(|e| e.strip_suffix(')'))
+        .unwrap_or(expr)
+        .trim();
+    let (value, cast) = match expr.split_once("::") {
+        Some((value, cast)) => (value.trim(), Some(cast.trim())),
+        None => (expr, None),
+    };
+    ident(value) == column && cast.is_none_or(|c| c.eq_ignore_ascii_case(ty.trim()))
+}
+
 /// No WHERE, or one that holds for every row (`WHERE true`, `WHERE 1 = 1`).
 fn every_row(clause: Option<ast::WhereClauseOrCurrentOf>) -> bool {
     match clause {
@@ -444,11 +460,16 @@ fn action(action: &ast::AlterTableAction, rewriting_defaults: &[usize]) -> Actio
                 return ActionKind::Other;
             };
             match alter.option() {
-                Some(ast::AlterColumnOption::SetType(set)) => ActionKind::SetType {
-                    column,
-                    ty: set.ty().map(|t| text(t.syntax())).unwrap_or_default(),
-                    using: set.using_expr().is_some(),
-                },
+                Some(ast::AlterColumnOption::SetType(set)) => {
+                    let ty = set.ty().map(|t| text(t.syntax())).unwrap_or_default();
+                    // `USING col` (or `col::type`) is the conversion
+                    // PostgreSQL makes without USING: no more work.
+                    let using = set
+                        .using_expr()
+                        .and_then(|u| u.expr())
+                        .is_some_and(|e| !is_plain_conversion(&text(e.syntax()), &column, &ty));
+                    ActionKind::SetType { column, ty, using }
+                }
                 Some(ast::AlterColumnOption::SetNotNull(_)) => ActionKind::SetNotNull { column },
                 _ => ActionKind::Other,
             }
