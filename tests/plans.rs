@@ -769,7 +769,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "misspelled kind",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfil\n    title: t\n",
-            error: "plans/broken.yaml:4:11: phases[0].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check)",
+            error: "plans/broken.yaml:4:11: phases[0].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check, sync)",
         },
         Broken {
             name: "missing title",

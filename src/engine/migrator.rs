@@ -595,6 +595,8 @@ impl Migrator<'_> {
             section,
             direction,
             recheck: &[],
+            before: None,
+            after: None,
         };
         let actor = self.options.actor.clone();
         let stats = runner

@@ -11,6 +11,7 @@ mod check;
 mod deploy;
 pub(crate) mod migration;
 mod migration_preview;
+mod sync;
 
 use std::time::Duration;
 
@@ -209,5 +210,6 @@ pub(crate) fn work(kind: PhaseKind) -> &'static dyn PhaseWork {
         PhaseKind::Deploy => &deploy::DeployGate,
         PhaseKind::Backfill => &backfill::BackfillPhase,
         PhaseKind::Check => &check::CheckPhase,
+        PhaseKind::Sync => &sync::SyncPhase,
     }
 }

@@ -1,0 +1,455 @@
+//! A sync phase: advancing it installs a trigger that keeps the new
+//! columns computed from the old ones (and back, with `down`), in one short
+//! transaction under lock_timeout with orch's retries, together with the
+//! phase's record; the record names the trigger, so `status`, rollback and
+//! the plan's contract phase find it. Rolling it back drops the trigger.
+//! The contract phase's side (drop with its migration, restore when it is
+//! rolled back) is `contract_drops` and `contract_restores`, used by the
+//! migration phase. What the trigger does: docs/plan-format.md, "Sync".
+
+use std::path::Path;
+
+use futures_util::future::BoxFuture;
+use serde_json::json;
+
+use crate::engine::online_check::waited_too_long;
+use crate::engine::phases::{DryRun, PhaseWork, Step, Undo};
+use crate::engine::plan_runner::{PlanEngine, confirm_command};
+use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
+use crate::error::{Error, Result};
+use crate::events::{Direction, Event, NamedSql, WouldDo};
+use crate::migration::Section;
+use crate::plan::format::{PhaseKind, PhaseSpec, SyncSpec};
+use crate::plan::load::phase_path;
+use crate::plan::records::{PhaseRecord, SyncTriggerRecord};
+use crate::plan::state::{PhaseCommand, transition};
+use crate::plan::{AuditAction, LoadedPlan};
+use crate::store::Store;
+use crate::store::bookkeeping::Bookkeeping;
+use crate::store::sync_trigger::{self, SyncTable};
+use crate::yaml_locate::PathSeg;
+
+pub(crate) struct SyncPhase;
+
+impl PhaseWork for SyncPhase {
+    fn advance<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        step: Step<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(install(engine, step))
+    }
+
+    fn rollback<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        undo: Undo<'a>,
+    ) -> BoxFuture<'a, Result<String>> {
+        Box::pin(uninstall(engine, undo))
+    }
+
+    fn dry_run<'a>(
+        &'a self,
+        engine: &'a PlanEngine<'a>,
+        dry: &'a DryRun<'a>,
+    ) -> BoxFuture<'a, Result<WouldDo>> {
+        Box::pin(describe(engine, dry))
+    }
+
+    fn check_online<'a>(
+        &'a self,
+        store: &'a Store,
+        plan: &'a LoadedPlan,
+        index: usize,
+    ) -> BoxFuture<'a, Option<Result<String>>> {
+        Box::pin(async move {
+            plan.spec.phases[index].sync.as_ref()?;
+            Some(verify(store, plan, index).await.map(|table| {
+                format!(
+                    "{}.{}: its columns exist and its expressions compile",
+                    table.schema, table.name
+                )
+            }))
+        })
+    }
+}
+
+fn sync_spec(spec: &PhaseSpec) -> &SyncSpec {
+    spec.sync
+        .as_ref()
+        .expect("validated: sync phases have a sync section")
+}
+
+/// The table of sync phase `index` as it is now: it exists, has every
+/// column the phase names, and each expression compiles as the value of
+/// its column. A problem is an error at its place in the plan file (a wait
+/// for a lock stays as it is: it is the database's, not the plan's).
+async fn verify(store: &Store, plan: &LoadedPlan, index: usize) -> Result<SyncTable> {
+    let spec = sync_spec(&plan.spec.phases[index]);
+    let at = |path: Vec<PathSeg>, e: Error| {
+        if waited_too_long(&e) {
+            e
+        } else {
+            plan.error_at(&path, e.to_string())
+        }
+    };
+    let table = store
+        .sync_table(&spec.table)
+        .await
+        .map_err(|e| at(phase_path(index, &["sync", "table"]), e))?;
+    for (field, columns) in [("old", &spec.old), ("new", &spec.new)] {
+        for (j, column) in columns.iter().enumerate() {
+            if !table.columns.contains(column) {
+                let mut path = phase_path(index, &["sync", field]);
+                path.push(PathSeg::Index(j));
+                return Err(plan.error_at(
+                    &path,
+                    format!(
+                        "column {column:?} of {}.{} does not exist at this point of the plan",
+                        table.schema, table.name
+                    ),
+                ));
+            }
+        }
+    }
+    let sides = [("up", Some(&spec.up)), ("down", spec.down.as_ref())];
+    for (field, map) in sides {
+        for (column, expression) in map.into_iter().flatten() {
+            if let Err(d) = store
+                .compile_sync_expression(&table, column, expression)
+                .await
+            {
+                let error = Error::Sql {
+                    context: format!(
+                        "the expression for {column} does not compile against {}.{}",
+                        table.schema, table.name
+                    ),
+                    diagnostic: Box::new(d),
+                };
+                return Err(at(phase_path(index, &["sync", field, column]), error));
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// The trigger phase `index` of `plan` installs on `table`.
+fn trigger_of(plan: &LoadedPlan, index: usize, table: &SyncTable) -> SyncTriggerRecord {
+    let name = sync_trigger::trigger_name(plan.name(), &plan.spec.phases[index].id);
+    SyncTriggerRecord {
+        schema: table.schema.clone(),
+        table: table.name.clone(),
+        trigger: name.clone(),
+        function: name,
+        installed: true,
+        dropped_by: None,
+    }
+}
+
+/// orch's SQL as a section of the plan file (at the phase's `sync`), so it
+/// runs as a migration does: one transaction with its bookkeeping, under
+/// lock_timeout with retries and backoff.
+fn section(plan: &LoadedPlan, index: usize, sql: String) -> Section {
+    Section {
+        path: plan.path.clone(),
+        sql,
+        marker_line: plan.line_of(&phase_path(index, &["sync"])),
+        transactional: true,
+        exact_columns: false,
+    }
+}
+
+/// Run orch's trigger SQL of phase `index` (`direction`: up installs, down
+/// drops) with `records`, in one transaction. A failure of the SQL points
+/// at the phase's `sync` section, not at a line of SQL the file lacks.
+async fn run_trigger_sql(
+    engine: &PlanEngine<'_>,
+    plan: &LoadedPlan,
+    index: usize,
+    sql: String,
+    direction: Direction,
+    records: impl FnOnce() -> Vec<Bookkeeping>,
+) -> Result<()> {
+    let section = section(plan, index, sql);
+    let id = format!("sync trigger of phase {}", plan.spec.phases[index].id);
+    let job = SectionJob {
+        version: 0,
+        id: &id,
+        path: Path::new(&section.path),
+        section: &section,
+        direction,
+        recheck: &[],
+        before: None,
+        after: None,
+    };
+    let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
+    let result = runner
+        .run(&job, |ended| match ended {
+            Ended::Done(_) => records(),
+            Ended::HalfDone(_) => Vec::new(),
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(Error::MigrationFailed {
+            path,
+            name,
+            diagnostic,
+            applied_before_failure,
+            recorded_dirty,
+            ..
+        }) => Err(Error::MigrationFailed {
+            path,
+            name,
+            line: section.marker_line,
+            column: None,
+            diagnostic,
+            applied_before_failure,
+            recorded_dirty,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
+    let (plan, spec, index) = (step.plan, step.spec(), step.index);
+    let running = step.started.clone();
+    let table = match verify(engine.store, plan, index).await {
+        Ok(table) => table,
+        Err(e) => return Err(engine.fail(plan, running, e).await),
+    };
+    let trigger = trigger_of(plan, index, &table);
+    let sql = sync_trigger::install_sql(&trigger, sync_spec(spec));
+    let mut done = running.clone();
+    done.state = transition(PhaseKind::Sync, running.state, PhaseCommand::Succeed)
+        .expect("a running sync phase may succeed");
+    done.finished_at = Some(step.now);
+    done.result = Some(serde_json::to_value(&trigger).expect("a trigger record serialises"));
+    let event = engine.event(
+        plan.name(),
+        Some(&spec.id),
+        AuditAction::TriggerInstalled,
+        json!({ "trigger": trigger.trigger, "table": format!("{}.{}", trigger.schema, trigger.table) }),
+    );
+    let records = || vec![Bookkeeping::Phase(Box::new(done)), event];
+    if let Err(e) = run_trigger_sql(engine, plan, index, sql, Direction::Up, records).await {
+        return Err(engine.fail(plan, running, e).await);
+    }
+    engine.reporter.report(Event::PhaseDone {
+        plan: plan.name().to_string(),
+        position: index + 1,
+        id: spec.id.clone(),
+        summary: format!(
+            "installed {}: writes of only {} now refresh {}{}",
+            trigger.describe().trim_end_matches(" installed"),
+            sync_spec(spec).old.join(", "),
+            sync_spec(spec).new.join(", "),
+            if sync_spec(spec).down.is_some() {
+                ", and writes of only those refresh the old ones"
+            } else {
+                ""
+            }
+        ),
+        confirm_command: confirm_command(plan.name(), &spec.id),
+    });
+    Ok(())
+}
+
+async fn uninstall(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
+    let (plan, index) = (undo.plan, undo.index);
+    let phases = match engine.store.plan_state(plan.name()).await? {
+        Some((_, phases)) => phases,
+        None => Vec::new(),
+    };
+    let installed = phases
+        .iter()
+        .find(|p| p.position as usize == index + 1)
+        .filter(|p| p.state.has_run())
+        .and_then(SyncTriggerRecord::of)
+        .filter(|t| t.installed);
+    let Some(trigger) = installed.filter(|_| undo.work_done) else {
+        engine.store.commit_bookkeeping(&undo.records).await?;
+        return Ok(String::new());
+    };
+    let event = engine.event(
+        plan.name(),
+        Some(&undo.spec().id),
+        AuditAction::TriggerDropped,
+        json!({
+            "trigger": trigger.trigger,
+            "table": format!("{}.{}", trigger.schema, trigger.table),
+            "by": "rollback",
+        }),
+    );
+    let mut records = undo.records.clone();
+    records.push(event);
+    let sql = sync_trigger::drop_sql(&trigger);
+    run_trigger_sql(engine, plan, index, sql, Direction::Down, || records).await?;
+    Ok(format!(
+        "dropped trigger {} on {}.{} and its function",
+        trigger.trigger, trigger.schema, trigger.table
+    ))
+}
+
+/// `orch advance --dry-run`: the trigger it would install, and its SQL.
+async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Result<WouldDo> {
+    let (plan, index) = (dry.plan, dry.index);
+    let spec = sync_spec(dry.spec());
+    let table = verify(engine.store, plan, index).await?;
+    let trigger = trigger_of(plan, index, &table);
+    let pairs = |map: &std::collections::BTreeMap<String, String>| {
+        map.iter()
+            .map(|(c, e)| format!("{c} = {}", e.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut facts = vec![
+        (
+            "table".to_string(),
+            format!("{}.{}", table.schema, table.name),
+        ),
+        (
+            "old columns".to_string(),
+            format!("{} (the old version writes them)", spec.old.join(", ")),
+        ),
+        (
+            "new columns".to_string(),
+            format!("{} (the new version writes them)", spec.new.join(", ")),
+        ),
+        ("up".to_string(), pairs(&spec.up)),
+    ];
+    match &spec.down {
+        Some(down) => facts.push(("down".to_string(), pairs(down))),
+        None => facts.push((
+            "down".to_string(),
+            "none: writes of only the new columns leave the old ones as they are".to_string(),
+        )),
+    }
+    facts.push((
+        "lock_timeout".to_string(),
+        format!(
+            "{} per attempt, {} retries",
+            crate::timefmt::duration(engine.options.policy.lock_timeout),
+            engine.options.policy.retries
+        ),
+    ));
+    Ok(WouldDo {
+        what: format!(
+            "install trigger {} on {}.{} (BEFORE INSERT OR UPDATE, for each row) and its function, in one transaction with the phase's record; it stays until the plan's contract phase drops it",
+            trigger.trigger, trigger.schema, trigger.table
+        ),
+        facts,
+        sql: Some(NamedSql {
+            name: "the trigger, in one transaction".to_string(),
+            sql: sync_trigger::install_sql(&trigger, spec),
+        }),
+    })
+}
+
+/// What a contract phase does to the plan's sync triggers, in its
+/// migration's transaction: SQL run there, and the records committed with
+/// it.
+pub(crate) struct TriggerChange {
+    pub sql: String,
+    pub records: Vec<Bookkeeping>,
+    /// The triggers, for the phase's result and event.
+    pub triggers: Vec<String>,
+}
+
+/// The sync triggers of phases before `index` that are installed: a
+/// contract phase drops them before its migration, in its transaction.
+pub(crate) fn contract_drops(
+    engine: &PlanEngine<'_>,
+    plan: &LoadedPlan,
+    index: usize,
+    phases: &[PhaseRecord],
+) -> Option<TriggerChange> {
+    let contract = &plan.spec.phases[index].id;
+    let mut change = TriggerChange {
+        sql: String::new(),
+        records: Vec::new(),
+        triggers: Vec::new(),
+    };
+    let ran_before = phases
+        .iter()
+        .filter(|p| (p.position as usize) <= index && p.state.has_run());
+    for record in ran_before {
+        let Some(trigger) = SyncTriggerRecord::of(record).filter(|t| t.installed) else {
+            continue;
+        };
+        change.sql.push_str(&sync_trigger::drop_sql(&trigger));
+        let mut dropped = trigger.clone();
+        dropped.installed = false;
+        dropped.dropped_by = Some(contract.clone());
+        let mut row = record.clone();
+        row.result = Some(serde_json::to_value(&dropped).expect("a trigger record serialises"));
+        change.records.push(Bookkeeping::Phase(Box::new(row)));
+        change.records.push(engine.event(
+            plan.name(),
+            Some(&record.id),
+            AuditAction::TriggerDropped,
+            json!({
+                "trigger": trigger.trigger,
+                "table": format!("{}.{}", trigger.schema, trigger.table),
+                "by": contract,
+            }),
+        ));
+        change.triggers.push(trigger.trigger);
+    }
+    (!change.triggers.is_empty()).then_some(change)
+}
+
+/// The sync triggers contract phase `index` dropped: rolling it back
+/// installs them again after its down section, in its transaction.
+pub(crate) fn contract_restores(
+    engine: &PlanEngine<'_>,
+    plan: &LoadedPlan,
+    index: usize,
+    phases: &[PhaseRecord],
+) -> Option<TriggerChange> {
+    let contract = &plan.spec.phases[index].id;
+    let mut change = TriggerChange {
+        sql: String::new(),
+        records: Vec::new(),
+        triggers: Vec::new(),
+    };
+    let ran_before = phases
+        .iter()
+        .filter(|p| (p.position as usize) <= index && p.state.has_run());
+    for record in ran_before {
+        let Some(trigger) = SyncTriggerRecord::of(record)
+            .filter(|t| !t.installed && t.dropped_by.as_ref() == Some(contract))
+        else {
+            continue;
+        };
+        let Some(spec) = plan
+            .spec
+            .phases
+            .get(record.position as usize - 1)
+            .and_then(|p| p.sync.as_ref())
+        else {
+            continue;
+        };
+        let mut restored = trigger.clone();
+        restored.installed = true;
+        restored.dropped_by = None;
+        change
+            .sql
+            .push_str(&sync_trigger::install_sql(&restored, spec));
+        let mut row = record.clone();
+        row.result = Some(serde_json::to_value(&restored).expect("a trigger record serialises"));
+        change.records.push(Bookkeeping::Phase(Box::new(row)));
+        change.records.push(engine.event(
+            plan.name(),
+            Some(&record.id),
+            AuditAction::TriggerRestored,
+            json!({
+                "trigger": trigger.trigger,
+                "table": format!("{}.{}", trigger.schema, trigger.table),
+                "by": contract,
+            }),
+        ));
+        change.triggers.push(trigger.trigger);
+    }
+    (!change.triggers.is_empty()).then_some(change)
+}
