@@ -239,17 +239,18 @@ async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         plan: plan.name().to_string(),
         position: index + 1,
         id: spec.id.clone(),
-        summary: format!(
-            "installed {}: writes of only {} now refresh {}{}",
-            trigger.describe().trim_end_matches(" installed"),
-            sync_spec(spec).old.join(", "),
-            sync_spec(spec).new.join(", "),
-            if sync_spec(spec).down.is_some() {
-                ", and writes of only those refresh the old ones"
-            } else {
-                ""
-            }
-        ),
+        summary: {
+            let sync = sync_spec(spec);
+            let (old, new) = (sync.old.join(", "), sync.new.join(", "));
+            let back = match sync.down {
+                Some(_) => format!(", and writes of only {new} refresh {old}"),
+                None => String::new(),
+            };
+            format!(
+                "installed trigger {} on {}.{}: writes of only {old} now refresh {new}{back}",
+                trigger.trigger, trigger.schema, trigger.table
+            )
+        },
         confirm_command: confirm_command(plan.name(), &spec.id),
     });
     Ok(())
