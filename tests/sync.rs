@@ -145,7 +145,7 @@ struct Writes {
 fn writer(
     s: &Session,
     mode: Arc<AtomicU8>,
-    counter: Arc<AtomicU64>,
+    counter: Arc<Counters>,
     lane: i64,
     lanes: i64,
     existing: i64,
@@ -208,9 +208,12 @@ fn writer(
                     Ok(id) => {
                         writes.ok += 1;
                         writes.expected.insert(id, (lng, lat));
-                        counter.fetch_add(1, Ordering::SeqCst);
+                        counter.ok.fetch_add(1, Ordering::SeqCst);
                     }
-                    Err(e) => writes.failed.push(format!("{e:?}")),
+                    Err(e) => {
+                        counter.failed.fetch_add(1, Ordering::SeqCst);
+                        writes.failed.push(format!("{e:?}"));
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
@@ -219,14 +222,23 @@ fn writer(
     })
 }
 
-/// Wait until the writers have done `more` writes beyond now.
-fn writes_go_on(counter: &AtomicU64, more: u64) {
-    let from = counter.load(Ordering::SeqCst);
-    assert!(
-        wait_until(Duration::from_secs(120), || counter.load(Ordering::SeqCst)
-            >= from + more),
-        "the writers stopped writing"
-    );
+/// The writers' writes so far, over all of them.
+#[derive(Default)]
+struct Counters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Wait until the writers have done `more` writes beyond now, none failing.
+#[track_caller]
+fn writes_go_on(counter: &Counters, more: u64) {
+    let from = counter.ok.load(Ordering::SeqCst);
+    let failed = || counter.failed.load(Ordering::SeqCst);
+    let went_on = wait_until(Duration::from_secs(120), || {
+        counter.ok.load(Ordering::SeqCst) >= from + more || failed() > 0
+    });
+    assert_eq!(failed(), 0, "writes of the application failed");
+    assert!(went_on, "the writers stopped writing");
 }
 
 /// Rows whose loc is not point(lng, lat).
@@ -243,7 +255,7 @@ fn whole_plan_with_old_then_new_app_writers_and_no_dual_writing_version() {
     const LANES: i64 = 2;
     let s = session(ROWS);
     let mode = Arc::new(AtomicU8::new(OLD_APP));
-    let counter = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(Counters::default());
     let writers: Vec<_> = (0..LANES)
         .map(|lane| writer(&s, mode.clone(), counter.clone(), lane, LANES, ROWS))
         .collect();
