@@ -764,7 +764,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "unknown phase field",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    timeout: 5\n",
-            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field (expected one of id, kind, title, instructions, role, migration, version, backfill, guard, checks, reversible, rollback_loses)",
+            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field (expected one of id, kind, title, instructions, role, migration, version, backfill, sync, guard, checks, reversible, rollback_loses)",
         },
         Broken {
             name: "misspelled kind",
