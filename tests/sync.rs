@@ -535,3 +535,41 @@ fn check_online_checks_the_table_columns_and_expressions_where_the_phase_runs() 
         "{said}"
     );
 }
+
+/// Installing the trigger waits for its lock at most lock_timeout per
+/// attempt, retries, and gives up without installing anything: a writer's
+/// open transaction (ROW EXCLUSIVE) blocks CREATE TRIGGER (SHARE ROW
+/// EXCLUSIVE), and the application's writes never queue behind orch for
+/// longer than an attempt.
+#[test]
+fn installing_waits_for_its_lock_briefly_and_gives_up_cleanly() {
+    let s = session(10);
+    short_plan(&s);
+    s.orch(&["advance", "posts-sync"]).success();
+    confirm(&s, "add-loc");
+    let writer = s.db.connect();
+    writer.execute("BEGIN; UPDATE posts SET url = 'busy' WHERE id = 1;");
+    let run = s.orch(&[
+        "advance",
+        "posts-sync",
+        "--lock-timeout",
+        "100ms",
+        "--lock-retries",
+        "2",
+    ]);
+    run.code(5)
+        .stderr_has("lock timeout (100 ms) at plans/posts-sync.yaml:11 (sync trigger of phase sync-loc), attempt 1/3")
+        .stderr_has(
+            "plans/posts-sync.yaml:11: migration sync trigger of phase sync-loc (up) gave up after 3 attempts",
+        );
+    assert!(triggers(&s).is_empty());
+    assert_eq!(functions(&s), 0, "the function was left behind");
+    assert_eq!(
+        s.value("SELECT state FROM orch.phases WHERE id = 'sync-loc'")
+            .as_deref(),
+        Some("failed")
+    );
+    writer.execute("COMMIT");
+    s.orch(&["advance", "posts-sync"]).success();
+    assert_eq!(triggers(&s).len(), 1);
+}

@@ -597,6 +597,7 @@ impl Migrator<'_> {
             recheck: &[],
             before: None,
             after: None,
+            place: None,
         };
         let actor = self.options.actor.clone();
         let stats = runner

@@ -50,6 +50,10 @@ pub struct SectionJob<'a> {
     /// after the down section). Transactional sections only.
     pub before: Option<&'a str>,
     pub after: Option<&'a str>,
+    /// For a section of orch's own SQL (a sync phase's trigger, placed in
+    /// the plan file): the line every failure and lock wait is reported at,
+    /// instead of a line of SQL the file does not have.
+    pub place: Option<usize>,
 }
 
 /// How a section run went.
@@ -230,7 +234,10 @@ impl<'a> SectionRunner<'a> {
                 }
                 Err(failure) => {
                     self.store.rollback().await;
-                    let place = failing_place(job.section, &statements, &failure);
+                    let place = match job.place {
+                        Some(line) => (line, None),
+                        None => failing_place(job.section, &statements, &failure),
+                    };
                     lock_timeout = match self
                         .after_failure(job, place.0, attempt, lock_timeout, failure, wait)
                         .await?

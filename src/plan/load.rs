@@ -50,10 +50,13 @@ impl LoadedPlan {
         Self::parse(path, &text)
     }
 
-    /// The 1-based line of the value at `path` (or of the nearest existing
-    /// parent).
+    /// The 1-based line of the key at `path` (a field's name), else of its
+    /// value or the nearest existing parent's.
     pub fn line_of(&self, path: &[PathSeg]) -> usize {
-        self.locations.nearest(path).line
+        self.locations
+            .key(path)
+            .unwrap_or_else(|| self.locations.nearest(path))
+            .line
     }
 
     /// An error pointing at the value at `path` (or the nearest existing

@@ -236,6 +236,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         recheck: &step.recheck,
         before: triggers.as_ref().map(|t| t.sql.as_str()),
         after: None,
+        place: None,
     };
     let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
     let result = runner
@@ -397,6 +398,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
         recheck: &[],
         before: None,
         after: restores.as_ref().map(|t| t.sql.as_str()),
+        place: None,
     };
     let owner = MigrationOwner {
         plan: undo.plan.name().to_string(),

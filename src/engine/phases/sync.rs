@@ -181,6 +181,7 @@ async fn run_trigger_sql(
         recheck: &[],
         before: None,
         after: None,
+        place: Some(section.marker_line),
     };
     let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
     let result = runner
@@ -189,26 +190,7 @@ async fn run_trigger_sql(
             Ended::HalfDone(_) => Vec::new(),
         })
         .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(Error::MigrationFailed {
-            path,
-            name,
-            diagnostic,
-            applied_before_failure,
-            recorded_dirty,
-            ..
-        }) => Err(Error::MigrationFailed {
-            path,
-            name,
-            line: section.marker_line,
-            column: None,
-            diagnostic,
-            applied_before_failure,
-            recorded_dirty,
-        }),
-        Err(e) => Err(e),
-    }
+    result.map(|_| ())
 }
 
 async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
