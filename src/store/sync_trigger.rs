@@ -395,4 +395,124 @@ mod tests {
             )
         );
     }
+
+    /// What the trigger does to each kind of write, on a real table: one
+    /// case per row of the table in docs/plan-format.md ("Sync"), each
+    /// with what the row holds after. `down` rounds `lat` (lossy), so a
+    /// write that sets `loc` to exactly up(lat, lng), as a backfill does,
+    /// must leave lat and lng as they were.
+    #[tokio::test]
+    async fn each_kind_of_write_on_a_real_table() {
+        let db = crate::store::test_db::TestDb::new().await;
+        db.execute(
+            "CREATE TABLE posts (id int PRIMARY KEY, url text, lat float8, lng float8, loc point);
+             INSERT INTO posts VALUES (1, 'a', 1.25, 2.5, NULL), (2, 'b', 3.75, 4.5, point(4.5, 3.75));",
+        )
+        .await;
+        let mut lossy = spec(true);
+        lossy
+            .down
+            .as_mut()
+            .unwrap()
+            .insert("lat".into(), "round(loc[1]::numeric, 0)".into());
+        db.execute(&install_sql(&record(), &lossy)).await;
+        let cases: &[(&str, &str, &str)] = &[
+            // INSERT by the old version: loc computed.
+            (
+                "INSERT INTO posts (id, url, lat, lng) VALUES (10, 'old', 1.5, 2.25)",
+                "10",
+                "1.5 2.25 (2.25,1.5)",
+            ),
+            // INSERT by the new version: lat/lng computed (lat rounded by down).
+            (
+                "INSERT INTO posts (id, url, loc) VALUES (11, 'new', point(7.25, 8.75))",
+                "11",
+                "9 7.25 (7.25,8.75)",
+            ),
+            // INSERT writing both: kept as written.
+            (
+                "INSERT INTO posts VALUES (12, 'both', 1, 2, point(9, 9))",
+                "12",
+                "1 2 (9,9)",
+            ),
+            // INSERT writing neither: nothing computed.
+            (
+                "INSERT INTO posts (id, url) VALUES (13, 'none')",
+                "13",
+                "NULL NULL NULL",
+            ),
+            // UPDATE of an old column: loc follows.
+            (
+                "UPDATE posts SET lat = 5.5 WHERE id = 2",
+                "2",
+                "5.5 4.5 (4.5,5.5)",
+            ),
+            // UPDATE of loc alone, to something else: lat/lng follow.
+            (
+                "UPDATE posts SET loc = point(6.5, 7.5) WHERE id = 2",
+                "2",
+                "8 6.5 (6.5,7.5)",
+            ),
+            // A backfill's set on a row not in step: loc = up(row), lat kept
+            // (not rounded to 1).
+            (
+                "UPDATE posts SET loc = point(lng, lat) WHERE id = 1",
+                "1",
+                "1.25 2.5 (2.5,1.25)",
+            ),
+            // UPDATE of other columns only: left as it is (loc NULL stays).
+            (
+                "UPDATE posts SET url = 'x' WHERE id = 13",
+                "13",
+                "NULL NULL NULL",
+            ),
+            // UPDATE of both sides: kept as written.
+            (
+                "UPDATE posts SET lat = 0, loc = point(3, 3) WHERE id = 1",
+                "1",
+                "0 2.5 (3,3)",
+            ),
+            // An old column set to the value it had is not a write of it.
+            (
+                "UPDATE posts SET lat = lat, url = 'y' WHERE id = 1",
+                "1",
+                "0 2.5 (3,3)",
+            ),
+        ];
+        for (statement, id, expected) in cases {
+            db.execute(statement).await;
+            let got = db
+                .column(&format!(
+                    "SELECT coalesce(lat::text, 'NULL') || ' ' || coalesce(lng::text, 'NULL') || ' ' || coalesce(loc::text, 'NULL') FROM posts WHERE id = {id}"
+                ))
+                .await;
+            assert_eq!(got, vec![expected.to_string()], "{statement}");
+        }
+        db.execute(&drop_sql(&record())).await;
+        db.execute("UPDATE posts SET lat = 42 WHERE id = 1").await;
+        assert_eq!(
+            db.column("SELECT loc::text FROM posts WHERE id = 1").await,
+            vec!["(3,3)".to_string()],
+            "the trigger is gone"
+        );
+        db.execute(&drop_sql(&record())).await;
+    }
+
+    /// Without `down`, a write of the new version leaves the old columns.
+    #[tokio::test]
+    async fn without_down_on_a_real_table() {
+        let db = crate::store::test_db::TestDb::new().await;
+        db.execute(
+            "CREATE TABLE posts (id int PRIMARY KEY, lat float8, lng float8, loc point);
+                    INSERT INTO posts VALUES (1, 1, 2, point(2, 1));",
+        )
+        .await;
+        db.execute(&install_sql(&record(), &spec(false))).await;
+        db.execute("UPDATE posts SET loc = point(5, 6) WHERE id = 1; INSERT INTO posts (id, loc) VALUES (2, point(7, 8))").await;
+        assert_eq!(
+            db.column("SELECT concat_ws(' ', lat, lng, loc) FROM posts ORDER BY id")
+                .await,
+            vec!["1 2 (5,6)".to_string(), "(7,8)".to_string()]
+        );
+    }
 }
