@@ -573,3 +573,43 @@ fn installing_waits_for_its_lock_briefly_and_gives_up_cleanly() {
     s.orch(&["advance", "posts-sync"]).success();
     assert_eq!(triggers(&s).len(), 1);
 }
+
+/// The trigger goes BEFORE the contract's statements, in its transaction:
+/// a contract that drops lat and lng and then writes the table would
+/// otherwise fire a trigger reading the dropped columns. `check --online`
+/// previews it the same way (the trigger installed, the contract pending).
+#[test]
+fn a_contract_that_writes_the_table_after_its_drop_meets_no_trigger() {
+    let s = session(10);
+    short_plan(&s);
+    s.migration(
+        "20240103000000_drop_posts_lat_lng.sql",
+        "-- migrate:up
+ALTER TABLE posts DROP COLUMN lat, DROP COLUMN lng;
+UPDATE posts SET url = url || '!' WHERE id = 1;
+
+-- migrate:down
+ALTER TABLE posts ADD COLUMN lat float8, ADD COLUMN lng float8;
+",
+    );
+    s.orch(&["advance", "posts-sync"]).success();
+    confirm(&s, "add-loc");
+    s.orch(&["advance", "posts-sync"]).success();
+    confirm(&s, "sync-loc");
+    s.execute("UPDATE posts SET loc = point(lng, lat)");
+    s.orch(&["check", "--online"])
+        .success()
+        .stdout_has("phase 3 drop-lat-lng: 1 guard compiles; applies to the schema it will meet");
+    assert_eq!(
+        triggers(&s).len(),
+        1,
+        "the preview dropped the live trigger"
+    );
+    s.orch(&["advance", "posts-sync"]).success();
+    assert!(triggers(&s).is_empty());
+    assert_eq!(
+        s.value("SELECT count(*) FROM posts WHERE url LIKE '%!'")
+            .as_deref(),
+        Some("1")
+    );
+}

@@ -11,6 +11,7 @@ use crate::events::{NamedSql, WouldDo};
 use crate::lint;
 use crate::migration::concurrent_index::concurrent_index;
 use crate::migration::transactional::unfit_for_transaction;
+use crate::plan::format::Role;
 use crate::plan::load::phase_path;
 use crate::store::preview::{NOT_IN_A_TRANSACTION, QUERY_CANCELED};
 use crate::store::session::{LOCK_NOT_AVAILABLE, ScriptFailure};
@@ -162,6 +163,26 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
     if let Err(e) = store.preview_savepoint().await {
         return PreviewChange::Failed(e);
     }
+    // As `advance` does, a contract drops the plan's installed sync
+    // triggers first (a statement of it that writes the table would
+    // otherwise fire a trigger that reads the columns it drops).
+    if spec.role == Some(Role::Contract) {
+        let drops = match installed_sync_triggers(store, plan, index).await {
+            Ok(drops) => drops,
+            Err(e) => return PreviewChange::Failed(e),
+        };
+        for drop in drops {
+            if let Err(failure) = store.preview_script(&drop).await {
+                if let Err(e) = store.preview_undo_step().await {
+                    return PreviewChange::Failed(e);
+                }
+                return PreviewChange::Deferred(format!(
+                    "could not drop the plan's sync trigger before {id} in the preview: {}",
+                    failure.diagnostic.message
+                ));
+            }
+        }
+    }
     for (offset, script) in scripts {
         if let Err(failure) = store.preview_script(script).await {
             if let Err(e) = store.preview_undo_step().await {
@@ -253,4 +274,23 @@ fn preview_failure(
             ),
         )),
     }
+}
+
+/// The SQL that drops each sync trigger of a phase before `index` that is
+/// recorded as installed.
+async fn installed_sync_triggers(
+    store: &crate::store::Store,
+    plan: &crate::plan::LoadedPlan,
+    index: usize,
+) -> crate::error::Result<Vec<String>> {
+    let Some((_, phases)) = store.plan_state(plan.name()).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(phases
+        .iter()
+        .filter(|p| (p.position as usize) <= index && p.state.has_run())
+        .filter_map(crate::plan::records::SyncTriggerRecord::of)
+        .filter(|t| t.installed)
+        .map(|t| crate::store::sync_trigger::drop_sql(&t))
+        .collect())
 }
