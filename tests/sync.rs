@@ -600,6 +600,10 @@ ALTER TABLE posts ADD COLUMN lat float8, ADD COLUMN lng float8;
     s.orch(&["check", "--online"])
         .success()
         .stdout_has("phase 3 drop-lat-lng: 1 guard compiles; applies to the schema it will meet");
+    s.orch(&["advance", "posts-sync", "--dry-run"])
+        .success()
+        .stdout_has("dropped first, in the same transaction")
+        .stdout_has("DROP TRIGGER IF EXISTS \"orch_sync_posts_sync_sync_loc_");
     assert_eq!(
         triggers(&s).len(),
         1,

@@ -86,6 +86,18 @@ pub(super) async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Resul
             },
         ),
     ];
+    if spec.role == Some(Role::Contract) {
+        let drops = installed_sync_triggers(engine.store, plan, index).await?;
+        if !drops.is_empty() {
+            facts.push((
+                "sync triggers".to_string(),
+                format!(
+                    "dropped first, in the same transaction (the plan's sync phases installed them):\n{}",
+                    drops.concat().trim_end()
+                ),
+            ));
+        }
+    }
     facts.push((
         "lint".to_string(),
         if findings.is_empty() {
