@@ -534,6 +534,18 @@ fn check_online_checks_the_table_columns_and_expressions_where_the_phase_runs() 
         said.contains("phases[1].sync.old[1]: column \"lngg\" of public.posts does not exist at this point of the plan"),
         "{said}"
     );
+
+    s.execute("ALTER TABLE posts ADD COLUMN lat2 float8 GENERATED ALWAYS AS (lat * 2) STORED");
+    let generated = broken
+        .replace("old: [lat, lngg]", "old: [lat, lng, lat2]")
+        .replace("lngg: loc[0]", "lng: loc[0]\n        lat2: loc[1] * 2");
+    s.plan("posts-sync.yaml", &generated);
+    let run = s.orch(&["check", "--online"]);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        said.contains("phases[1].sync.old[2]: column \"lat2\" of public.posts is a generated column: a trigger cannot write it"),
+        "{said}"
+    );
 }
 
 /// Installing the trigger waits for its lock at most lock_timeout per

@@ -41,6 +41,9 @@ pub struct SyncTable {
     pub name: String,
     /// Its columns, in order.
     pub columns: Vec<String>,
+    /// Those of them that are generated (`GENERATED ALWAYS AS`): a trigger
+    /// cannot write them.
+    pub generated: Vec<String>,
 }
 
 impl SyncTable {
@@ -214,6 +217,10 @@ const FIND_TABLE: &str = "
     SELECT n.nspname::text, c.relname::text, c.relkind::text,
            ARRAY(SELECT a.attname::text FROM pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum),
+           ARRAY(SELECT a.attname::text FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND coalesce(to_jsonb(a) ->> 'attgenerated', '') <> ''
                  ORDER BY a.attnum)
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = to_regclass($1::text)";
@@ -236,8 +243,13 @@ impl Store {
             .await
             .map_err(|e| Error::db(format!("cannot look up table {table}"), e))?
             .ok_or_else(|| Error::failed(format!("table {table} does not exist")))?;
-        let (schema, name, relkind, columns): (String, String, String, Vec<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (schema, name, relkind, columns, generated): (
+            String,
+            String,
+            String,
+            Vec<String>,
+            Vec<String>,
+        ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         if !["r", "p"].contains(&relkind.as_str()) {
             return Err(Error::failed(format!(
                 "{table} is not a table (relkind {relkind}): a sync trigger is installed on a table"
@@ -247,6 +259,7 @@ impl Store {
             schema,
             name,
             columns,
+            generated,
         })
     }
 

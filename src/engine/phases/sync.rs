@@ -99,13 +99,22 @@ async fn verify(store: &Store, plan: &LoadedPlan, index: usize) -> Result<SyncTa
         .map_err(|e| at(phase_path(index, &["sync", "table"]), e))?;
     for (field, columns) in [("old", &spec.old), ("new", &spec.new)] {
         for (j, column) in columns.iter().enumerate() {
+            let mut path = phase_path(index, &["sync", field]);
+            path.push(PathSeg::Index(j));
             if !table.columns.contains(column) {
-                let mut path = phase_path(index, &["sync", field]);
-                path.push(PathSeg::Index(j));
                 return Err(plan.error_at(
                     &path,
                     format!(
                         "column {column:?} of {}.{} does not exist at this point of the plan",
+                        table.schema, table.name
+                    ),
+                ));
+            }
+            if table.generated.contains(column) {
+                return Err(plan.error_at(
+                    &path,
+                    format!(
+                        "column {column:?} of {}.{} is a generated column: a trigger cannot write it",
                         table.schema, table.name
                     ),
                 ));
