@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::engine::online_check::waited_too_long;
 use crate::engine::phases::{DryRun, PhaseWork, Step, Undo};
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
-use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
+use crate::engine::section_runner::{Ended, RunStats, SectionJob, SectionRunner};
 use crate::error::{Error, Result};
 use crate::events::{Direction, Event, NamedSql, WouldDo};
 use crate::migration::Section;
@@ -177,7 +177,7 @@ async fn run_trigger_sql(
     index: usize,
     sql: String,
     direction: Direction,
-    records: impl FnOnce() -> Vec<Bookkeeping>,
+    records: impl FnOnce(&RunStats) -> Vec<Bookkeeping>,
 ) -> Result<()> {
     let section = section(plan, index, sql);
     let id = format!("sync trigger of phase {}", plan.spec.phases[index].id);
@@ -195,7 +195,7 @@ async fn run_trigger_sql(
     let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
     let result = runner
         .run(&job, |ended| match ended {
-            Ended::Done(_) => records(),
+            Ended::Done(stats) => records(stats),
             Ended::HalfDone(_) => Vec::new(),
         })
         .await;
@@ -214,7 +214,6 @@ async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let mut done = running.clone();
     done.state = transition(PhaseKind::Sync, running.state, PhaseCommand::Succeed)
         .expect("a running sync phase may succeed");
-    done.finished_at = Some(step.now);
     done.result = Some(serde_json::to_value(&trigger).expect("a trigger record serialises"));
     let event = engine.event(
         plan.name(),
@@ -222,7 +221,11 @@ async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         AuditAction::TriggerInstalled,
         json!({ "trigger": trigger.trigger, "table": format!("{}.{}", trigger.schema, trigger.table) }),
     );
-    let records = || vec![Bookkeeping::Phase(Box::new(done)), event];
+    let records = |stats: &RunStats| {
+        done.finished_at =
+            Some(step.now + chrono::Duration::from_std(stats.duration).unwrap_or_default());
+        vec![Bookkeeping::Phase(Box::new(done)), event]
+    };
     if let Err(e) = run_trigger_sql(engine, plan, index, sql, Direction::Up, records).await {
         return Err(engine.fail(plan, running, e).await);
     }
@@ -276,7 +279,7 @@ async fn uninstall(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
     let mut records = undo.records.clone();
     records.push(event);
     let sql = sync_trigger::drop_sql(&trigger);
-    run_trigger_sql(engine, plan, index, sql, Direction::Down, || records).await?;
+    run_trigger_sql(engine, plan, index, sql, Direction::Down, |_| records).await?;
     Ok(format!(
         "dropped trigger {} on {}.{} and its function",
         trigger.trigger, trigger.schema, trigger.table

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::plan::format::{PhaseSpec, SyncSpec};
+use crate::plan::format::{PhaseSpec, Role, SyncSpec};
 use crate::plan::kinds::KindRules;
 use crate::plan::load::phase_path;
 use crate::plan::validator::{Validator, valid_identifier};
@@ -30,6 +30,16 @@ impl KindRules for SyncRules {
                 validate_spec(v, i, spec);
                 overlapping_syncs(v, i, spec);
             }
+        }
+        let contract_after = v.plan.spec.phases[i + 1..]
+            .iter()
+            .any(|p| p.role == Some(Role::Contract));
+        if !contract_after {
+            v.at(
+                i,
+                &["kind"],
+                "a sync phase needs a contract phase after it (a migration phase with role: contract): that phase drops the trigger in the transaction that drops the old columns, so no write meets a trigger reading a dropped column",
+            );
         }
     }
 
@@ -196,14 +206,35 @@ phases:
         lng: loc[0]
     instructions: |
       Install the trigger.
+  - id: drop
+    kind: migration
+    role: contract
+    title: Drop lat and lng
+    migration: drop_lat_lng
+    guard:
+      - name: nothing left
+        sql: SELECT NOT EXISTS (SELECT 1 FROM posts WHERE loc IS NULL)
 ";
+
+    fn migrations() -> MigrationSet {
+        let file = crate::migration::source::dbmate::parse_file(
+            Path::new("migrations/3_drop_lat_lng.sql"),
+            "-- migrate:up\nSELECT 1;\n",
+        )
+        .unwrap();
+        MigrationSet {
+            dir: "migrations".into(),
+            files: vec![file],
+            ..MigrationSet::default()
+        }
+    }
 
     fn problems(yaml: &str) -> Vec<String> {
         let plan = match LoadedPlan::parse(Path::new("plans/p.yaml"), yaml) {
             Ok(plan) => plan,
             Err(e) => return vec![e.to_string()],
         };
-        validate(&plan, &MigrationSet::default())
+        validate(&plan, &migrations())
             .iter()
             .map(|e| e.to_string())
             .collect()
@@ -317,11 +348,24 @@ phases:
     }
 
     #[test]
+    fn a_sync_phase_needs_a_contract_after_it() {
+        let without = &GOOD[..GOOD.find("  - id: drop").unwrap()];
+        let got = problems(without);
+        assert!(
+            got.iter().any(|p| p.contains(
+                "plans/p.yaml:4:11: phases[0].kind: a sync phase needs a contract phase after it"
+            )),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
     fn two_syncs_of_one_column_are_refused() {
-        let second = GOOD
+        let sync = &GOOD[..GOOD.find("  - id: drop").unwrap()];
+        let second = sync
             .replace("id: sync-loc", "id: again")
             .replace("plan: p\nphases:\n", "");
-        let got = problems(&format!("{GOOD}{second}"));
+        let got = problems(&GOOD.replace("  - id: drop", &format!("{second}  - id: drop")));
         assert!(
             got.iter().any(|p| p.contains(
                 "phases[1].sync.table: phase 1 (sync-loc) already keeps lat, lng, loc of public.posts in step"
