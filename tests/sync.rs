@@ -498,6 +498,12 @@ fn rolling_back_sync_drops_the_trigger_and_the_contract_restores_it() {
         .stdout_has(&format!(
             "sync sync-loc: trigger {name} on public.posts installed"
         ));
+
+    // Dropped by hand: status says the record and the table disagree.
+    s.execute(&format!("DROP TRIGGER \"{name}\" ON posts"));
+    s.orch(&["status", "posts-sync"]).success().stdout_has(&format!(
+        "trigger {name} on public.posts installed (recorded as installed, but the table has no such trigger"
+    ));
 }
 
 #[test]
@@ -534,6 +540,16 @@ fn check_online_checks_the_table_columns_and_expressions_where_the_phase_runs() 
         said.contains("phases[1].sync.old[1]: column \"lngg\" of public.posts does not exist at this point of the plan"),
         "{said}"
     );
+
+    s.execute("ALTER TABLE posts ALTER COLUMN lat SET DEFAULT 0");
+    let with_default = broken
+        .replace("old: [lat, lngg]", "old: [lat, lng]")
+        .replace("lngg: loc[0]", "lng: loc[0]");
+    s.plan("posts-sync.yaml", &with_default);
+    s.orch(&["check", "--online"]).success().stdout_has(
+        "phase 2 sync-loc: public.posts: its columns exist and its expressions compile; warning: lat of public.posts has a default, so on INSERT the trigger counts it as written",
+    );
+    s.execute("ALTER TABLE posts ALTER COLUMN lat DROP DEFAULT");
 
     s.execute("ALTER TABLE posts ADD COLUMN lat2 float8 GENERATED ALWAYS AS (lat * 2) STORED");
     let generated = broken

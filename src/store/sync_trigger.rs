@@ -44,6 +44,9 @@ pub struct SyncTable {
     /// Those of them that are generated (`GENERATED ALWAYS AS`): a trigger
     /// cannot write them.
     pub generated: Vec<String>,
+    /// Those with a default: on INSERT such a column always counts as
+    /// written (the trigger sees the default, not that it was left out).
+    pub with_default: Vec<String>,
 }
 
 impl SyncTable {
@@ -221,6 +224,10 @@ const FIND_TABLE: &str = "
            ARRAY(SELECT a.attname::text FROM pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                    AND coalesce(to_jsonb(a) ->> 'attgenerated', '') <> ''
+                 ORDER BY a.attnum),
+           ARRAY(SELECT a.attname::text FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   AND a.atthasdef AND coalesce(to_jsonb(a) ->> 'attgenerated', '') = ''
                  ORDER BY a.attnum)
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = to_regclass($1::text)";
@@ -243,13 +250,8 @@ impl Store {
             .await
             .map_err(|e| Error::db(format!("cannot look up table {table}"), e))?
             .ok_or_else(|| Error::failed(format!("table {table} does not exist")))?;
-        let (schema, name, relkind, columns, generated): (
-            String,
-            String,
-            String,
-            Vec<String>,
-            Vec<String>,
-        ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let (schema, name, relkind) = (row.get(0), row.get(1), row.get::<_, String>(2));
+        let (columns, generated, with_default) = (row.get(3), row.get(4), row.get(5));
         if !["r", "p"].contains(&relkind.as_str()) {
             return Err(Error::failed(format!(
                 "{table} is not a table (relkind {relkind}): a sync trigger is installed on a table"
@@ -260,6 +262,7 @@ impl Store {
             name,
             columns,
             generated,
+            with_default,
         })
     }
 

@@ -65,10 +65,14 @@ impl PhaseWork for SyncPhase {
         Box::pin(async move {
             plan.spec.phases[index].sync.as_ref()?;
             Some(verify(store, plan, index).await.map(|table| {
-                format!(
+                let mut note = format!(
                     "{}.{}: its columns exist and its expressions compile",
                     table.schema, table.name
-                )
+                );
+                if let Some(warning) = defaults_warning(plan, index, &table) {
+                    note.push_str(&format!("; warning: {warning}"));
+                }
+                note
             }))
         })
     }
@@ -142,6 +146,31 @@ async fn verify(store: &Store, plan: &LoadedPlan, index: usize) -> Result<SyncTa
     Ok(table)
 }
 
+/// Synced columns with a default: on INSERT the trigger cannot tell a
+/// default from a written value, so such a column always counts as
+/// written (docs/plan-format.md, "Sync").
+fn defaults_warning(plan: &LoadedPlan, index: usize, table: &SyncTable) -> Option<String> {
+    let spec = sync_spec(&plan.spec.phases[index]);
+    let with_default: Vec<&str> = spec
+        .old
+        .iter()
+        .chain(&spec.new)
+        .filter(|c| table.with_default.contains(c))
+        .map(String::as_str)
+        .collect();
+    (!with_default.is_empty()).then(|| {
+        format!(
+            "{} of {}.{} {} a default, so on INSERT the trigger counts {} as written even when the statement left {} out (an insert of the version that does not know the column is then kept as written); drop the default while the trigger runs",
+            with_default.join(", "),
+            table.schema,
+            table.name,
+            if with_default.len() == 1 { "has" } else { "have" },
+            if with_default.len() == 1 { "it" } else { "them" },
+            if with_default.len() == 1 { "it" } else { "them" },
+        )
+    })
+}
+
 /// The trigger phase `index` of `plan` installs on `table`.
 fn trigger_of(plan: &LoadedPlan, index: usize, table: &SyncTable) -> SyncTriggerRecord {
     let name = sync_trigger::trigger_name(plan.name(), &plan.spec.phases[index].id);
@@ -209,6 +238,11 @@ async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         Ok(table) => table,
         Err(e) => return Err(engine.fail(plan, running, e).await),
     };
+    if let Some(warning) = defaults_warning(plan, index, &table) {
+        engine.reporter.report(Event::Warning {
+            message: format!("phase {}: {warning}", spec.id),
+        });
+    }
     let trigger = trigger_of(plan, index, &table);
     let sql = sync_trigger::install_sql(&trigger, sync_spec(spec));
     let mut done = running.clone();
