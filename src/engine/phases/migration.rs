@@ -9,7 +9,7 @@ use crate::engine::dirty::{dirty_record, refuse_dirty};
 use crate::engine::lint as lint_gate;
 use crate::engine::migrator::{empty_up, record as migration_record};
 use crate::engine::phases::{
-    DryRun, PhaseWork, Preview, PreviewChange, Step, Undo, migration_preview, sync,
+    DryRun, PhaseWork, Preview, PreviewChange, Step, Undo, migration_preview, sync_contract,
 };
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
@@ -196,7 +196,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     }
     let running = step.started.clone();
     let triggers = match spec.role {
-        Some(Role::Contract) => sync::contract_drops(engine, plan, index, step.phases),
+        Some(Role::Contract) => sync_contract::contract_drops(engine, plan, index, step.phases),
         _ => None,
     };
     if let Some(triggers) = &triggers
@@ -358,7 +358,9 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
     check_transactional_statements(down, engine.migrations.format)?;
     let restores = match spec.role {
         Some(Role::Contract) => match engine.store.plan_state(undo.plan.name()).await? {
-            Some((_, phases)) => sync::contract_restores(engine, undo.plan, undo.index, &phases),
+            Some((_, phases)) => {
+                sync_contract::contract_restores(engine, undo.plan, undo.index, &phases)
+            }
             None => None,
         },
         None | Some(Role::Expand) => None,

@@ -12,6 +12,7 @@ mod deploy;
 pub(crate) mod migration;
 mod migration_preview;
 mod sync;
+mod sync_contract;
 
 use std::time::Duration;
 
