@@ -234,7 +234,16 @@ async fn run_trigger_sql(
 async fn install(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     let (plan, spec, index) = (step.plan, step.spec(), step.index);
     let running = step.started.clone();
-    let table = match verify(engine.store, plan, index).await {
+    // Compiling the expressions locks the table (ROW EXCLUSIVE) for a
+    // moment: it waits no longer than a migration would.
+    let policy = &engine.options.policy;
+    engine
+        .store
+        .set_session_timeouts(policy.lock_timeout, policy.statement_timeout)
+        .await?;
+    let verified = verify(engine.store, plan, index).await;
+    engine.store.reset_session_timeouts().await;
+    let table = match verified {
         Ok(table) => table,
         Err(e) => return Err(engine.fail(plan, running, e).await),
     };
