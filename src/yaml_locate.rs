@@ -80,7 +80,6 @@ impl Locations {
 
     /// Position of the KEY at `path` (the last segment must be a Key), e.g.
     /// to point at an unknown field name.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn key(&self, path: &[PathSeg]) -> Option<Position> {
         self.nodes.get(path).and_then(|place| place.key)
     }

@@ -23,6 +23,7 @@ mod preview;
 mod real_folders;
 mod safety;
 mod snapshots;
+mod sync;
 mod tls;
 mod verbs;
 mod zero_downtime;

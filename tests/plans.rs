@@ -764,12 +764,12 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "unknown phase field",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: deploy\n    title: t\n    instructions: i\n    timeout: 5\n",
-            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field (expected one of id, kind, title, instructions, role, migration, version, backfill, guard, checks, reversible, rollback_loses)",
+            error: "plans/broken.yaml:7:5: phases[0].timeout: unknown field (expected one of id, kind, title, instructions, role, migration, version, backfill, sync, guard, checks, reversible, rollback_loses)",
         },
         Broken {
             name: "misspelled kind",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfil\n    title: t\n",
-            error: "plans/broken.yaml:4:11: phases[0].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check)",
+            error: "plans/broken.yaml:4:11: phases[0].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check, sync)",
         },
         Broken {
             name: "missing title",

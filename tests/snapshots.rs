@@ -198,3 +198,71 @@ fn a_failed_phase() {
     s.orch(&["advance", "small"]).code(1);
     snapshot_views(&s, "small", "failed");
 }
+
+/// A sync phase's trigger, installed and then dropped by the contract: the
+/// line `status PLAN` and the checklist show for it, and `status --json`'s
+/// `trigger` object.
+#[test]
+fn a_sync_phase() {
+    let s = Session::new();
+    s.migration(
+        "1_create_posts.sql",
+        "-- migrate:up\nCREATE TABLE posts (id bigserial PRIMARY KEY, lat float8, lng float8);\n-- migrate:down\nDROP TABLE posts;\n",
+    )
+    .migration(
+        "2_add_loc.sql",
+        "-- migrate:up\nALTER TABLE posts ADD COLUMN loc point;\n-- migrate:down\nALTER TABLE posts DROP COLUMN loc;\n",
+    )
+    .migration(
+        "3_drop_lat_lng.sql",
+        "-- migrate:up\nALTER TABLE posts DROP COLUMN lat, DROP COLUMN lng;\n-- migrate:down\nALTER TABLE posts ADD COLUMN lat float8, ADD COLUMN lng float8;\n",
+    )
+    .plan(
+        "posts-sync.yaml",
+        "plan: posts-sync
+phases:
+  - id: add-loc
+    kind: migration
+    role: expand
+    title: Add loc
+    migration: add_loc
+  - id: sync-loc
+    kind: sync
+    title: Keep loc and lat/lng in step
+    sync:
+      table: posts
+      old: [lat, lng]
+      new: [loc]
+      up:
+        loc: point(lng, lat)
+      down:
+        lat: loc[1]
+        lng: loc[0]
+  - id: drop-lat-lng
+    kind: migration
+    role: contract
+    title: Drop lat and lng
+    migration: drop_lat_lng
+    guard:
+      - name: nothing is left to copy
+        sql: SELECT NOT EXISTS (SELECT 1 FROM posts WHERE loc IS NULL)
+",
+    );
+    s.orch(&["migrate", "up"]).success();
+    s.orch(&["advance", "posts-sync"]).success();
+    s.orch(&["confirm", "posts-sync", "add-loc", "--by", "alice"])
+        .success();
+    s.orch(&["advance", "posts-sync"]).success();
+    snapshot_views(&s, "posts-sync", "sync-installed");
+    settings().bind(|| {
+        let run = s.orch(&["status", "posts-sync"]);
+        insta::assert_snapshot!("sync-installed-status-plan", transcript(&run));
+    });
+    s.orch(&["confirm", "posts-sync", "sync-loc", "--by", "alice"])
+        .success();
+    s.orch(&["advance", "posts-sync"]).success();
+    settings().bind(|| {
+        let run = s.orch(&["status", "posts-sync"]);
+        insta::assert_snapshot!("sync-dropped-status-plan", transcript(&run));
+    });
+}

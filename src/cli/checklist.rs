@@ -206,6 +206,29 @@ fn phase(
             None => out.push_str("    - where: every row\n"),
         }
     }
+    if let Some(sync) = &p.sync {
+        let _ = writeln!(
+            out,
+            "  - sync trigger on `{}`: the old version writes `{}`, the new one `{}`",
+            sync.table,
+            sync.old.join(", "),
+            sync.new.join(", ")
+        );
+        for (column, expression) in &sync.up {
+            let _ = writeln!(out, "    - up: `{column} = {}`", one_line(expression));
+        }
+        match &sync.down {
+            Some(down) => {
+                for (column, expression) in down {
+                    let _ = writeln!(out, "    - down: `{column} = {}`", one_line(expression));
+                }
+            }
+            None => out.push_str("    - down: none (writes of the new columns alone leave the old ones as they are)\n"),
+        }
+    }
+    if let Some(trigger) = &p.trigger {
+        let _ = writeln!(out, "  - {}", trigger.describe());
+    }
     if let Some(instructions) = p.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
         let _ = writeln!(out, "  - instructions:");
         for line in instructions.trim_end().lines() {

@@ -266,6 +266,9 @@ pub fn detail(s: &PlanStatus) -> String {
         {
             out.push_str(&format!("\nbackfill {}: {}\n", p.id, progress.describe()));
         }
+        if let Some(trigger) = &p.trigger {
+            out.push_str(&format!("\nsync {}: {}\n", p.id, trigger.describe()));
+        }
         if let Some(error) = p.record.as_ref().and_then(|r| r.error.as_ref())
             && p.state == PhaseState::Failed
         {

@@ -642,6 +642,9 @@ impl Migrator<'_> {
             section,
             direction,
             recheck: &[],
+            before: None,
+            after: None,
+            place: None,
         };
         let actor = self.options.actor.clone();
         let stats = runner

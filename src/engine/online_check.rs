@@ -171,8 +171,12 @@ async fn apply_first(preview: &Preview<'_>, first_up: &[&Migration]) -> Result<F
     let mut applied = Vec::new();
     for file in first_up {
         let id = file.id();
-        match try_in_preview(preview.store, file).await {
+        match try_in_preview(preview.store, file, &[]).await {
             Tried::Applied { .. } => applied.push(id),
+            Tried::Deferred(why) => {
+                first.deferred = Some(why);
+                break;
+            }
             Tried::Store(e) => return Err(e),
             Tried::Failed { place, failure } => {
                 match deferral(preview, &id, &failure) {

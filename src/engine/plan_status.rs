@@ -10,10 +10,10 @@ use crate::engine::phases;
 use crate::engine::plan_runner::confirm_command;
 use crate::engine::workspace::Workspace;
 use crate::error::Result;
-use crate::plan::format::BackfillSpec;
+use crate::plan::format::{BackfillSpec, SyncSpec};
 use crate::plan::format::{PhaseKind, PhaseSpec, PlanSpec};
 use crate::plan::records::EventRecord;
-use crate::plan::records::{CheckResultRecord, PhaseRecord, PlanRecord};
+use crate::plan::records::{CheckResultRecord, PhaseRecord, PlanRecord, SyncTriggerRecord};
 use crate::plan::{PhaseState, PlanSet};
 use crate::store::Store;
 use crate::store::migrations::{AppliedMigration, DirtyState};
@@ -57,6 +57,9 @@ pub struct PhaseStatus {
     /// reports state, and the definition is in the plan file).
     #[serde(skip)]
     pub backfill: Option<BackfillSpec>,
+    /// A sync phase's definition (for the checklist, as `backfill`).
+    #[serde(skip)]
+    pub sync: Option<SyncSpec>,
     pub instructions: Option<String>,
     pub state: PhaseState,
     pub record: Option<PhaseRecord>,
@@ -67,6 +70,32 @@ pub struct PhaseStatus {
     /// The migration this phase ran, when it stopped half-way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dirty_migration: Option<DirtyMigration>,
+    /// A sync phase's trigger, once the phase installed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerStatus>,
+}
+
+/// A sync phase's trigger: as recorded, and whether the database has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriggerStatus {
+    #[serde(flatten)]
+    pub record: SyncTriggerRecord,
+    /// Recorded as installed but not on its table (dropped by hand): the
+    /// old and new columns are not kept in step.
+    pub missing: bool,
+}
+
+impl TriggerStatus {
+    /// `trigger orch_sync_... on public.posts installed`.
+    pub fn describe(&self) -> String {
+        let mut text = self.record.describe();
+        if self.missing {
+            text.push_str(
+                " (recorded as installed, but the table has no such trigger: it was dropped outside orch, so the columns are not kept in step)",
+            );
+        }
+        text
+    }
 }
 
 /// Whether the process running a phase is still there. Decided by the
@@ -213,6 +242,10 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
             Some((_, phases)) => liveness(store, &name, phases, &progress).await?,
             None => None,
         };
+        let triggers = match state {
+            Some((_, phases)) => triggers(store, phases).await?,
+            None => Vec::new(),
+        };
         let file_note = match (loaded, state) {
             _ if unreadable.is_some() => unreadable,
             (None, Some(_)) => Some("file missing: shown as recorded".to_string()),
@@ -232,6 +265,7 @@ pub async fn plan_statuses(workspace: &Workspace, only: Option<&str>) -> Result<
                 progress: &progress,
                 liveness,
                 dirty: &dirty,
+                triggers: &triggers,
             },
         ));
     }
@@ -253,6 +287,7 @@ pub fn file_status(plans: &PlanSet, name: &str) -> Result<PlanStatus> {
             progress: &[],
             liveness: None,
             dirty: &[],
+            triggers: &[],
         },
     ))
 }
@@ -273,6 +308,7 @@ fn spec_from_records(name: &str, phases: &[PhaseRecord]) -> PlanSpec {
                 role: None,
                 migration: None,
                 backfill: None,
+                sync: None,
                 guard: Vec::new(),
                 checks: Vec::new(),
                 reversible: true,
@@ -289,6 +325,22 @@ struct Live<'a> {
     liveness: Option<(usize, Liveness)>,
     /// Dirty migrations (any plan's).
     dirty: &'a [AppliedMigration],
+    /// Sync phases' triggers, by 1-based position.
+    triggers: &'a [(usize, TriggerStatus)],
+}
+
+/// The triggers a plan's sync phases recorded, each looked up on its table
+/// when recorded as installed.
+async fn triggers(store: &Store, phases: &[PhaseRecord]) -> Result<Vec<(usize, TriggerStatus)>> {
+    let mut out = Vec::new();
+    for phase in phases {
+        let Some(record) = SyncTriggerRecord::of(phase) else {
+            continue;
+        };
+        let missing = record.installed && !store.sync_trigger_exists(&record).await?;
+        out.push((phase.position as usize, TriggerStatus { record, missing }));
+    }
+    Ok(out)
 }
 
 /// The liveness of a plan's current phase when it is running, with its
@@ -349,6 +401,7 @@ fn build(
         progress,
         liveness,
         dirty,
+        triggers,
     } = live;
     let records: &[PhaseRecord] = state.map_or(&[], |(_, phases)| phases.as_slice());
     let phases: Vec<PhaseStatus> = spec
@@ -360,6 +413,7 @@ fn build(
                 .iter()
                 .find(|r| r.position as usize == i + 1 && r.id == p.id)
                 .cloned();
+            let record_ran = record.as_ref().is_some_and(|r| r.state.has_run());
             let checks = p
                 .guard
                 .iter()
@@ -385,6 +439,7 @@ fn build(
                 rollback_loses: p.rollback_loses.clone(),
                 migration: p.migration.clone(),
                 backfill: p.backfill.clone(),
+                sync: p.sync.clone(),
                 instructions: p.instructions.clone(),
                 state: record.as_ref().map_or(PhaseState::Pending, |r| r.state),
                 record,
@@ -401,6 +456,11 @@ fn build(
                     .iter()
                     .find(|a| a.plan.as_deref() == Some(name) && a.phase.as_deref() == Some(&p.id))
                     .map(DirtyMigration::of),
+                trigger: triggers
+                    .iter()
+                    .find(|(position, _)| *position == i + 1)
+                    .filter(|_| record_ran)
+                    .map(|(_, t)| t.clone()),
             }
         })
         .collect();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::checks::{BoundCheck, describe_failures, verdict};
 use crate::engine::lock_retry::LockRetryPolicy;
-use crate::error::{Error, Result, dirty_note};
+use crate::error::{Error, PgDiagnostic, Result, dirty_note};
 use crate::events::CheckOutcome;
 use crate::events::LockWaitSample;
 use crate::events::{Direction, Event, Reporter};
@@ -44,6 +44,16 @@ pub struct SectionJob<'a> {
     /// hold their locks, so no row written meanwhile slips past it).
     /// Not possible for a `transaction:false` section.
     pub recheck: &'a [BoundCheck],
+    /// orch's own SQL run in the same transaction, before and after the
+    /// section's statements (a contract phase drops the plan's sync
+    /// triggers before its migration; rolling it back installs them again
+    /// after the down section). Transactional sections only.
+    pub before: Option<&'a str>,
+    pub after: Option<&'a str>,
+    /// For a section of orch's own SQL (a sync phase's trigger, placed in
+    /// the plan file): the line every failure and lock wait is reported at,
+    /// instead of a line of SQL the file does not have.
+    pub place: Option<usize>,
 }
 
 /// How a section run went.
@@ -176,7 +186,7 @@ impl<'a> SectionRunner<'a> {
             let execution_started = Instant::now();
             let watch = self.monitor.watch(self.pid, poll_interval(lock_timeout));
             let probes_at = if probing { ends.as_slice() } else { &[] };
-            let result = self.store.run_probed(sql, probes_at).await;
+            let result = self.run_around(job, sql, probes_at).await;
             let script_ended = Instant::now();
             let wait = watch.stop();
             match result {
@@ -224,7 +234,10 @@ impl<'a> SectionRunner<'a> {
                 }
                 Err(failure) => {
                     self.store.rollback().await;
-                    let place = failing_place(job.section, &statements, &failure);
+                    let place = match job.place {
+                        Some(line) => (line, None),
+                        None => failing_place(job.section, &statements, &failure),
+                    };
                     lock_timeout = match self
                         .after_failure(job, place.0, attempt, lock_timeout, failure, wait)
                         .await?
@@ -238,6 +251,32 @@ impl<'a> SectionRunner<'a> {
                 }
             }
         }
+    }
+
+    /// The section's statements (probed at `probes_at`), with the job's own
+    /// SQL before and after them. A failure of orch's SQL is placed at the
+    /// section's start (its `completed` is 0).
+    async fn run_around(
+        &self,
+        job: &SectionJob<'_>,
+        sql: &str,
+        probes_at: &[usize],
+    ) -> std::result::Result<Vec<Probe>, ScriptFailure> {
+        let own = |failure: ScriptFailure| ScriptFailure {
+            completed: 0,
+            diagnostic: PgDiagnostic {
+                position: None,
+                ..failure.diagnostic
+            },
+        };
+        if let Some(before) = job.before {
+            self.store.run_script(before).await.map_err(own)?;
+        }
+        let probes = self.store.run_probed(sql, probes_at).await?;
+        if let Some(after) = job.after {
+            self.store.run_script(after).await.map_err(own)?;
+        }
+        Ok(probes)
     }
 
     /// Before each statement or attempt: a lock the watcher saw lost stops

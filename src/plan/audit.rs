@@ -28,10 +28,18 @@ pub enum AuditAction {
     /// A lint finding accepted by `-- orch:allow RULE-ID: reason`, recorded
     /// with the migration it was in.
     LintAllowed,
+    /// A sync phase installed its trigger (the phase is done).
+    TriggerInstalled,
+    /// A sync trigger was dropped: by the plan's contract phase (in the
+    /// migration's transaction) or by rolling back its sync phase.
+    TriggerDropped,
+    /// Rolling back the contract phase that dropped a sync trigger
+    /// installed it again.
+    TriggerRestored,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 17] = [
+    pub const ALL: [AuditAction; 20] = [
         AuditAction::PlanEdited,
         AuditAction::GateOpened,
         AuditAction::GuardFailed,
@@ -49,6 +57,9 @@ impl AuditAction {
         AuditAction::BackfillRerunStarted,
         AuditAction::BackfillRerunEnded,
         AuditAction::LintAllowed,
+        AuditAction::TriggerInstalled,
+        AuditAction::TriggerDropped,
+        AuditAction::TriggerRestored,
     ];
 
     /// The name stored in `orch.events.action`.
@@ -71,6 +82,9 @@ impl AuditAction {
             AuditAction::BackfillRerunStarted => "backfill_rerun_started",
             AuditAction::BackfillRerunEnded => "backfill_rerun_ended",
             AuditAction::LintAllowed => "lint_allowed",
+            AuditAction::TriggerInstalled => "trigger_installed",
+            AuditAction::TriggerDropped => "trigger_dropped",
+            AuditAction::TriggerRestored => "trigger_restored",
         }
     }
 
@@ -92,6 +106,7 @@ impl AuditAction {
             | AuditAction::BackfillResumed
             | AuditAction::BackfillPaused
             | AuditAction::BackfillFinished
+            | AuditAction::TriggerInstalled
             | AuditAction::PhaseFailed => Some(Verb::Advance),
             AuditAction::Confirmed => Some(Verb::Confirm),
             AuditAction::RolledBack => Some(Verb::Rollback),
@@ -101,7 +116,9 @@ impl AuditAction {
             | AuditAction::PauseRequested
             | AuditAction::BackfillRerunStarted
             | AuditAction::BackfillRerunEnded
-            | AuditAction::LintAllowed => None,
+            | AuditAction::LintAllowed
+            | AuditAction::TriggerDropped
+            | AuditAction::TriggerRestored => None,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A plan file: `plans/<name>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,14 +30,18 @@ pub enum PhaseKind {
     Backfill,
     /// Evaluate checks only.
     Check,
+    /// Install a trigger that keeps new columns computed from old ones (and
+    /// back) while both application versions write.
+    Sync,
 }
 
 impl PhaseKind {
-    pub const ALL: [PhaseKind; 4] = [
+    pub const ALL: [PhaseKind; 5] = [
         PhaseKind::Migration,
         PhaseKind::Deploy,
         PhaseKind::Backfill,
         PhaseKind::Check,
+        PhaseKind::Sync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +50,7 @@ impl PhaseKind {
             PhaseKind::Deploy => "deploy",
             PhaseKind::Backfill => "backfill",
             PhaseKind::Check => "check",
+            PhaseKind::Sync => "sync",
         }
     }
 
@@ -88,6 +94,10 @@ pub struct PhaseSpec {
     /// For backfill phases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<BackfillSpec>,
+    /// For sync phases: the table, its old and new columns, and how each
+    /// side is computed from the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSpec>,
     /// Must all hold before `orch advance` runs the phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guard: Vec<CheckSpec>,
@@ -154,6 +164,25 @@ pub struct BackfillSpec {
     /// Run VACUUM on the table every N batches (default never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vacuum_every: Option<u64>,
+}
+
+/// How a sync phase keeps old and new columns in step (`docs/plan-format.md`,
+/// "Sync").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    /// `table` or `schema.table`.
+    pub table: String,
+    /// The columns the old application version writes.
+    pub old: Vec<String>,
+    /// The columns the new application version writes.
+    pub new: Vec<String>,
+    /// Every `new` column, as an SQL expression of the row's columns.
+    pub up: BTreeMap<String, String>,
+    /// Every `old` column from the new ones; without it, writes of the new
+    /// version leave the old columns as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<BTreeMap<String, String>>,
 }
 
 /// Command-line overrides of a phase's backfill settings (they win over

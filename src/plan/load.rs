@@ -50,6 +50,15 @@ impl LoadedPlan {
         Self::parse(path, &text)
     }
 
+    /// The 1-based line of the key at `path` (a field's name), else of its
+    /// value or the nearest existing parent's.
+    pub fn line_of(&self, path: &[PathSeg]) -> usize {
+        self.locations
+            .key(path)
+            .unwrap_or_else(|| self.locations.nearest(path))
+            .line
+    }
+
     /// An error pointing at the value at `path` (or the nearest existing
     /// parent, for a missing field).
     pub fn error_at(&self, path: &[PathSeg], message: impl Into<String>) -> Error {
@@ -209,7 +218,7 @@ mod tests {
         let cases = [
             (
                 format!("{head}  - id: b\n    kind: backfil\n    title: t\n"),
-                "plans/p.yaml:8:11: phases[1].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check)",
+                "plans/p.yaml:8:11: phases[1].kind: unknown kind \"backfil\" (expected one of migration, deploy, backfill, check, sync)",
             ),
             (
                 format!("{head}    bogus: 1\n"),

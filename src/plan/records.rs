@@ -97,3 +97,43 @@ pub struct EventRecord {
     pub action: AuditAction,
     pub detail: serde_json::Value,
 }
+
+/// A sync phase's trigger, as recorded in the phase's `result`: where it
+/// is, what it is called, and whether it is installed now (a contract
+/// phase drops it, in the transaction that records `dropped_by`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SyncTriggerRecord {
+    /// The table's schema and name, as the catalog has them.
+    pub schema: String,
+    pub table: String,
+    /// The trigger's name (on the table) and its function's (in `schema`).
+    pub trigger: String,
+    pub function: String,
+    pub installed: bool,
+    /// The contract phase that dropped it, while it is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_by: Option<String>,
+}
+
+impl SyncTriggerRecord {
+    /// The record a sync phase's result holds, if it holds one.
+    pub fn of(phase: &PhaseRecord) -> Option<SyncTriggerRecord> {
+        if phase.kind != PhaseKind::Sync {
+            return None;
+        }
+        serde_json::from_value(phase.result.clone()?).ok()
+    }
+
+    /// `trigger orch_sync_... on public.posts installed`, for people.
+    pub fn describe(&self) -> String {
+        let state = match (&self.installed, &self.dropped_by) {
+            (true, _) => "installed".to_string(),
+            (false, Some(by)) => format!("dropped by phase {by}"),
+            (false, None) => "not installed".to_string(),
+        };
+        format!(
+            "trigger {} on {}.{} {state}",
+            self.trigger, self.schema, self.table
+        )
+    }
+}

@@ -174,7 +174,7 @@ mod tests {
             (K::Deploy, S::Open, C::Rollback, S::Pending),
             (K::Backfill, S::Running, C::Pause, S::Paused),
         ];
-        for kind in [K::Migration, K::Backfill, K::Check] {
+        for kind in [K::Migration, K::Backfill, K::Check, K::Sync] {
             moves.extend([
                 (kind, S::Pending, C::Start, S::Running),
                 (kind, S::Failed, C::Start, S::Running),
@@ -209,7 +209,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 4 * 7 * 6);
+        assert_eq!(checked, 5 * 7 * 6);
     }
 
     #[test]

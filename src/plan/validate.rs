@@ -128,6 +128,9 @@ impl Validator<'_> {
         if phase.backfill.is_some() && !sections.contains(&"backfill") {
             self.at(i, &["backfill"], not_for_kind("backfill section"));
         }
+        if phase.sync.is_some() && !sections.contains(&"sync") {
+            self.at(i, &["sync"], not_for_kind("sync section"));
+        }
         rules.validate(self, i, phase);
         if phase.reversible && phase.rollback_loses.is_some() {
             self.at(

@@ -14,6 +14,7 @@ pub mod plans;
 pub mod preview;
 pub mod schema;
 pub mod session;
+pub mod sync_trigger;
 #[cfg(test)]
 pub(crate) mod test_db;
 pub mod tracking;

@@ -9,7 +9,7 @@ use crate::engine::dirty::{dirty_record, refuse_dirty};
 use crate::engine::lint as lint_gate;
 use crate::engine::migrator::{empty_up, record as migration_record};
 use crate::engine::phases::{
-    DryRun, PhaseWork, Preview, PreviewChange, Step, Undo, migration_preview,
+    DryRun, PhaseWork, Preview, PreviewChange, Step, Undo, migration_preview, sync_contract,
 };
 use crate::engine::plan_runner::{PlanEngine, confirm_command};
 use crate::engine::section_runner::{Ended, SectionJob, SectionRunner};
@@ -18,7 +18,7 @@ use crate::events::{Direction, Event, WouldDo};
 use crate::lint;
 use crate::migration::Migration;
 use crate::migration::transactional::check_transactional_statements;
-use crate::plan::format::{PhaseKind, PhaseSpec};
+use crate::plan::format::{PhaseKind, PhaseSpec, Role};
 use crate::plan::state::{PhaseCommand, transition};
 use crate::plan::{AuditAction, LoadedPlan, MigrationOwner};
 use crate::store::bookkeeping::Bookkeeping;
@@ -195,6 +195,25 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         return finish_resolved(engine, step, file, resolved).await;
     }
     let running = step.started.clone();
+    let triggers = match spec.role {
+        Some(Role::Contract) => sync_contract::contract_drops(engine, plan, index, step.phases),
+        _ => None,
+    };
+    if let Some(triggers) = &triggers
+        && !file.up.transactional
+    {
+        return Err(Error::refused(
+            format!(
+                "phase {} ({}) of plan {} is a contract after a sync phase whose trigger is installed ({}), but {} runs outside a transaction (transaction:false): orch drops the trigger in the contract migration's own transaction",
+                index + 1,
+                spec.id,
+                plan.name(),
+                triggers.triggers.join(", "),
+                file.id()
+            ),
+            Some("move the statements that cannot run in a transaction into a migration phase of their own, after the contract".to_string()),
+        ));
+    }
     if !file.up.transactional {
         // Statements run one by one: record that the phase is running first.
         engine
@@ -215,6 +234,9 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
         section: &file.up,
         direction: Direction::Up,
         recheck: &step.recheck,
+        before: triggers.as_ref().map(|t| t.sql.as_str()),
+        after: None,
+        place: None,
     };
     let runner = SectionRunner::new(engine.store, &engine.options.policy, engine.reporter).await?;
     let result = runner
@@ -236,12 +258,17 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                 .expect("a running migration may succeed");
             done.finished_at =
                 Some(step.now + chrono::Duration::from_std(stats.duration).unwrap_or_default());
-            done.result = Some(json!({
+            let dropped: Vec<&String> = triggers.iter().flat_map(|t| &t.triggers).collect();
+            let mut result = json!({
                 "migration": id,
                 "duration_ms": stats.duration.as_millis() as u64,
                 "execution_ms": stats.execution.as_millis() as u64,
                 "attempts": stats.attempts,
-            }));
+            });
+            if !dropped.is_empty() {
+                result["sync_triggers_dropped"] = json!(dropped);
+            }
+            done.result = Some(result);
             let mut records = vec![
                 migration_record(
                     file,
@@ -263,6 +290,7 @@ async fn apply(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
                     }),
                 ),
             ];
+            records.extend(triggers.iter().flat_map(|t| t.records.iter().cloned()));
             records.extend(lint_gate::allowed_records(
                 &allowed,
                 file,
@@ -335,6 +363,29 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
         return Err(refusal);
     }
     lint_gate::report(engine.reporter, &findings);
+    let restores = match spec.role {
+        Some(Role::Contract) => match engine.store.plan_state(undo.plan.name()).await? {
+            Some((_, phases)) => {
+                sync_contract::contract_restores(engine, undo.plan, undo.index, &phases)
+            }
+            None => None,
+        },
+        None | Some(Role::Expand) => None,
+    };
+    if let Some(restores) = &restores
+        && !down.transactional
+    {
+        return Err(Error::refused(
+            format!(
+                "phase {} ({}) dropped the sync trigger(s) {}, which rolling it back installs again in its down section's transaction, but {}'s down section runs outside a transaction",
+                undo.index + 1,
+                spec.id,
+                restores.triggers.join(", "),
+                file.id()
+            ),
+            None,
+        ));
+    }
     let _history = engine.migrations_lock().await?;
     let applied = engine.store.applied_migrations().await?;
     refuse_dirty(&applied, &doing)?;
@@ -354,6 +405,9 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
         section: down,
         direction: Direction::Down,
         recheck: &[],
+        before: None,
+        after: restores.as_ref().map(|t| t.sql.as_str()),
+        place: None,
     };
     let owner = MigrationOwner {
         plan: undo.plan.name().to_string(),
@@ -374,6 +428,7 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
                     Some((undo.plan.name(), spec.id.as_str())),
                 ));
                 records.extend(undo.records.iter().cloned());
+                records.extend(restores.iter().flat_map(|t| t.records.iter().cloned()));
                 records
             }
             Ended::HalfDone(dirty) => vec![dirty_record(
@@ -384,7 +439,13 @@ async fn revert(engine: &PlanEngine<'_>, undo: Undo<'_>) -> Result<String> {
             )],
         })
         .await?;
-    Ok(format!("reverted {id}"))
+    match &restores {
+        Some(restores) => Ok(format!(
+            "reverted {id}; installed the sync trigger(s) it had dropped again: {}",
+            restores.triggers.join(", ")
+        )),
+        None => Ok(format!("reverted {id}")),
+    }
 }
 
 /// Whether `applied` is this phase's migration, stopped half-way while the

@@ -12,6 +12,7 @@ use crate::lint;
 use crate::migration::Migration;
 use crate::migration::concurrent_index::concurrent_index;
 use crate::migration::transactional::unfit_for_transaction;
+use crate::plan::format::Role;
 use crate::plan::load::phase_path;
 use crate::store::Store;
 use crate::store::preview::{NOT_IN_A_TRANSACTION, QUERY_CANCELED};
@@ -87,6 +88,18 @@ pub(super) async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Resul
             },
         ),
     ];
+    if spec.role == Some(Role::Contract) {
+        let drops = installed_sync_triggers(engine.store, plan, index).await?;
+        if !drops.is_empty() {
+            facts.push((
+                "sync triggers".to_string(),
+                format!(
+                    "dropped first, in the same transaction (the plan's sync phases installed them):\n{}",
+                    drops.concat().trim_end()
+                ),
+            ));
+        }
+    }
     facts.push((
         "lint".to_string(),
         if findings.is_empty() {
@@ -142,7 +155,19 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
         Some(_) => return PreviewChange::AlreadyApplied,
         None => {}
     }
-    match try_in_preview(store, file).await {
+    // As `advance` does, a contract drops the plan's installed sync
+    // triggers first (a statement of it that writes the table would
+    // otherwise fire a trigger that reads the columns it drops).
+    let before = if spec.role == Some(Role::Contract) {
+        match installed_sync_triggers(store, plan, index).await {
+            Ok(drops) => drops,
+            Err(e) => return PreviewChange::Failed(e),
+        }
+    } else {
+        Vec::new()
+    };
+    match try_in_preview(store, file, &before).await {
+        Tried::Deferred(why) => PreviewChange::Deferred(why),
         Tried::Applied {
             note,
             unique_indexes_left_out,
@@ -168,12 +193,14 @@ pub(crate) enum Tried {
         place: String,
         failure: ScriptFailure,
     },
+    /// One of the statements before it could not run: why.
+    Deferred(String),
     Store(Error),
 }
 
 /// Apply `file`'s up section in the preview transaction (a savepoint kept
-/// on success, undone on failure).
-pub(crate) async fn try_in_preview(store: &Store, file: &Migration) -> Tried {
+/// on success, undone on failure), after the statements `before`.
+pub(crate) async fn try_in_preview(store: &Store, file: &Migration, before: &[String]) -> Tried {
     let mut scripts = Vec::new();
     let mut left_out = Vec::new();
     let mut unique_indexes_left_out = Vec::new();
@@ -195,6 +222,20 @@ pub(crate) async fn try_in_preview(store: &Store, file: &Migration) -> Tried {
     }
     if let Err(e) = store.preview_savepoint().await {
         return Tried::Store(e);
+    }
+    // orch's own statements first (a contract's drop of the plan's sync
+    // triggers).
+    for script in before {
+        if let Err(failure) = store.preview_script(script).await {
+            if let Err(e) = store.preview_undo_step().await {
+                return Tried::Store(e);
+            }
+            return Tried::Deferred(format!(
+                "could not drop the plan's sync trigger before {} in the preview: {}",
+                file.id(),
+                failure.diagnostic.message
+            ));
+        }
     }
     for (offset, script) in scripts {
         if let Err(failure) = store.preview_script(script).await {
@@ -294,4 +335,23 @@ pub(crate) fn deferral(preview: &Preview<'_>, id: &str, failure: &ScriptFailure)
         )),
         _ => None,
     }
+}
+
+/// The SQL that drops each sync trigger of a phase before `index` that is
+/// recorded as installed.
+async fn installed_sync_triggers(
+    store: &crate::store::Store,
+    plan: &crate::plan::LoadedPlan,
+    index: usize,
+) -> crate::error::Result<Vec<String>> {
+    let Some((_, phases)) = store.plan_state(plan.name()).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(phases
+        .iter()
+        .filter(|p| (p.position as usize) <= index && p.state.has_run())
+        .filter_map(crate::plan::records::SyncTriggerRecord::of)
+        .filter(|t| t.installed)
+        .map(|t| crate::store::sync_trigger::drop_sql(&t))
+        .collect())
 }

@@ -11,6 +11,8 @@ mod check;
 mod deploy;
 pub(crate) mod migration;
 pub(crate) mod migration_preview;
+mod sync;
+mod sync_contract;
 
 use std::time::Duration;
 
@@ -209,5 +211,6 @@ pub(crate) fn work(kind: PhaseKind) -> &'static dyn PhaseWork {
         PhaseKind::Deploy => &deploy::DeployGate,
         PhaseKind::Backfill => &backfill::BackfillPhase,
         PhaseKind::Check => &check::CheckPhase,
+        PhaseKind::Sync => &sync::SyncPhase,
     }
 }

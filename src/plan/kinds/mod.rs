@@ -7,14 +7,15 @@ mod backfill;
 mod check;
 mod deploy;
 mod migration;
+mod sync;
 
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::validator::Validator;
 
 /// What a plan needs to know of one kind of phase.
 pub(crate) trait KindRules: Sync {
-    /// The optional phase fields this kind uses, of `role`, `migration` and
-    /// `backfill`; setting another is an error.
+    /// The optional phase fields this kind uses, of `role`, `migration`,
+    /// `backfill` and `sync`; setting another is an error.
     fn sections(&self) -> &'static [&'static str] {
         &[]
     }
@@ -56,5 +57,6 @@ pub(crate) fn rules(kind: PhaseKind) -> &'static dyn KindRules {
         PhaseKind::Deploy => &deploy::DeployRules,
         PhaseKind::Backfill => &backfill::BackfillRules,
         PhaseKind::Check => &check::CheckRules,
+        PhaseKind::Sync => &sync::SyncRules,
     }
 }
