@@ -51,6 +51,7 @@ pub(crate) mod lint;
 pub(crate) mod migration;
 pub mod pg_server;
 pub(crate) mod plan;
+pub(crate) mod recipe;
 pub(crate) mod sql_text;
 pub(crate) mod stop;
 pub(crate) mod store;

@@ -43,6 +43,41 @@ pub trait MigrationSource {
         name: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<PathBuf>>;
+
+    /// `orch plan new`: write a new migration `name` holding `content`, in
+    /// this format, with a version no migration of `set` has; never
+    /// overwrite a file. Returns the files written. A format that cannot
+    /// say what `content` needs says so instead of writing something else.
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        let _ = (set, name, now, content);
+        Err(Error::Usage(format!(
+            "{}: orch cannot yet write migrations with content in the {} format (orch plan new writes orch's own format, dbmate's); write them with `orch migrate create` and fill them in by hand",
+            self.dir().display(),
+            self.format()
+        )))
+    }
+}
+
+/// A migration to write, with its SQL: what `orch plan new` generates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMigration {
+    /// The up section's SQL (statements ending in `;`, comments allowed).
+    pub up: String,
+    /// Whether the up section runs in one transaction (`false` for
+    /// `CREATE INDEX CONCURRENTLY` and the like).
+    pub up_in_transaction: bool,
+    /// The down section's SQL.
+    pub down: String,
+    pub down_in_transaction: bool,
+    /// A comment put at the top of the file (without `--`), e.g. which plan
+    /// owns the migration.
+    pub header: String,
 }
 
 /// What a source found: the migrations it parsed, the problems of the

@@ -1,0 +1,293 @@
+//! `add-foreign-key`: a foreign key added `NOT VALID` (a moment of SHARE ROW
+//! EXCLUSIVE on both tables, no scan), then validated in its own phase
+//! (SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one:
+//! writes go on during the scan). A deploy gate first, since a NOT VALID
+//! key already checks every new write.
+
+use crate::error::{Error, Result};
+use crate::migration::source::NewMigration;
+use crate::recipe::draft::check;
+use crate::recipe::names::{self, ident, literal, table_sql};
+use crate::recipe::{
+    Catalog, Draft, DraftMigration, DraftPhase, Probe, Recent, Recipe, column, refuse, table,
+};
+use crate::recipe::shape::ConstraintKind;
+
+const NAME: &str = "add-foreign-key";
+
+/// `orch plan new add-foreign-key NAME --table T --column C --references T2.C2`.
+#[derive(Debug, Clone)]
+pub struct AddForeignKey {
+    table: String,
+    column: String,
+    target: String,
+    target_column: String,
+    created_at: Option<String>,
+}
+
+impl AddForeignKey {
+    pub fn new(
+        table: &str,
+        column: &str,
+        references: &str,
+        created_at: Option<&str>,
+    ) -> Result<AddForeignKey> {
+        let Some((target, target_column)) = references.rsplit_once('.') else {
+            return Err(Error::Usage(format!(
+                "--references {references:?}: expected TABLE.COLUMN (or SCHEMA.TABLE.COLUMN)"
+            )));
+        };
+        Ok(AddForeignKey {
+            table: names::table("--table", table)?,
+            column: names::identifier("--column", column)?,
+            target: names::table("--references", target)?,
+            target_column: names::identifier("--references", target_column)?,
+            created_at: created_at
+                .map(|c| names::identifier("--created-at", c))
+                .transpose()?,
+        })
+    }
+
+    fn constraint(&self) -> String {
+        names::object_name(&self.table, std::slice::from_ref(&self.column), "fkey")
+    }
+
+    fn orphans(&self) -> Probe {
+        Probe::Orphans {
+            table: self.table.clone(),
+            column: self.column.clone(),
+            target: self.target.clone(),
+            target_column: self.target_column.clone(),
+        }
+    }
+}
+
+impl Recipe for AddForeignKey {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> Vec<String> {
+        vec![self.table.clone(), self.target.clone()]
+    }
+
+    fn probes(&self, catalog: &Catalog) -> Vec<Probe> {
+        let has = |t: &str, c: &str| catalog.tables.get(t).and_then(|s| s.column(c)).is_some();
+        match has(&self.table, &self.column) && has(&self.target, &self.target_column) {
+            true => vec![self.orphans()],
+            false => Vec::new(),
+        }
+    }
+
+    fn generate(&self, plan: &str, catalog: Option<&Catalog>) -> Result<Draft> {
+        let (t, c, t2, c2) = (&self.table, &self.column, &self.target, &self.target_column);
+        let constraint = self.constraint();
+        let mut notes = Vec::new();
+        let shape = catalog.map(|cat| table(cat, "--table", t)).transpose()?;
+        if let (Some(catalog), Some(shape)) = (catalog, shape) {
+            let col = column(shape, "--column", c)?;
+            let target = table(catalog, "--references", t2)?;
+            let target_col = column(target, "--references", c2)?;
+            if target.unique_on(std::slice::from_ref(c2)).is_none() {
+                return Err(refuse(
+                    NAME,
+                    format!(
+                        "{}.{c2} has no unique index or constraint (valid, not partial): a foreign key must reference a unique key",
+                        target.name
+                    ),
+                    format!(
+                        "make it unique first: `orch plan new add-unique NAME --table {t2} --columns {c2}`"
+                    ),
+                ));
+            }
+            if let Some(existing) = shape.constraints.iter().find(|k| {
+                k.kind == ConstraintKind::ForeignKey
+                    && k.columns == [c.clone()]
+                    && k.references.as_ref().is_some_and(|(rt, rc)| {
+                        *rt == target.name && *rc == [c2.clone()]
+                    })
+            }) {
+                return Err(refuse(
+                    NAME,
+                    format!(
+                        "{} already has the foreign key {} ({}{})",
+                        shape.name,
+                        existing.name,
+                        existing.definition,
+                        if existing.validated { "" } else { ", not validated yet" }
+                    ),
+                    match existing.validated {
+                        true => "nothing to do".to_string(),
+                        false => format!("validate it: ALTER TABLE {} VALIDATE CONSTRAINT {}", shape.name, existing.name),
+                    },
+                ));
+            }
+            if let Some(taken) = shape.constraints.iter().find(|k| k.name == constraint) {
+                return Err(refuse(
+                    NAME,
+                    format!(
+                        "table {} already has a {} named {constraint} ({})",
+                        shape.name,
+                        taken.kind.label(),
+                        taken.definition
+                    ),
+                    format!("drop or rename {constraint} first"),
+                ));
+            }
+            if let Some(orphans) = catalog.counts.get(&self.orphans()).filter(|o| o.rows > 0) {
+                return Err(refuse(
+                    NAME,
+                    format!(
+                        "{} row(s) of {} have a {c} that matches no {}.{c2}{}: the foreign key cannot be validated",
+                        orphans.rows,
+                        shape.name,
+                        target.name,
+                        orphans
+                            .example
+                            .as_deref()
+                            .map(|e| format!(" (e.g. {c} = {e})"))
+                            .unwrap_or_default()
+                    ),
+                    format!(
+                        "delete those rows, set their {c} to NULL or add the missing {} rows, then run `orch plan new {NAME} ...` again",
+                        target.name
+                    ),
+                ));
+            }
+            if col.type_name != target_col.type_name {
+                notes.push(format!(
+                    "{}.{c} is {} but {}.{c2} is {}: PostgreSQL accepts the key when the types compare, but each check converts; consider matching types",
+                    shape.name, col.type_name, target.name, target_col.type_name
+                ));
+            }
+            let indexed = shape
+                .indexes
+                .iter()
+                .any(|i| i.valid && i.columns.first().and_then(|f| f.as_deref()) == Some(c));
+            if !indexed {
+                notes.push(format!(
+                    "{}.{c} has no index: each delete or key update on {} scans {} for referencing rows; consider `CREATE INDEX CONCURRENTLY` on {}({c}) first",
+                    shape.name, target.name, shape.name, shape.name
+                ));
+            }
+        } else {
+            notes.push(format!(
+                "generated without a database: orch did not check that {t}.{c} and {t2}.{c2} exist, that {t2}.{c2} is unique, or that every {c} has its {t2} row; the guard and the validate phase will tell"
+            ));
+        }
+        let recent = Recent::choose(NAME, self.created_at.as_deref(), shape)?;
+        let (tsql, csql, t2sql, c2sql) = (table_sql(t), ident(c), table_sql(t2), ident(c2));
+        let regclass = literal(&tsql);
+        let cons = ident(&constraint);
+        let header = |phase: usize, id: &str| {
+            format!(
+                "Owned by plan {plan}, phase {phase} ({id}): applied by `orch advance {plan}`.\nGenerated by `orch plan new {NAME}`."
+            )
+        };
+        let column_id = names::id_part(c);
+        let parent = format!("EXISTS (SELECT 1 FROM {t2sql} p WHERE p.{c2sql} = recent.{csql})");
+        let no_orphans = check(
+            &format!("every {c} has its {t2} row"),
+            format!(
+                "SELECT NOT EXISTS (\n  SELECT 1 FROM {tsql} t\n  WHERE t.{csql} IS NOT NULL\n    AND NOT EXISTS (SELECT 1 FROM {t2sql} p WHERE p.{c2sql} = t.{csql}))"
+            ),
+        );
+        let mut phases = Vec::new();
+        let mut migrations = Vec::new();
+        phases.push(DraftPhase {
+            id: format!("deploy-valid-{column_id}"),
+            kind: "deploy",
+            title: format!("Deploy the app version that writes only existing {t2}.{c2} values into {t}.{c}"),
+            instructions: format!(
+                "Deploy the application version that writes into {c} only values\n\
+                 that exist in {t2}.{c2} (or NULL), and removes or re-points the\n\
+                 {t} rows before it deletes their {t2} row. Wait until no older\n\
+                 instance is left: from the next phase on, a write that breaks the\n\
+                 key fails. The check looks at {}.",
+                recent.describe()
+            ),
+            checks: vec![check(
+                &format!("new rows reference an existing {t2} row"),
+                format!(
+                    "SELECT count(*) > 0 AND bool_and(recent.{csql} IS NULL OR {parent})\nFROM {}",
+                    recent.rows(&tsql, &csql)
+                ),
+            )],
+            ..DraftPhase::default()
+        });
+        let add_id = format!("add-{column_id}-fkey");
+        phases.push(DraftPhase {
+            id: add_id.clone(),
+            kind: "migration",
+            role: Some("expand"),
+            title: format!("Add the foreign key {t}({c}) -> {t2}({c2}) NOT VALID"),
+            migration: Some(format!("add_{c}_fkey")),
+            instructions: format!(
+                "Adds the key without checking the existing rows (NOT VALID): a\n\
+                 moment of SHARE ROW EXCLUSIVE on {t} and {t2}, no scan. New writes\n\
+                 are checked from now on. Confirm once it is there."
+            ),
+            guard: vec![no_orphans.clone()],
+            checks: vec![check(
+                &format!("{constraint} is there"),
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint\n              WHERE conrelid = to_regclass({regclass}) AND conname = {})",
+                    literal(&constraint)
+                ),
+            )],
+            ..DraftPhase::default()
+        });
+        migrations.push(DraftMigration {
+            suffix: format!("add_{c}_fkey"),
+            content: NewMigration {
+                header: header(phases.len(), &add_id),
+                up: format!(
+                    "ALTER TABLE {tsql} ADD CONSTRAINT {cons}\n    FOREIGN KEY ({csql}) REFERENCES {t2sql} ({c2sql}) NOT VALID;"
+                ),
+                up_in_transaction: true,
+                down: format!("ALTER TABLE {tsql} DROP CONSTRAINT IF EXISTS {cons};"),
+                down_in_transaction: true,
+            },
+        });
+        let validate_id = format!("validate-{column_id}-fkey");
+        phases.push(DraftPhase {
+            id: validate_id.clone(),
+            kind: "migration",
+            role: Some("expand"),
+            title: format!("Validate the foreign key on the existing rows"),
+            migration: Some(format!("validate_{c}_fkey")),
+            instructions: format!(
+                "VALIDATE scans {t} under SHARE UPDATE EXCLUSIVE (and takes ROW SHARE\n\
+                 on {t2}): inserts, updates and deletes go on during the scan. It\n\
+                 fails, changing nothing, if a row references no {t2} row: fix\n\
+                 those rows, then run advance again."
+            ),
+            checks: vec![check(
+                &format!("{constraint} is validated"),
+                format!(
+                    "SELECT coalesce((SELECT convalidated FROM pg_constraint\n                 WHERE conrelid = to_regclass({regclass}) AND conname = {}), false)",
+                    literal(&constraint)
+                ),
+            )],
+            ..DraftPhase::default()
+        });
+        migrations.push(DraftMigration {
+            suffix: format!("validate_{c}_fkey"),
+            content: NewMigration {
+                header: header(phases.len(), &validate_id),
+                up: format!("ALTER TABLE {tsql} VALIDATE CONSTRAINT {cons};"),
+                up_in_transaction: true,
+                down: "-- A validated constraint cannot be made NOT VALID again; the down of the\n-- phase before drops it.".to_string(),
+                down_in_transaction: true,
+            },
+        });
+        Ok(Draft {
+            description: format!(
+                "Add a foreign key from {t}.{c} to {t2}.{c2} without blocking writes: the application writes only valid references, the key is added NOT VALID (no scan), then validated while writes go on."
+            ),
+            phases,
+            migrations,
+            notes,
+        })
+    }
+}
