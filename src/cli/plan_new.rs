@@ -86,9 +86,11 @@ fn command_line() -> String {
             && arg
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.,=/:".contains(c));
-        words.push(match plain {
-            true => arg,
-            false => format!("'{}'", arg.replace('\'', "'\\''")),
+        let doubled = !arg.contains(['"', '$', '`', '\\', '!']);
+        words.push(match (plain, doubled) {
+            (true, _) => arg,
+            (false, true) => format!("\"{arg}\""),
+            (false, false) => format!("'{}'", arg.replace('\'', "'\\''")),
         });
     }
     words.join(" ")

@@ -291,3 +291,105 @@ impl Recipe for AddForeignKey {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::shape::ProbeCount;
+    use crate::recipe::testing::{assert_checks_clean, catalog, col, index, table_with};
+
+    const SCHEMA: &str = "CREATE TABLE authors (id bigserial PRIMARY KEY);\nCREATE TABLE books (id bigserial PRIMARY KEY, author_id bigint, created_at timestamptz NOT NULL DEFAULT now());";
+
+    fn tables() -> Catalog {
+        let mut books = table_with("books", vec![col("author_id", "bigint")]);
+        books.indexes.push(index("books_author_id_idx", &["author_id"], false, false));
+        catalog(vec![books, table_with("authors", vec![])])
+    }
+
+    #[test]
+    fn generates_not_valid_then_validate() {
+        let recipe = AddForeignKey::new("books", "author_id", "authors.id", None).unwrap();
+        let cat = tables();
+        assert_eq!(recipe.probes(&cat).len(), 1);
+        let draft = recipe.generate("books-author", Some(&cat)).unwrap();
+        let ids: Vec<&str> = draft.phases.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["deploy-valid-author-id", "add-author-id-fkey", "validate-author-id-fkey"]);
+        assert!(draft.notes.is_empty(), "{:?}", draft.notes);
+        assert!(draft.migrations[0].content.up.contains("REFERENCES authors (id) NOT VALID;"));
+        assert_eq!(
+            draft.migrations[1].content.up,
+            "ALTER TABLE books VALIDATE CONSTRAINT books_author_id_fkey;"
+        );
+        assert_checks_clean(&draft, "books-author", SCHEMA);
+        // Without a database, from the options.
+        let draft = AddForeignKey::new("books", "author_id", "authors.id", Some("created_at"))
+            .unwrap()
+            .generate("books-author", None)
+            .unwrap();
+        assert_checks_clean(&draft, "books-author", SCHEMA);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_by_name() {
+        let orphans = Probe::Orphans {
+            table: "books".into(),
+            column: "author_id".into(),
+            target: "authors".into(),
+            target_column: "id".into(),
+        };
+        let cases: Vec<(Box<dyn Fn(&mut Catalog)>, &str)> = vec![
+            (
+                Box::new(|c| c.tables.get_mut("authors").unwrap().indexes.clear()),
+                "authors.id has no unique index or constraint",
+            ),
+            (
+                Box::new(move |c| {
+                    c.counts.insert(
+                        orphans.clone(),
+                        ProbeCount { rows: 3, example: Some("99".into()) },
+                    );
+                }),
+                "3 row(s) of books have a author_id that matches no authors.id (e.g. author_id = 99)",
+            ),
+            (
+                Box::new(|c| {
+                    c.tables.get_mut("books").unwrap().constraints.push(ConstraintShapeFor::fk());
+                }),
+                "books already has the foreign key books_author_fk",
+            ),
+            (
+                Box::new(|c| {
+                    c.tables.remove("authors");
+                }),
+                "--references authors: no such table",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut cat = tables();
+            change(&mut cat);
+            let err = AddForeignKey::new("books", "author_id", "authors.id", None)
+                .unwrap()
+                .generate("p", Some(&cat))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let err = AddForeignKey::new("books", "author_id", "authors", None).unwrap_err();
+        assert!(err.to_string().contains("--references"), "{err}");
+    }
+
+    struct ConstraintShapeFor;
+    impl ConstraintShapeFor {
+        fn fk() -> crate::recipe::shape::ConstraintShape {
+            crate::recipe::shape::ConstraintShape {
+                name: "books_author_fk".into(),
+                kind: ConstraintKind::ForeignKey,
+                table: "books".into(),
+                columns: vec!["author_id".into()],
+                references: Some(("authors".into(), vec!["id".into()])),
+                validated: true,
+                definition: "FOREIGN KEY (author_id) REFERENCES authors(id)".into(),
+            }
+        }
+    }
+}

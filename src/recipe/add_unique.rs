@@ -254,3 +254,63 @@ impl Recipe for AddUnique {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::shape::ProbeCount;
+    use crate::recipe::testing::{assert_checks_clean, catalog, col, index, table_with};
+
+    const SCHEMA: &str = "CREATE TABLE accounts (id bigserial PRIMARY KEY, org text, email text, created_at timestamptz NOT NULL DEFAULT now());";
+
+    #[test]
+    fn builds_the_index_concurrently_then_adopts_it() {
+        let cat = catalog(vec![table_with("accounts", vec![col("org", "text"), col("email", "text")])]);
+        let recipe = AddUnique::new("accounts", "org,email").unwrap();
+        assert_eq!(recipe.probes(&cat).len(), 1);
+        let draft = recipe.generate("accounts-email", Some(&cat)).unwrap();
+        let ids: Vec<&str> = draft.phases.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["deploy-no-duplicate-org-email", "build-org-email-index", "add-org-email-unique"]);
+        let build = &draft.migrations[0].content;
+        assert!(!build.up_in_transaction && !build.down_in_transaction);
+        assert_eq!(
+            build.up,
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS accounts_org_email_key ON accounts (org, email);"
+        );
+        assert_eq!(
+            draft.migrations[1].content.up,
+            "ALTER TABLE accounts ADD CONSTRAINT accounts_org_email_key UNIQUE USING INDEX accounts_org_email_key;"
+        );
+        assert!(draft.notes[0].contains("org, email may be NULL"), "{:?}", draft.notes);
+        assert_checks_clean(&draft, "accounts-email", SCHEMA);
+        let offline = AddUnique::new("accounts", "email").unwrap().generate("accounts-email", None).unwrap();
+        assert_checks_clean(&offline, "accounts-email", SCHEMA);
+    }
+
+    #[test]
+    fn refuses_duplicates_and_an_existing_key() {
+        let base = catalog(vec![table_with("accounts", vec![col("email", "text")])]);
+        let mut dups = base.clone();
+        dups.counts.insert(
+            Probe::Duplicates { table: "accounts".into(), columns: vec!["email".into()] },
+            ProbeCount { rows: 2, example: Some("a@x".into()) },
+        );
+        let mut existing = base.clone();
+        existing.tables.get_mut("accounts").unwrap().indexes.push(index("accounts_email_uq", &["email"], true, false));
+        let mut invalid = base.clone();
+        let mut leftover = index("accounts_email_key", &["email"], true, false);
+        leftover.valid = false;
+        invalid.tables.get_mut("accounts").unwrap().indexes.push(leftover);
+        for (cat, expected) in [
+            (dups, "2 value(s) of (email) occur in more than one row of accounts (e.g. (a@x))"),
+            (existing, "accounts already has the unique index accounts_email_uq"),
+            (invalid, "an index named accounts_email_key exists already on accounts (INVALID"),
+        ] {
+            let err = AddUnique::new("accounts", "email").unwrap().generate("p", Some(&cat)).unwrap_err();
+            assert_eq!(err.code(), 4);
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+        let err = AddUnique::new("accounts", "email,nope").unwrap().generate("p", Some(&base)).unwrap_err();
+        assert!(err.to_string().contains("--columns nope"), "{err}");
+    }
+}

@@ -133,7 +133,7 @@ impl DraftPhase {
         }
         if !self.instructions.is_empty() {
             out.push_str("    instructions: |\n");
-            block(&self.instructions, "      ", out);
+            block(&reflow(&self.instructions, 70), "      ", out);
         }
         if let Some(backfill) = &self.backfill {
             out.push_str("    backfill:\n");
@@ -170,6 +170,29 @@ fn block(text: &str, indent: &str, out: &mut String) {
             out.push_str(&format!("{indent}{line}\n"));
         }
     }
+}
+
+/// Paragraphs (separated by a blank line) re-wrapped at `width`; a line
+/// starting with a backquote or `-` starts a line of its own.
+fn reflow(text: &str, width: usize) -> String {
+    let mut out = Vec::new();
+    for paragraph in text.split("\n\n") {
+        let mut chunk = String::new();
+        let mut lines = Vec::new();
+        for line in paragraph.lines() {
+            if line.starts_with(['`', '-']) {
+                lines.extend(wrap(&chunk, width));
+                chunk.clear();
+                lines.push(line.to_string());
+                continue;
+            }
+            chunk.push(' ');
+            chunk.push_str(line);
+        }
+        lines.extend(wrap(&chunk, width));
+        out.push(lines.join("\n"));
+    }
+    out.join("\n\n")
 }
 
 /// A one-line YAML scalar: plain when YAML reads it back as the same

@@ -305,3 +305,74 @@ impl Recipe for DropColumn {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::TableShape;
+    use crate::recipe::shape::{ColumnShape, ConstraintShape, ViewShape};
+    use crate::recipe::testing::{assert_checks_clean, catalog, col, index, table_with};
+
+    const SCHEMA: &str = "CREATE TABLE events (id bigserial PRIMARY KEY, legacy text NOT NULL, payload text, created_at timestamptz NOT NULL DEFAULT now());";
+
+    fn events() -> Catalog {
+        let mut t = table_with(
+            "events",
+            vec![ColumnShape { not_null: true, ..col("legacy", "text") }, col("payload", "text")],
+        );
+        t.indexes.push(index("events_legacy_idx", &["legacy"], false, false));
+        catalog(vec![t])
+    }
+
+    #[test]
+    fn relaxes_gates_then_drops_behind_a_guard() {
+        let draft = DropColumn::new("events", "legacy", None, None).unwrap().generate("drop-legacy", Some(&events())).unwrap();
+        let ids: Vec<&str> = draft.phases.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["relax-legacy", "deploy-without-legacy", "drop-legacy"]);
+        let drop = &draft.phases[2];
+        assert!(drop.rollback_loses.as_deref().unwrap().contains("(text) EMPTY"));
+        assert!(!drop.guard.is_empty());
+        assert!(drop.instructions.contains("index events_legacy_idx"), "{}", drop.instructions);
+        assert_eq!(draft.migrations[1].content.down.lines().last().unwrap(), "ALTER TABLE events ADD COLUMN legacy text;");
+        assert_checks_clean(&draft, "drop-legacy", SCHEMA);
+        // A nullable column needs no relaxing.
+        let mut cat = events();
+        cat.tables.get_mut("events").unwrap().columns[2].not_null = false;
+        let draft = DropColumn::new("events", "legacy", None, None).unwrap().generate("drop-legacy", Some(&cat)).unwrap();
+        assert_eq!(draft.phases[0].id, "deploy-without-legacy");
+        // Without a database: --type is required.
+        let err = DropColumn::new("events", "legacy", None, Some("created_at")).unwrap().generate("p", None).unwrap_err();
+        assert!(err.to_string().contains("--type"), "{err}");
+        let draft = DropColumn::new("events", "legacy", Some("text"), Some("created_at")).unwrap().generate("drop-legacy", None).unwrap();
+        assert_checks_clean(&draft, "drop-legacy", SCHEMA);
+    }
+
+    #[test]
+    fn refuses_what_depends_on_the_column_by_name() {
+        let cases: Vec<(Box<dyn Fn(&mut TableShape)>, &str)> = vec![
+            (Box::new(|t| t.views.push(ViewShape { name: "legacy_report".into(), columns: vec!["legacy".into()] })), "view legacy_report"),
+            (Box::new(|t| t.indexes.push(index("events_legacy_payload_idx", &["legacy", "payload"], false, false))), "index events_legacy_payload_idx"),
+            (
+                Box::new(|t| t.referenced_by.push(ConstraintShape {
+                    name: "audit_legacy_fkey".into(),
+                    kind: ConstraintKind::ForeignKey,
+                    table: "audit".into(),
+                    columns: vec!["legacy".into()],
+                    references: Some(("events".into(), vec!["legacy".into()])),
+                    validated: true,
+                    definition: "FOREIGN KEY (legacy) REFERENCES events(legacy)".into(),
+                })),
+                "foreign key audit_legacy_fkey of audit",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut cat = events();
+            change(cat.tables.get_mut("events").unwrap());
+            let err = DropColumn::new("events", "legacy", None, None).unwrap().generate("p", Some(&cat)).unwrap_err();
+            assert_eq!(err.code(), 4);
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+        let err = DropColumn::new("events", "id", None, None).unwrap().generate("p", Some(&events())).unwrap_err();
+        assert!(err.to_string().contains("primary key"), "{err}");
+    }
+}

@@ -12,6 +12,8 @@ pub(crate) mod drop_column;
 pub(crate) mod names;
 pub(crate) mod set_not_null;
 pub(crate) mod shape;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::error::{Error, Result};
 

@@ -318,3 +318,125 @@ impl Recipe for SetNotNull {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::shape::ProbeCount;
+    use crate::recipe::testing::{assert_checks_clean, catalog, col, table_with};
+
+    const SCHEMA: &str = "CREATE TABLE items (id bigserial PRIMARY KEY, note text, created_at timestamptz NOT NULL DEFAULT now());";
+
+    fn ids(draft: &Draft) -> Vec<&str> {
+        draft.phases.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn without_a_database_it_works_from_the_options() {
+        let recipe = SetNotNull::new("items", "note", None, Some("created_at")).unwrap();
+        let draft = recipe.generate("items-note", None).unwrap();
+        assert_eq!(
+            ids(&draft),
+            ["deploy-writes-note", "add-note-check", "validate-note-check", "set-note-not-null"]
+        );
+        assert!(draft.notes[0].contains("without a database"), "{:?}", draft.notes);
+        let text = assert_checks_clean(&draft, "items-note", SCHEMA);
+        assert!(text.contains(":gate_opened_at"), "{text}");
+        let up = &draft.migrations[0].content.up;
+        assert_eq!(
+            up,
+            "ALTER TABLE items ADD CONSTRAINT items_note_not_null CHECK (note IS NOT NULL) NOT VALID;"
+        );
+        assert!(draft.migrations[2].content.up.contains("DROP CONSTRAINT items_note_not_null"));
+        // Without a database and without --created-at, the gate cannot be written.
+        let err = SetNotNull::new("items", "note", None, None)
+            .unwrap()
+            .generate("p", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--created-at"), "{err}");
+    }
+
+    #[test]
+    fn with_the_catalog_it_fills_in_and_refuses_by_name() {
+        let items = table_with("items", vec![col("note", "text")]);
+        let nulls = Probe::Nulls {
+            table: "items".into(),
+            column: "note".into(),
+        };
+        // NULLs and --fill: a backfill phase; the gate finds created_at.
+        let mut cat = catalog(vec![items.clone()]);
+        cat.counts.insert(nulls.clone(), ProbeCount { rows: 7, example: None });
+        let recipe = SetNotNull::new("items", "note", Some("''"), None).unwrap();
+        assert_eq!(recipe.probes(&cat), [nulls.clone()]);
+        let draft = recipe.generate("items-note", Some(&cat)).unwrap();
+        assert_eq!(draft.phases[1].id, "fill-note");
+        assert_eq!(draft.phases[1].backfill.as_ref().unwrap().where_, "note IS NULL");
+        assert!(draft.notes.iter().any(|n| n.contains("7 row(s)")), "{:?}", draft.notes);
+        assert_checks_clean(&draft, "items-note", SCHEMA);
+
+        let refusals: Vec<(Box<dyn Fn(&mut Catalog)>, Option<&str>, &str)> = vec![
+            (Box::new(|_| {}), None, "7 row(s) of items have note NULL"),
+            (
+                Box::new(|c| c.tables.get_mut("items").unwrap().columns[2].not_null = true),
+                None,
+                "column items.note is NOT NULL already",
+            ),
+            (
+                Box::new(|c| {
+                    let t = c.tables.get_mut("items").unwrap();
+                    t.indexes.clear();
+                }),
+                Some("''"),
+                "table items has no primary key and no unique index",
+            ),
+            (
+                Box::new(|c| {
+                    let t = c.tables.get_mut("items").unwrap();
+                    let mut taken = t.constraints[0].clone();
+                    taken.name = "items_note_not_null".into();
+                    taken.kind = crate::recipe::shape::ConstraintKind::Check;
+                    t.constraints.push(taken);
+                }),
+                Some("''"),
+                "already has a check constraint named items_note_not_null",
+            ),
+            (
+                Box::new(|c| {
+                    c.tables.remove("items");
+                }),
+                None,
+                "--table items: no such table",
+            ),
+        ];
+        for (change, fill, expected) in refusals {
+            let mut cat = cat.clone();
+            change(&mut cat);
+            let err = SetNotNull::new("items", "note", fill, None)
+                .unwrap()
+                .generate("p", Some(&cat))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        let err = SetNotNull::new("items", "nope", None, None)
+            .unwrap()
+            .generate("p", Some(&cat))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--column nope: table items has no column nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        for (table, column, fill, option) in [
+            ("Items", "note", None, "--table"),
+            ("items", "no te", None, "--column"),
+            ("items", "note", Some("1; DROP TABLE x"), "--fill"),
+        ] {
+            let err = SetNotNull::new(table, column, fill, None).unwrap_err();
+            assert_eq!(err.code(), 2);
+            assert!(err.to_string().contains(option), "{err}");
+        }
+    }
+}
