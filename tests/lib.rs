@@ -20,6 +20,7 @@ mod locks_held;
 mod migrations;
 mod plans;
 mod preview;
+mod recipes;
 mod real_folders;
 mod safety;
 mod snapshots;

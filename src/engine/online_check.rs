@@ -82,6 +82,7 @@ async fn walk(
         applied: &applied,
         lock_timeout: PREVIEW_LOCK_TIMEOUT,
         statement_timeout: PREVIEW_STATEMENT_TIMEOUT,
+        left_out_indexes: Default::default(),
     };
     let phases = &plan.spec.phases;
     let is_applied = |index: usize| {

@@ -270,6 +270,10 @@ impl Recipe for SetNotNull {
             },
         });
         let set_id = format!("set-{column_id}-not-null");
+        let not_null = format!(
+            "coalesce((SELECT attnotnull FROM pg_attribute\n                 WHERE attrelid = to_regclass({regclass}) AND attname = {}), false)",
+            literal(c)
+        );
         phases.push(DraftPhase {
             id: set_id.clone(),
             kind: "migration",
@@ -281,14 +285,16 @@ impl Recipe for SetNotNull {
                  (PostgreSQL 12 or later): a moment of ACCESS EXCLUSIVE. The check\n\
                  is dropped in the same transaction; the column's NOT NULL replaces it."
             ),
-            guard: vec![validated],
-            checks: vec![check(
-                &format!("{c} is NOT NULL"),
+            // Evaluated again after the statements, which drop the check:
+            // the column's own NOT NULL then stands for it.
+            guard: vec![check(
+                &format!("{constraint} is validated (or {c} is NOT NULL)"),
                 format!(
-                    "SELECT coalesce((SELECT attnotnull FROM pg_attribute\n                 WHERE attrelid = to_regclass({regclass}) AND attname = {}), false)",
-                    literal(c)
+                    "SELECT coalesce((SELECT convalidated FROM pg_constraint\n                 WHERE conrelid = to_regclass({regclass}) AND conname = {}), false)\n    OR {not_null}",
+                    literal(&constraint)
                 ),
             )],
+            checks: vec![check(&format!("{c} is NOT NULL"), format!("SELECT {not_null}"))],
             ..DraftPhase::default()
         });
         migrations.push(DraftMigration {

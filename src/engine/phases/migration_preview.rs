@@ -154,8 +154,13 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
             }
             left_out.push(file.up.file_line(statement.offset).to_string());
             let unique = sql_text::leading_words(statement.text, 2) == ["create", "unique"];
-            if let Some(index) = concurrent_index(statement.text).filter(|_| unique) {
-                unique_indexes_left_out.push(index.table);
+            if let Some(built) = concurrent_index(statement.text) {
+                if let (Some(name), Ok(mut names)) = (&built.name, preview.left_out_indexes.lock()) {
+                    names.push((format!("phase {} ({})", index + 1, spec.id), name.clone()));
+                }
+                if unique {
+                    unique_indexes_left_out.push(built.table);
+                }
             }
         }
     }
@@ -214,6 +219,18 @@ fn failure_place(
     }
 }
 
+/// SQLSTATE undefined_object: e.g. `index "x" does not exist`.
+const UNDEFINED_OBJECT: &str = "42704";
+
+/// The left-out index (and the phase building it) an error message names.
+fn left_out_index(preview: &Preview<'_>, message: &str) -> Option<(String, String)> {
+    let names = preview.left_out_indexes.lock().ok()?;
+    names
+        .iter()
+        .find(|(_, name)| message.contains(&format!("index \"{name}\"")))
+        .cloned()
+}
+
 fn preview_failure(
     preview: &Preview<'_>,
     index: usize,
@@ -238,6 +255,13 @@ fn preview_failure(
         )),
         // Data exceptions and integrity violations: the data it meets when
         // it runs may differ (a backfill before it fills a column, say).
+        // An index a left-out `CREATE INDEX CONCURRENTLY` builds does not
+        // exist in the preview (`ADD CONSTRAINT ... USING INDEX` after it).
+        UNDEFINED_OBJECT => left_out_index(preview, &diagnostic.message).map(|(phase, name)| {
+            format!(
+                "{id} needs the index {name}, which {phase} builds with a statement left out of the preview (it cannot run in a transaction); `orch advance` finds out when it runs"
+            )
+        }),
         _ if sqlstate.starts_with("22") || sqlstate.starts_with("23") => Some(format!(
             "{id} fails on the data as it is today ({}); the phases before it may change that data, so `orch advance` finds out when it runs",
             diagnostic.message
