@@ -113,7 +113,8 @@ impl Traffic {
         self.new_app.store(true, Ordering::SeqCst);
         let start = self.stats().new_ok;
         assert!(
-            wait_until(Duration::from_secs(60), || self.stats().new_ok >= start + 40),
+            wait_until(Duration::from_secs(60), || self.stats().new_ok
+                >= start + 40),
             "the new version's writes did not go through: {:?}",
             self.stats()
         );
@@ -150,7 +151,9 @@ fn generate(s: &Session, plan: &str, args: &[&str]) -> Vec<(String, String)> {
     let run = s.orch(&all);
     run.success()
         .stdout_has(&format!("wrote plans/{plan}.yaml"))
-        .stdout_has(&format!("next: review the files, then `orch check {plan}` and `orch advance {plan}`"))
+        .stdout_has(&format!(
+            "next: review the files, then `orch check {plan}` and `orch advance {plan}`"
+        ))
         .stdout_lacks("no database configured");
     let check = s.orch(&["check"]);
     check.success();
@@ -210,7 +213,10 @@ fn walk(
 /// No failed write, every row there; prints the longest write.
 fn assert_no_write_lost(s: &Session, recipe: &str, table: &str, stats: &Stats) {
     assert_eq!(stats.failed, 0, "{recipe}: {stats:?}");
-    assert!(stats.new_ok > 0 && stats.ok > stats.new_ok, "{recipe}: {stats:?}");
+    assert!(
+        stats.new_ok > 0 && stats.ok > stats.new_ok,
+        "{recipe}: {stats:?}"
+    );
     assert_eq!(
         s.value(&format!("SELECT count(*) FROM {table}")),
         Some((ROWS as u64 + stats.inserted).to_string()),
@@ -232,17 +238,34 @@ fn value(s: &Session, sql: &str) -> String {
 fn set_not_null_under_writers() {
     let s = project(
         "CREATE TABLE items (id bigserial PRIMARY KEY, title text NOT NULL, note text, created_at timestamptz NOT NULL DEFAULT now());",
-        &format!("INSERT INTO items (title, note) SELECT 't' || g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'n' END FROM generate_series(1, {ROWS}) AS g"),
+        &format!(
+            "INSERT INTO items (title, note) SELECT 't' || g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'n' END FROM generate_series(1, {ROWS}) AS g"
+        ),
     );
     let phases = generate(
         &s,
         "items-note",
-        &["set-not-null", "items-note", "--table", "items", "--column", "note", "--fill", "'(none)'"],
+        &[
+            "set-not-null",
+            "items-note",
+            "--table",
+            "items",
+            "--column",
+            "note",
+            "--fill",
+            "'(none)'",
+        ],
     );
     let ids: Vec<&str> = phases.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(
         ids,
-        ["deploy-writes-note", "fill-note", "add-note-check", "validate-note-check", "set-note-not-null"]
+        [
+            "deploy-writes-note",
+            "fill-note",
+            "add-note-check",
+            "validate-note-check",
+            "set-note-not-null"
+        ]
     );
     // The old version sometimes writes no note; the new one always does.
     let traffic = Traffic::start(
@@ -254,25 +277,39 @@ fn set_not_null_under_writers() {
                 if n % 3 == 0 { "NULL" } else { "'n'" }
             ),
             (0, true) => format!("INSERT INTO items (title, note) VALUES ('w{n}', 'new')"),
-            _ => format!("UPDATE items SET title = 'u{n}' WHERE id = {}", n % 40_000 + 1),
+            _ => format!(
+                "UPDATE items SET title = 'u{n}' WHERE id = {}",
+                n % 40_000 + 1
+            ),
         }),
     );
     walk(&s, "items-note", &phases, &traffic, |_| {});
     let stats = traffic.stop();
     assert_no_write_lost(&s, "set-not-null", "items", &stats);
     assert_eq!(
-        value(&s, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'note'"),
+        value(
+            &s,
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'note'"
+        ),
         "t"
     );
     assert_eq!(
-        value(&s, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'items'::regclass AND contype = 'c'"),
+        value(
+            &s,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'items'::regclass AND contype = 'c'"
+        ),
         "0",
         "the check is gone"
     );
     // The rows loaded with no note, and those the old version wrote without one.
-    let filled: i64 = value(&s, "SELECT count(*) FROM items WHERE note = '(none)'").parse().unwrap();
+    let filled: i64 = value(&s, "SELECT count(*) FROM items WHERE note = '(none)'")
+        .parse()
+        .unwrap();
     assert!(filled >= ROWS / 10, "{filled}");
-    assert_eq!(value(&s, "SELECT count(*) FROM items WHERE note IS NULL"), "0");
+    assert_eq!(
+        value(&s, "SELECT count(*) FROM items WHERE note IS NULL"),
+        "0"
+    );
 }
 
 #[test]
@@ -289,10 +326,26 @@ fn add_foreign_key_under_writers() {
     let phases = generate(
         &s,
         "books-author",
-        &["add-foreign-key", "books-author", "--table", "books", "--column", "author_id", "--references", "authors.id"],
+        &[
+            "add-foreign-key",
+            "books-author",
+            "--table",
+            "books",
+            "--column",
+            "author_id",
+            "--references",
+            "authors.id",
+        ],
     );
     let ids: Vec<&str> = phases.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, ["deploy-valid-author-id", "add-author-id-fkey", "validate-author-id-fkey"]);
+    assert_eq!(
+        ids,
+        [
+            "deploy-valid-author-id",
+            "add-author-id-fkey",
+            "validate-author-id-fkey"
+        ]
+    );
     // The old version sometimes writes an author that does not exist; the
     // new one only existing authors.
     let traffic = Traffic::start(
@@ -300,10 +353,19 @@ fn add_foreign_key_under_writers() {
         2,
         Arc::new(|new, n| match (n % 2, new) {
             (0, false) if n % 5 == 0 => {
-                format!("INSERT INTO books (author_id, title) VALUES ({}, 'w{n}')", 100_000 + n % 7)
+                format!(
+                    "INSERT INTO books (author_id, title) VALUES ({}, 'w{n}')",
+                    100_000 + n % 7
+                )
             }
-            (0, _) => format!("INSERT INTO books (author_id, title) VALUES ({}, 'w{n}')", n % 1000 + 1),
-            _ => format!("UPDATE books SET title = 'u{n}' WHERE id = {}", n % 40_000 + 1),
+            (0, _) => format!(
+                "INSERT INTO books (author_id, title) VALUES ({}, 'w{n}')",
+                n % 1000 + 1
+            ),
+            _ => format!(
+                "UPDATE books SET title = 'u{n}' WHERE id = {}",
+                n % 40_000 + 1
+            ),
         }),
     );
     walk(&s, "books-author", &phases, &traffic, |id| {
@@ -319,10 +381,15 @@ fn add_foreign_key_under_writers() {
     let stats = traffic.stop();
     assert_no_write_lost(&s, "add-foreign-key", "books", &stats);
     assert_eq!(
-        value(&s, "SELECT convalidated FROM pg_constraint WHERE conname = 'books_author_id_fkey' AND contype = 'f'"),
+        value(
+            &s,
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'books_author_id_fkey' AND contype = 'f'"
+        ),
         "t"
     );
-    let refused = s.db.connect().try_execute("INSERT INTO books (author_id) VALUES (999999)");
+    let refused =
+        s.db.connect()
+            .try_execute("INSERT INTO books (author_id) VALUES (999999)");
     assert!(refused.is_err(), "the key holds");
 }
 
@@ -330,15 +397,31 @@ fn add_foreign_key_under_writers() {
 fn add_unique_under_writers() {
     let s = project(
         "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text, visits int NOT NULL DEFAULT 0, created_at timestamptz NOT NULL DEFAULT now());",
-        &format!("INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {ROWS}) AS g"),
+        &format!(
+            "INSERT INTO accounts (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {ROWS}) AS g"
+        ),
     );
     let phases = generate(
         &s,
         "accounts-email",
-        &["add-unique", "accounts-email", "--table", "accounts", "--columns", "email"],
+        &[
+            "add-unique",
+            "accounts-email",
+            "--table",
+            "accounts",
+            "--columns",
+            "email",
+        ],
     );
     let ids: Vec<&str> = phases.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, ["deploy-no-duplicate-email", "build-email-index", "add-email-unique"]);
+    assert_eq!(
+        ids,
+        [
+            "deploy-no-duplicate-email",
+            "build-email-index",
+            "add-email-unique"
+        ]
+    );
     // The old version inserts plainly; the new one upserts.
     let traffic = Traffic::start(
         &s,
@@ -348,18 +431,27 @@ fn add_unique_under_writers() {
             (0, true) => format!(
                 "INSERT INTO accounts (email) VALUES ('w{n}@example.com') ON CONFLICT DO NOTHING"
             ),
-            _ => format!("UPDATE accounts SET visits = visits + 1 WHERE id = {}", n % 40_000 + 1),
+            _ => format!(
+                "UPDATE accounts SET visits = visits + 1 WHERE id = {}",
+                n % 40_000 + 1
+            ),
         }),
     );
     walk(&s, "accounts-email", &phases, &traffic, |_| {});
     let stats = traffic.stop();
     assert_no_write_lost(&s, "add-unique", "accounts", &stats);
     assert_eq!(
-        value(&s, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_email_key' AND contype = 'u'"),
+        value(
+            &s,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_email_key' AND contype = 'u'"
+        ),
         "UNIQUE (email)"
     );
     assert_eq!(
-        value(&s, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'accounts_email_key'::regclass"),
+        value(
+            &s,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'accounts_email_key'::regclass"
+        ),
         "t"
     );
 }
@@ -374,13 +466,28 @@ fn drop_column_under_writers() {
     let phases = generate(
         &s,
         "drop-legacy",
-        &["drop-column", "drop-legacy", "--table", "events", "--column", "legacy"],
+        &[
+            "drop-column",
+            "drop-legacy",
+            "--table",
+            "events",
+            "--column",
+            "legacy",
+        ],
     );
     let ids: Vec<&str> = phases.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, ["relax-legacy", "deploy-without-legacy", "drop-legacy"]);
+    assert_eq!(
+        ids,
+        ["relax-legacy", "deploy-without-legacy", "drop-legacy"]
+    );
     let text = std::fs::read_to_string(s.path("plans/drop-legacy.yaml")).unwrap();
     let words: Vec<&str> = text.split_whitespace().collect();
-    assert!(words.join(" ").contains("It also drops index events_legacy_idx."), "{text}");
+    assert!(
+        words
+            .join(" ")
+            .contains("It also drops index events_legacy_idx."),
+        "{text}"
+    );
     // The old version writes legacy; the new one never mentions it.
     let traffic = Traffic::start(
         &s,
@@ -388,15 +495,24 @@ fn drop_column_under_writers() {
         Arc::new(|new, n| match (n % 2, new) {
             (0, false) => format!("INSERT INTO events (payload, legacy) VALUES ('w{n}', 'l{n}')"),
             (0, true) => format!("INSERT INTO events (payload) VALUES ('w{n}')"),
-            (_, false) => format!("UPDATE events SET payload = 'u{n}', legacy = 'u' WHERE id = {}", n % 40_000 + 1),
-            (_, true) => format!("UPDATE events SET payload = 'u{n}' WHERE id = {}", n % 40_000 + 1),
+            (_, false) => format!(
+                "UPDATE events SET payload = 'u{n}', legacy = 'u' WHERE id = {}",
+                n % 40_000 + 1
+            ),
+            (_, true) => format!(
+                "UPDATE events SET payload = 'u{n}' WHERE id = {}",
+                n % 40_000 + 1
+            ),
         }),
     );
     walk(&s, "drop-legacy", &phases, &traffic, |_| {});
     let stats = traffic.stop();
     assert_no_write_lost(&s, "drop-column", "events", &stats);
     assert_eq!(s.columns("events"), ["id", "payload", "created_at"]);
-    assert_eq!(value(&s, "SELECT to_regclass('events_legacy_idx') IS NULL"), "t");
+    assert_eq!(
+        value(&s, "SELECT to_regclass('events_legacy_idx') IS NULL"),
+        "t"
+    );
     // Irreversible: a rollback without --force is refused.
     s.orch(&["rollback", "drop-legacy", "drop-legacy"]).code(4);
 }
@@ -408,20 +524,57 @@ fn plan_new_never_overwrites_a_plan() {
         "SELECT 1",
     );
     s.plan("items-note.yaml", "keep me\n");
-    let args = ["plan", "new", "set-not-null", "items-note", "--table", "items", "--column", "note"];
+    let args = [
+        "plan",
+        "new",
+        "set-not-null",
+        "items-note",
+        "--table",
+        "items",
+        "--column",
+        "note",
+    ];
     s.orch(&args)
         .code(4)
         .stderr_has("plans/items-note.yaml exists already: orch plan new never overwrites a plan");
-    assert_eq!(std::fs::read_to_string(s.path("plans/items-note.yaml")).unwrap(), "keep me\n");
-    assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 1, "no migration written");
+    assert_eq!(
+        std::fs::read_to_string(s.path("plans/items-note.yaml")).unwrap(),
+        "keep me\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(s.path("migrations")).unwrap().count(),
+        1,
+        "no migration written"
+    );
     // A second run of the same command after a first one refuses too.
-    s.orch(&["plan", "new", "set-not-null", "other", "--table", "items", "--column", "note"])
-        .success();
+    s.orch(&[
+        "plan",
+        "new",
+        "set-not-null",
+        "other",
+        "--table",
+        "items",
+        "--column",
+        "note",
+    ])
+    .success();
     let before = std::fs::read_to_string(s.path("plans/other.yaml")).unwrap();
-    s.orch(&["plan", "new", "set-not-null", "other", "--table", "items", "--column", "note"])
-        .code(4)
-        .stderr_has("exists already");
-    assert_eq!(std::fs::read_to_string(s.path("plans/other.yaml")).unwrap(), before);
+    s.orch(&[
+        "plan",
+        "new",
+        "set-not-null",
+        "other",
+        "--table",
+        "items",
+        "--column",
+        "note",
+    ])
+    .code(4)
+    .stderr_has("exists already");
+    assert_eq!(
+        std::fs::read_to_string(s.path("plans/other.yaml")).unwrap(),
+        before
+    );
     assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 4);
 }
 
@@ -439,7 +592,14 @@ fn refusals_name_what_is_in_the_way() {
     );
     let cases: &[(&[&str], &str)] = &[
         (
-            &["drop-column", "p", "--table", "events", "--column", "legacy"],
+            &[
+                "drop-column",
+                "p",
+                "--table",
+                "events",
+                "--column",
+                "legacy",
+            ],
             "events.legacy is used by index events_kind_legacy_idx (CREATE INDEX events_kind_legacy_idx ON public.events USING btree (kind, legacy)), view legacy_report",
         ),
         (
@@ -447,7 +607,16 @@ fn refusals_name_what_is_in_the_way() {
             "add-unique: 2 value(s) of (code) occur in more than one row of authors (e.g. (a))",
         ),
         (
-            &["add-foreign-key", "p", "--table", "events", "--column", "kind", "--references", "authors.code"],
+            &[
+                "add-foreign-key",
+                "p",
+                "--table",
+                "events",
+                "--column",
+                "kind",
+                "--references",
+                "authors.code",
+            ],
             "add-foreign-key: authors.code has no unique index or constraint",
         ),
         (
@@ -456,7 +625,16 @@ fn refusals_name_what_is_in_the_way() {
         ),
         // A table without a key: the backfill that fills the NULLs needs one.
         (
-            &["set-not-null", "p", "--table", "logs", "--column", "note", "--fill", "''"],
+            &[
+                "set-not-null",
+                "p",
+                "--table",
+                "logs",
+                "--column",
+                "note",
+                "--fill",
+                "''",
+            ],
             "set-not-null: table logs has no primary key and no unique index over NOT NULL columns",
         ),
         (
@@ -469,32 +647,94 @@ fn refusals_name_what_is_in_the_way() {
         all.extend_from_slice(args);
         s.orch(&all).code(4).stderr_has(expected);
     }
-    s.orch(&["plan", "new", "drop-column", "p", "--table", "events", "--column", "nope"])
-        .code(2)
-        .stderr_has("--column nope: table events has no column nope");
+    s.orch(&[
+        "plan",
+        "new",
+        "drop-column",
+        "p",
+        "--table",
+        "events",
+        "--column",
+        "nope",
+    ])
+    .code(2)
+    .stderr_has("--column nope: table events has no column nope");
     s.execute("CREATE TABLE bare (message text, legacy text)");
-    s.orch(&["plan", "new", "drop-column", "p", "--table", "bare", "--column", "legacy"])
-        .code(4)
-        .stderr_has("table bare has no column stamped with the insert time")
-        .stderr_has("--created-at COLUMN");
-    assert_eq!(std::fs::read_dir(s.path("plans")).unwrap().count(), 0, "nothing written");
+    s.orch(&[
+        "plan",
+        "new",
+        "drop-column",
+        "p",
+        "--table",
+        "bare",
+        "--column",
+        "legacy",
+    ])
+    .code(4)
+    .stderr_has("table bare has no column stamped with the insert time")
+    .stderr_has("--created-at COLUMN");
+    assert_eq!(
+        std::fs::read_dir(s.path("plans")).unwrap().count(),
+        0,
+        "nothing written"
+    );
     assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 1);
 }
 
 #[test]
 fn without_a_database_the_options_stand_in_for_the_catalog() {
     let s = Session::new();
-    s.orch_without_database(&["plan", "new", "drop-column", "p", "--table", "events", "--column", "legacy"])
-        .code(2)
-        .stderr_has("give --type TYPE");
-    s.orch_without_database(&["plan", "new", "drop-column", "p", "--table", "events", "--column", "legacy", "--type", "text"])
-        .code(2)
-        .stderr_has("give --created-at COLUMN");
-    s.orch_without_database(&["plan", "new", "add-unique", "p", "--table", "Events", "--columns", "a"])
-        .code(2)
-        .stderr_has("--table \"Events\"");
     s.orch_without_database(&[
-        "plan", "new", "drop-column", "p", "--table", "events", "--column", "legacy", "--type", "text", "--created-at", "created_at",
+        "plan",
+        "new",
+        "drop-column",
+        "p",
+        "--table",
+        "events",
+        "--column",
+        "legacy",
+    ])
+    .code(2)
+    .stderr_has("give --type TYPE");
+    s.orch_without_database(&[
+        "plan",
+        "new",
+        "drop-column",
+        "p",
+        "--table",
+        "events",
+        "--column",
+        "legacy",
+        "--type",
+        "text",
+    ])
+    .code(2)
+    .stderr_has("give --created-at COLUMN");
+    s.orch_without_database(&[
+        "plan",
+        "new",
+        "add-unique",
+        "p",
+        "--table",
+        "Events",
+        "--columns",
+        "a",
+    ])
+    .code(2)
+    .stderr_has("--table \"Events\"");
+    s.orch_without_database(&[
+        "plan",
+        "new",
+        "drop-column",
+        "p",
+        "--table",
+        "events",
+        "--column",
+        "legacy",
+        "--type",
+        "text",
+        "--created-at",
+        "created_at",
     ])
     .success()
     .stdout_has("no database configured")

@@ -86,7 +86,15 @@ pub async fn plan_new(
         )));
     }
     let mut written = Vec::new();
-    let result = write_all(folders, &draft.migrations, plan, now, &yaml, &plan_path, &mut written);
+    let result = write_all(
+        folders,
+        &draft.migrations,
+        plan,
+        now,
+        &yaml,
+        &plan_path,
+        &mut written,
+    );
     if let Err(e) = result {
         for path in written.iter().rev() {
             let _ = std::fs::remove_file(path);
@@ -115,7 +123,8 @@ fn write_all(
         // Read again: the versions just written are taken.
         let set = MigrationSet::load(folders.migrations, folders.format)?;
         let name = migration_name(plan, &migration.suffix);
-        let files = source::open(set.format, &set.dir).write(&set, &name, now, &migration.content)?;
+        let files =
+            source::open(set.format, &set.dir).write(&set, &name, now, &migration.content)?;
         written.extend(files);
     }
     write_new_file(plan_path, yaml).map_err(|e| match e {

@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use crate::migration::source::NewMigration;
 use crate::recipe::draft::check;
 use crate::recipe::names::{self, ident, literal, table_sql};
+use crate::recipe::shape::ConstraintKind;
 use crate::recipe::{
     Catalog, Draft, DraftMigration, DraftPhase, Probe, Recent, Recipe, column, refuse, table,
 };
-use crate::recipe::shape::ConstraintKind;
 
 const NAME: &str = "add-foreign-key";
 
@@ -103,9 +103,9 @@ impl Recipe for AddForeignKey {
             if let Some(existing) = shape.constraints.iter().find(|k| {
                 k.kind == ConstraintKind::ForeignKey
                     && k.columns == [c.clone()]
-                    && k.references.as_ref().is_some_and(|(rt, rc)| {
-                        *rt == target.name && *rc == [c2.clone()]
-                    })
+                    && k.references
+                        .as_ref()
+                        .is_some_and(|(rt, rc)| *rt == target.name && *rc == [c2.clone()])
             }) {
                 return Err(refuse(
                     NAME,
@@ -114,11 +114,18 @@ impl Recipe for AddForeignKey {
                         shape.name,
                         existing.name,
                         existing.definition,
-                        if existing.validated { "" } else { ", not validated yet" }
+                        if existing.validated {
+                            ""
+                        } else {
+                            ", not validated yet"
+                        }
                     ),
                     match existing.validated {
                         true => "nothing to do".to_string(),
-                        false => format!("validate it: ALTER TABLE {} VALIDATE CONSTRAINT {}", shape.name, existing.name),
+                        false => format!(
+                            "validate it: ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                            shape.name, existing.name
+                        ),
                     },
                 ));
             }
@@ -197,7 +204,9 @@ impl Recipe for AddForeignKey {
         phases.push(DraftPhase {
             id: format!("deploy-valid-{column_id}"),
             kind: "deploy",
-            title: format!("Deploy the app version that writes only existing {t2}.{c2} values into {t}.{c}"),
+            title: format!(
+                "Deploy the app version that writes only existing {t2}.{c2} values into {t}.{c}"
+            ),
             instructions: format!(
                 "Deploy the application version that writes into {c} only values\n\
                  that exist in {t2}.{c2} (or NULL), and removes or re-points the\n\
@@ -254,7 +263,7 @@ impl Recipe for AddForeignKey {
             id: validate_id.clone(),
             kind: "migration",
             role: Some("expand"),
-            title: format!("Validate the foreign key on the existing rows"),
+            title: "Validate the foreign key on the existing rows".to_string(),
             migration: Some(format!("validate_{c}_fkey")),
             instructions: format!(
                 "VALIDATE scans {t} under SHARE UPDATE EXCLUSIVE (and takes ROW SHARE\n\
@@ -302,7 +311,9 @@ mod tests {
 
     fn tables() -> Catalog {
         let mut books = table_with("books", vec![col("author_id", "bigint")]);
-        books.indexes.push(index("books_author_id_idx", &["author_id"], false, false));
+        books
+            .indexes
+            .push(index("books_author_id_idx", &["author_id"], false, false));
         catalog(vec![books, table_with("authors", vec![])])
     }
 
@@ -313,9 +324,21 @@ mod tests {
         assert_eq!(recipe.probes(&cat).len(), 1);
         let draft = recipe.generate("books-author", Some(&cat)).unwrap();
         let ids: Vec<&str> = draft.phases.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["deploy-valid-author-id", "add-author-id-fkey", "validate-author-id-fkey"]);
+        assert_eq!(
+            ids,
+            [
+                "deploy-valid-author-id",
+                "add-author-id-fkey",
+                "validate-author-id-fkey"
+            ]
+        );
         assert!(draft.notes.is_empty(), "{:?}", draft.notes);
-        assert!(draft.migrations[0].content.up.contains("REFERENCES authors (id) NOT VALID;"));
+        assert!(
+            draft.migrations[0]
+                .content
+                .up
+                .contains("REFERENCES authors (id) NOT VALID;")
+        );
         assert_eq!(
             draft.migrations[1].content.up,
             "ALTER TABLE books VALIDATE CONSTRAINT books_author_id_fkey;"
@@ -337,7 +360,7 @@ mod tests {
             target: "authors".into(),
             target_column: "id".into(),
         };
-        let cases: Vec<(Box<dyn Fn(&mut Catalog)>, &str)> = vec![
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|c| c.tables.get_mut("authors").unwrap().indexes.clear()),
                 "authors.id has no unique index or constraint",
@@ -346,14 +369,21 @@ mod tests {
                 Box::new(move |c| {
                     c.counts.insert(
                         orphans.clone(),
-                        ProbeCount { rows: 3, example: Some("99".into()) },
+                        ProbeCount {
+                            rows: 3,
+                            example: Some("99".into()),
+                        },
                     );
                 }),
                 "3 row(s) of books have a author_id that matches no authors.id (e.g. author_id = 99)",
             ),
             (
                 Box::new(|c| {
-                    c.tables.get_mut("books").unwrap().constraints.push(ConstraintShapeFor::fk());
+                    c.tables
+                        .get_mut("books")
+                        .unwrap()
+                        .constraints
+                        .push(ConstraintShapeFor::fk());
                 }),
                 "books already has the foreign key books_author_fk",
             ),
@@ -377,6 +407,8 @@ mod tests {
         let err = AddForeignKey::new("books", "author_id", "authors", None).unwrap_err();
         assert!(err.to_string().contains("--references"), "{err}");
     }
+
+    type Change = Box<dyn Fn(&mut Catalog)>;
 
     struct ConstraintShapeFor;
     impl ConstraintShapeFor {

@@ -10,7 +10,9 @@ use crate::migration::source::NewMigration;
 use crate::recipe::draft::check;
 use crate::recipe::names::{self, ident, table_sql};
 use crate::recipe::shape::ConstraintKind;
-use crate::recipe::{Catalog, Draft, DraftMigration, DraftPhase, Recent, Recipe, column, refuse, table};
+use crate::recipe::{
+    Catalog, Draft, DraftMigration, DraftPhase, Recent, Recipe, column, refuse, table,
+};
 
 const NAME: &str = "drop-column";
 
@@ -30,12 +32,12 @@ impl DropColumn {
         type_name: Option<&str>,
         created_at: Option<&str>,
     ) -> Result<DropColumn> {
-        if let Some(ty) = type_name {
-            if ty.trim().is_empty() || ty.contains(';') || ty.contains("--") {
-                return Err(Error::Usage(format!(
-                    "--type {ty:?}: expected a column type such as text or numeric(10,2)"
-                )));
-            }
+        if let Some(ty) = type_name
+            && (ty.trim().is_empty() || ty.contains(';') || ty.contains("--"))
+        {
+            return Err(Error::Usage(format!(
+                "--type {ty:?}: expected a column type such as text or numeric(10,2)"
+            )));
         }
         Ok(DropColumn {
             table: names::table("--table", table)?,
@@ -94,7 +96,11 @@ impl DropColumn {
             }
         }
         for fk in &shape.referenced_by {
-            if fk.references.as_ref().is_some_and(|(_, cols)| cols.contains(c)) {
+            if fk
+                .references
+                .as_ref()
+                .is_some_and(|(_, cols)| cols.contains(c))
+            {
                 blocking.push(format!(
                     "foreign key {} of {} ({})",
                     fk.name, fk.table, fk.definition
@@ -309,7 +315,11 @@ impl Recipe for DropColumn {
         Ok(Draft {
             description: format!(
                 "Drop {t}.{c} without breaking the application: {}the version that neither reads nor writes it is deployed, then the column is dropped in a guarded, irreversible contract phase.",
-                if must_relax { "the column is relaxed so inserts may leave it out, " } else { "" }
+                if must_relax {
+                    "the column is relaxed so inserts may leave it out, "
+                } else {
+                    ""
+                }
             ),
             phases,
             migrations,
@@ -325,66 +335,128 @@ mod tests {
     use crate::recipe::shape::{ColumnShape, ConstraintShape, ViewShape};
     use crate::recipe::testing::{assert_checks_clean, catalog, col, index, table_with};
 
+    type Change = Box<dyn Fn(&mut TableShape)>;
+
     const SCHEMA: &str = "CREATE TABLE events (id bigserial PRIMARY KEY, legacy text NOT NULL, payload text, created_at timestamptz NOT NULL DEFAULT now());";
 
     fn events() -> Catalog {
         let mut t = table_with(
             "events",
-            vec![ColumnShape { not_null: true, ..col("legacy", "text") }, col("payload", "text")],
+            vec![
+                ColumnShape {
+                    not_null: true,
+                    ..col("legacy", "text")
+                },
+                col("payload", "text"),
+            ],
         );
-        t.indexes.push(index("events_legacy_idx", &["legacy"], false, false));
+        t.indexes
+            .push(index("events_legacy_idx", &["legacy"], false, false));
         catalog(vec![t])
     }
 
     #[test]
     fn relaxes_gates_then_drops_behind_a_guard() {
-        let draft = DropColumn::new("events", "legacy", None, None).unwrap().generate("drop-legacy", Some(&events())).unwrap();
+        let draft = DropColumn::new("events", "legacy", None, None)
+            .unwrap()
+            .generate("drop-legacy", Some(&events()))
+            .unwrap();
         let ids: Vec<&str> = draft.phases.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["relax-legacy", "deploy-without-legacy", "drop-legacy"]);
+        assert_eq!(
+            ids,
+            ["relax-legacy", "deploy-without-legacy", "drop-legacy"]
+        );
         let drop = &draft.phases[2];
-        assert!(drop.rollback_loses.as_deref().unwrap().contains("(text) EMPTY"));
+        assert!(
+            drop.rollback_loses
+                .as_deref()
+                .unwrap()
+                .contains("(text) EMPTY")
+        );
         assert!(!drop.guard.is_empty());
-        assert!(drop.instructions.contains("index events_legacy_idx"), "{}", drop.instructions);
-        assert_eq!(draft.migrations[1].content.down.lines().last().unwrap(), "ALTER TABLE events ADD COLUMN legacy text;");
+        assert!(
+            drop.instructions.contains("index events_legacy_idx"),
+            "{}",
+            drop.instructions
+        );
+        assert_eq!(
+            draft.migrations[1].content.down.lines().last().unwrap(),
+            "ALTER TABLE events ADD COLUMN legacy text;"
+        );
         assert_checks_clean(&draft, "drop-legacy", SCHEMA);
         // A nullable column needs no relaxing.
         let mut cat = events();
         cat.tables.get_mut("events").unwrap().columns[2].not_null = false;
-        let draft = DropColumn::new("events", "legacy", None, None).unwrap().generate("drop-legacy", Some(&cat)).unwrap();
+        let draft = DropColumn::new("events", "legacy", None, None)
+            .unwrap()
+            .generate("drop-legacy", Some(&cat))
+            .unwrap();
         assert_eq!(draft.phases[0].id, "deploy-without-legacy");
         // Without a database: --type is required.
-        let err = DropColumn::new("events", "legacy", None, Some("created_at")).unwrap().generate("p", None).unwrap_err();
+        let err = DropColumn::new("events", "legacy", None, Some("created_at"))
+            .unwrap()
+            .generate("p", None)
+            .unwrap_err();
         assert!(err.to_string().contains("--type"), "{err}");
-        let draft = DropColumn::new("events", "legacy", Some("text"), Some("created_at")).unwrap().generate("drop-legacy", None).unwrap();
+        let draft = DropColumn::new("events", "legacy", Some("text"), Some("created_at"))
+            .unwrap()
+            .generate("drop-legacy", None)
+            .unwrap();
         assert_checks_clean(&draft, "drop-legacy", SCHEMA);
     }
 
     #[test]
     fn refuses_what_depends_on_the_column_by_name() {
-        let cases: Vec<(Box<dyn Fn(&mut TableShape)>, &str)> = vec![
-            (Box::new(|t| t.views.push(ViewShape { name: "legacy_report".into(), columns: vec!["legacy".into()] })), "view legacy_report"),
-            (Box::new(|t| t.indexes.push(index("events_legacy_payload_idx", &["legacy", "payload"], false, false))), "index events_legacy_payload_idx"),
+        let cases: Vec<(Change, &str)> = vec![
             (
-                Box::new(|t| t.referenced_by.push(ConstraintShape {
-                    name: "audit_legacy_fkey".into(),
-                    kind: ConstraintKind::ForeignKey,
-                    table: "audit".into(),
-                    columns: vec!["legacy".into()],
-                    references: Some(("events".into(), vec!["legacy".into()])),
-                    validated: true,
-                    definition: "FOREIGN KEY (legacy) REFERENCES events(legacy)".into(),
-                })),
+                Box::new(|t| {
+                    t.views.push(ViewShape {
+                        name: "legacy_report".into(),
+                        columns: vec!["legacy".into()],
+                    })
+                }),
+                "view legacy_report",
+            ),
+            (
+                Box::new(|t| {
+                    t.indexes.push(index(
+                        "events_legacy_payload_idx",
+                        &["legacy", "payload"],
+                        false,
+                        false,
+                    ))
+                }),
+                "index events_legacy_payload_idx",
+            ),
+            (
+                Box::new(|t| {
+                    t.referenced_by.push(ConstraintShape {
+                        name: "audit_legacy_fkey".into(),
+                        kind: ConstraintKind::ForeignKey,
+                        table: "audit".into(),
+                        columns: vec!["legacy".into()],
+                        references: Some(("events".into(), vec!["legacy".into()])),
+                        validated: true,
+                        definition: "FOREIGN KEY (legacy) REFERENCES events(legacy)".into(),
+                    })
+                }),
                 "foreign key audit_legacy_fkey of audit",
             ),
         ];
         for (change, expected) in cases {
             let mut cat = events();
             change(cat.tables.get_mut("events").unwrap());
-            let err = DropColumn::new("events", "legacy", None, None).unwrap().generate("p", Some(&cat)).unwrap_err();
+            let err = DropColumn::new("events", "legacy", None, None)
+                .unwrap()
+                .generate("p", Some(&cat))
+                .unwrap_err();
             assert_eq!(err.code(), 4);
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
-        let err = DropColumn::new("events", "id", None, None).unwrap().generate("p", Some(&events())).unwrap_err();
+        let err = DropColumn::new("events", "id", None, None)
+            .unwrap()
+            .generate("p", Some(&events()))
+            .unwrap_err();
         assert!(err.to_string().contains("primary key"), "{err}");
     }
 }

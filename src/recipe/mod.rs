@@ -69,10 +69,7 @@ pub fn column<'a>(
 
 /// A refusal of recipe `recipe`: `message` names what is in the way.
 pub fn refuse(recipe: &str, message: impl Into<String>, next: impl Into<String>) -> Error {
-    Error::refused(
-        format!("{recipe}: {}", message.into()),
-        Some(next.into()),
-    )
+    Error::refused(format!("{recipe}: {}", message.into()), Some(next.into()))
 }
 
 /// How a deploy gate's check finds the rows the new application version

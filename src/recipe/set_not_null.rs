@@ -31,12 +31,12 @@ impl SetNotNull {
         fill: Option<&str>,
         created_at: Option<&str>,
     ) -> Result<SetNotNull> {
-        if let Some(fill) = fill {
-            if fill.trim().is_empty() || fill.contains(';') {
-                return Err(Error::Usage(format!(
-                    "--fill {fill:?}: expected one SQL expression (no `;`), e.g. --fill \"''\" or --fill \"now()\""
-                )));
-            }
+        if let Some(fill) = fill
+            && (fill.trim().is_empty() || fill.contains(';'))
+        {
+            return Err(Error::Usage(format!(
+                "--fill {fill:?}: expected one SQL expression (no `;`), e.g. --fill \"''\" or --fill \"now()\""
+            )));
         }
         Ok(SetNotNull {
             table: names::table("--table", table)?,
@@ -134,7 +134,10 @@ impl Recipe for SetNotNull {
                         "table {} has no primary key and no unique index over NOT NULL columns: the backfill that fills the NULLs walks the table by such a key",
                         shape.name
                     ),
-                    format!("add a primary key to {} first (e.g. with `orch plan new add-unique`), or fill the NULLs yourself and leave out --fill", shape.name),
+                    format!(
+                        "add a primary key to {} first (e.g. with `orch plan new add-unique`), or fill the NULLs yourself and leave out --fill",
+                        shape.name
+                    ),
                 ));
             }
         } else {
@@ -248,7 +251,7 @@ impl Recipe for SetNotNull {
             id: validate_id.clone(),
             kind: "migration",
             role: Some("expand"),
-            title: format!("Validate the check on the existing rows"),
+            title: "Validate the check on the existing rows".to_string(),
             migration: Some(format!("validate_{c}_check")),
             instructions: format!(
                 "VALIDATE scans {t} under SHARE UPDATE EXCLUSIVE: inserts, updates\n\
@@ -316,7 +319,11 @@ impl Recipe for SetNotNull {
         Ok(Draft {
             description: format!(
                 "Make {t}.{c} NOT NULL without scanning {t} under an exclusive lock: the application stops writing NULL, {}a NOT VALID check is added and validated while writes go on, then SET NOT NULL uses it and the check is dropped.",
-                if self.fill.is_some() { "existing NULLs are filled in batches, " } else { "" }
+                if self.fill.is_some() {
+                    "existing NULLs are filled in batches, "
+                } else {
+                    ""
+                }
             ),
             phases,
             migrations,
@@ -331,6 +338,8 @@ mod tests {
     use crate::recipe::shape::ProbeCount;
     use crate::recipe::testing::{assert_checks_clean, catalog, col, table_with};
 
+    type Change = Box<dyn Fn(&mut Catalog)>;
+
     const SCHEMA: &str = "CREATE TABLE items (id bigserial PRIMARY KEY, note text, created_at timestamptz NOT NULL DEFAULT now());";
 
     fn ids(draft: &Draft) -> Vec<&str> {
@@ -343,9 +352,18 @@ mod tests {
         let draft = recipe.generate("items-note", None).unwrap();
         assert_eq!(
             ids(&draft),
-            ["deploy-writes-note", "add-note-check", "validate-note-check", "set-note-not-null"]
+            [
+                "deploy-writes-note",
+                "add-note-check",
+                "validate-note-check",
+                "set-note-not-null"
+            ]
         );
-        assert!(draft.notes[0].contains("without a database"), "{:?}", draft.notes);
+        assert!(
+            draft.notes[0].contains("without a database"),
+            "{:?}",
+            draft.notes
+        );
         let text = assert_checks_clean(&draft, "items-note", SCHEMA);
         assert!(text.contains(":gate_opened_at"), "{text}");
         let up = &draft.migrations[0].content.up;
@@ -353,7 +371,12 @@ mod tests {
             up,
             "ALTER TABLE items ADD CONSTRAINT items_note_not_null CHECK (note IS NOT NULL) NOT VALID;"
         );
-        assert!(draft.migrations[2].content.up.contains("DROP CONSTRAINT items_note_not_null"));
+        assert!(
+            draft.migrations[2]
+                .content
+                .up
+                .contains("DROP CONSTRAINT items_note_not_null")
+        );
         // Without a database and without --created-at, the gate cannot be written.
         let err = SetNotNull::new("items", "note", None, None)
             .unwrap()
@@ -372,16 +395,29 @@ mod tests {
         };
         // NULLs and --fill: a backfill phase; the gate finds created_at.
         let mut cat = catalog(vec![items.clone()]);
-        cat.counts.insert(nulls.clone(), ProbeCount { rows: 7, example: None });
+        cat.counts.insert(
+            nulls.clone(),
+            ProbeCount {
+                rows: 7,
+                example: None,
+            },
+        );
         let recipe = SetNotNull::new("items", "note", Some("''"), None).unwrap();
-        assert_eq!(recipe.probes(&cat), [nulls.clone()]);
+        assert_eq!(recipe.probes(&cat), std::slice::from_ref(&nulls));
         let draft = recipe.generate("items-note", Some(&cat)).unwrap();
         assert_eq!(draft.phases[1].id, "fill-note");
-        assert_eq!(draft.phases[1].backfill.as_ref().unwrap().where_, "note IS NULL");
-        assert!(draft.notes.iter().any(|n| n.contains("7 row(s)")), "{:?}", draft.notes);
+        assert_eq!(
+            draft.phases[1].backfill.as_ref().unwrap().where_,
+            "note IS NULL"
+        );
+        assert!(
+            draft.notes.iter().any(|n| n.contains("7 row(s)")),
+            "{:?}",
+            draft.notes
+        );
         assert_checks_clean(&draft, "items-note", SCHEMA);
 
-        let refusals: Vec<(Box<dyn Fn(&mut Catalog)>, Option<&str>, &str)> = vec![
+        let refusals: Vec<(Change, Option<&str>, &str)> = vec![
             (Box::new(|_| {}), None, "7 row(s) of items have note NULL"),
             (
                 Box::new(|c| c.tables.get_mut("items").unwrap().columns[2].not_null = true),
@@ -430,7 +466,10 @@ mod tests {
             .generate("p", Some(&cat))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--column nope: table items has no column nope"), "{err}");
+        assert!(
+            err.contains("--column nope: table items has no column nope"),
+            "{err}"
+        );
     }
 
     #[test]

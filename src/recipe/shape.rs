@@ -156,9 +156,15 @@ impl TableShape {
             c.type_name.starts_with("timestamp")
                 && c.default.as_deref().is_some_and(|d| {
                     let d = d.to_ascii_lowercase();
-                    ["now()", "current_timestamp", "clock_timestamp()", "statement_timestamp()", "transaction_timestamp()"]
-                        .iter()
-                        .any(|f| d.contains(f))
+                    [
+                        "now()",
+                        "current_timestamp",
+                        "clock_timestamp()",
+                        "statement_timestamp()",
+                        "transaction_timestamp()",
+                    ]
+                    .iter()
+                    .any(|f| d.contains(f))
                 })
         })
     }

@@ -96,7 +96,12 @@ pub fn assert_checks_clean(draft: &Draft, plan: &str, schema: &str) -> String {
     for migration in &draft.migrations {
         let set = MigrationSet::load(&migrations, None).unwrap();
         source::open(Format::Dbmate, &migrations)
-            .write(&set, &migration_name(plan, &migration.suffix), now, &migration.content)
+            .write(
+                &set,
+                &migration_name(plan, &migration.suffix),
+                now,
+                &migration.content,
+            )
             .unwrap();
     }
     let text = draft.render(plan, "orch plan new test");
@@ -109,7 +114,9 @@ pub fn assert_checks_clean(draft: &Draft, plan: &str, schema: &str) -> String {
         if phase.kind != PhaseKind::Migration {
             continue;
         }
-        let file = set.by_reference(phase.migration.as_deref().unwrap()).unwrap();
+        let file = set
+            .by_reference(phase.migration.as_deref().unwrap())
+            .unwrap();
         let role = match phase.role {
             Some(PlanRole::Contract) => Role::Contract,
             _ => Role::Expand,

@@ -155,7 +155,8 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
             left_out.push(file.up.file_line(statement.offset).to_string());
             let unique = sql_text::leading_words(statement.text, 2) == ["create", "unique"];
             if let Some(built) = concurrent_index(statement.text) {
-                if let (Some(name), Ok(mut names)) = (&built.name, preview.left_out_indexes.lock()) {
+                if let (Some(name), Ok(mut names)) = (&built.name, preview.left_out_indexes.lock())
+                {
                     names.push((format!("phase {} ({})", index + 1, spec.id), name.clone()));
                 }
                 if unique {

@@ -186,23 +186,39 @@ mod tests {
         let written = folder.write(&set, "build_key", now, &content).unwrap();
         assert!(written[0].ends_with("20240102030405_build_key.sql"));
         let text = std::fs::read_to_string(&written[0]).unwrap();
-        assert!(text.starts_with("-- Owned by plan p.\n--\n-- Second line.\n\n-- migrate:up transaction:false\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "-- Owned by plan p.\n--\n-- Second line.\n\n-- migrate:up transaction:false\n"
+            ),
+            "{text}"
+        );
         let set = MigrationSet::resolve(&folder).unwrap();
         let back = set.find("build_key").unwrap();
         assert!(!back.up.transactional);
         assert!(back.up.sql.contains("CREATE UNIQUE INDEX CONCURRENTLY"));
         assert!(!back.down.as_ref().unwrap().transactional);
         // Never over an existing file.
-        let err = folder.write(&set, "build_key", now - chrono::Duration::seconds(1), &content);
+        let err = folder.write(
+            &set,
+            "build_key",
+            now - chrono::Duration::seconds(1),
+            &content,
+        );
         assert!(err.is_ok(), "another version is a new file");
         std::fs::write(dir.path().join("20300101000000_x.sql"), "x").unwrap();
         let same = folder.write(
             &MigrationSet::default(),
             "x",
-            chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().to_utc(),
+            chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
             &content,
         );
-        assert!(same.unwrap_err().to_string().contains("cannot create migration file"));
+        assert!(
+            same.unwrap_err()
+                .to_string()
+                .contains("cannot create migration file")
+        );
     }
 
     #[test]
