@@ -127,6 +127,8 @@ fn write_all(
             source::open(set.format, &set.dir).write(&set, &name, now, &migration.content)?;
         written.extend(files);
     }
+    std::fs::create_dir_all(folders.plans)
+        .map_err(|e| Error::io("cannot create the plans directory", folders.plans, e))?;
     write_new_file(plan_path, yaml).map_err(|e| match e {
         Error::Io { path, source, .. } => Error::io("cannot create the plan file", path, source),
         other => other,
