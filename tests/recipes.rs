@@ -742,3 +742,63 @@ fn without_a_database_the_options_stand_in_for_the_catalog() {
     .stdout_has("note: generated without a database");
     s.orch_without_database(&["check"]).success();
 }
+
+#[test]
+fn plans_are_written_in_the_folders_format() {
+    // A goose folder numbered in sequence gets goose files with the next
+    // numbers, the index build marked NO TRANSACTION.
+    let s = Session::new();
+    s.migration(
+        "00001_schema.sql",
+        "-- +goose Up\nCREATE TABLE accounts (id bigserial PRIMARY KEY, email text);\n\n-- +goose Down\nDROP TABLE accounts;\n",
+    );
+    s.orch_without_database(&[
+        "plan",
+        "new",
+        "add-unique",
+        "accounts-email",
+        "--table",
+        "accounts",
+        "--columns",
+        "email",
+    ])
+    .success()
+    .stdout_has("wrote migrations/00002_accounts_email_build_email_index.sql")
+    .stdout_has("wrote migrations/00003_accounts_email_add_email_unique.sql");
+    let build =
+        std::fs::read_to_string(s.path("migrations/00002_accounts_email_build_email_index.sql"))
+            .unwrap();
+    assert!(
+        build.starts_with("-- +goose NO TRANSACTION\n-- +goose Up\n"),
+        "{build}"
+    );
+    let check = s.orch_without_database(&["check"]);
+    check
+        .success()
+        .stdout_has("ok: migrations (3 migrations, goose format)");
+    // A diesel folder: a directory per migration, metadata.toml outside a transaction.
+    let s = Session::new();
+    s.write(
+        "migrations/2024-01-01-000000_schema/up.sql",
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text);\n",
+    )
+    .write(
+        "migrations/2024-01-01-000000_schema/down.sql",
+        "DROP TABLE accounts;\n",
+    );
+    s.orch_without_database(&[
+        "plan",
+        "new",
+        "add-unique",
+        "accounts-email",
+        "--table",
+        "accounts",
+        "--columns",
+        "email",
+    ])
+    .success()
+    .stdout_has("_accounts_email_build_email_index/metadata.toml");
+    s.orch_without_database(&["check"])
+        .success()
+        .stdout_has("diesel format");
+}

@@ -139,10 +139,7 @@ fn render(content: &NewMigration) -> String {
         true => format!("-- migrate:{kind}\n"),
         false => format!("-- migrate:{kind} transaction:false\n"),
     };
-    let mut text = String::new();
-    for line in content.header.lines() {
-        text.push_str(&format!("-- {line}\n").replace("-- \n", "--\n"));
-    }
+    let mut text = content.header_comments();
     if !text.is_empty() {
         text.push('\n');
     }
