@@ -147,3 +147,44 @@ impl Recent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::testing::{col, table_with};
+
+    #[test]
+    fn a_gate_finds_new_rows_by_creation_time_else_by_a_sequential_key() {
+        let stamped = table_with("t", vec![col("a", "text")]);
+        assert_eq!(
+            Recent::choose("r", None, Some(&stamped)).unwrap(),
+            Recent::CreatedAt("created_at".into())
+        );
+        assert_eq!(
+            Recent::choose("r", Some("a"), Some(&stamped)).unwrap(),
+            Recent::CreatedAt("a".into())
+        );
+        let err = Recent::choose("r", Some("nope"), Some(&stamped)).unwrap_err();
+        assert!(err.to_string().contains("--created-at nope"), "{err}");
+
+        let mut keyed = stamped.clone();
+        keyed.columns.retain(|c| c.name != "created_at");
+        assert_eq!(
+            Recent::choose("r", None, Some(&keyed)).unwrap(),
+            Recent::SequentialKey("id".into())
+        );
+        let rows = Recent::SequentialKey("id".into()).rows("t", "a");
+        assert_eq!(
+            rows,
+            "(SELECT a FROM t\n      ORDER BY id DESC LIMIT 20) AS recent"
+        );
+
+        let mut neither = keyed.clone();
+        neither.columns[0].default = None; // a key not filled from a sequence
+        let err = Recent::choose("r", None, Some(&neither)).unwrap_err();
+        assert_eq!(err.code(), 4);
+        assert!(err.to_string().contains("--created-at COLUMN"), "{err}");
+        let err = Recent::choose("r", None, None).unwrap_err();
+        assert_eq!(err.code(), 2);
+    }
+}
