@@ -161,6 +161,55 @@ impl DraftPhase {
     }
 }
 
+/// A `sync` phase's mapping (the kind that keeps old and new columns in
+/// step with triggers while both application versions run), as the phase's
+/// `raw` YAML: `sync: {table: T, old: [..], new: [..], up: {..}, down: {..}}`.
+/// `up` gives each new column's expression over the old ones, `down` each
+/// old column's over the new ones.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the sync-based recipes (rename-column, change-type, replace-columns) use it once the sync kind is merged"
+    )
+)]
+pub fn sync_mapping(
+    table: &str,
+    old: &[String],
+    new: &[String],
+    up: &[(String, String)],
+    down: &[(String, String)],
+) -> String {
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| scalar(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let map = |pairs: &[(String, String)]| {
+        pairs
+            .iter()
+            .map(|(column, expression)| {
+                format!(
+                    "{}: {}",
+                    scalar(column),
+                    serde_json::to_string(expression).expect("a string serialises")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "sync: {{table: {}, old: [{}], new: [{}], up: {{{}}}, down: {{{}}}}}",
+        scalar(table),
+        list(old),
+        list(new),
+        map(up),
+        map(down)
+    )
+}
+
 /// `text` as a literal block's lines, each indented by `indent`.
 fn block(text: &str, indent: &str, out: &mut String) {
     for line in text.trim_end().lines() {
@@ -257,6 +306,39 @@ mod tests {
                 serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
             assert_eq!(back["v"], text, "{yaml}");
         }
+    }
+
+    #[test]
+    fn a_sync_phase_renders_in_the_shape_the_sync_kind_reads() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let phase = DraftPhase {
+            id: "sync-loc".into(),
+            kind: "sync",
+            title: "Keep loc and lat, lng in step".into(),
+            raw: Some(sync_mapping(
+                "posts",
+                &strings(&["lat", "lng"]),
+                &strings(&["loc"]),
+                &pairs(&[("loc", "point(lng, lat)")]),
+                &pairs(&[("lat", "loc[1]"), ("lng", "loc[0]")]),
+            )),
+            ..DraftPhase::default()
+        };
+        let mut out = String::new();
+        phase.render("p", &mut out);
+        assert!(
+            out.contains("    sync: {table: posts, old: [lat, lng], new: [loc], up: {loc: \"point(lng, lat)\"}, down: {lat: \"loc[1]\", lng: \"loc[0]\"}}\n"),
+            "{out}"
+        );
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&format!("phases:\n{out}")).unwrap();
+        let sync = &yaml["phases"][0]["sync"];
+        assert_eq!(sync["down"]["lng"], "loc[0]");
+        assert_eq!(sync["old"][1], "lng");
     }
 
     #[test]
