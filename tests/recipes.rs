@@ -604,7 +604,7 @@ fn refusals_name_what_is_in_the_way() {
         ),
         (
             &["add-unique", "p", "--table", "authors", "--columns", "code"],
-            "add-unique: 2 value(s) of (code) occur in more than one row of authors (e.g. (a))",
+            "add-unique: 2 value(s) of code occur in more than one row of authors (e.g. a)",
         ),
         (
             &[

@@ -63,7 +63,12 @@ impl Recipe for AddUnique {
     fn generate(&self, plan: &str, catalog: Option<&Catalog>) -> Result<Draft> {
         let t = &self.table;
         let cols = &self.columns;
-        let shown = cols.join(", ");
+        // `email`, or `(org, email)`.
+        let listed = cols.join(", ");
+        let shown = match cols.len() {
+            1 => listed.clone(),
+            _ => format!("({listed})"),
+        };
         let constraint = self.constraint();
         let mut notes = Vec::new();
         if let Some(catalog) = catalog {
@@ -75,7 +80,7 @@ impl Recipe for AddUnique {
                 return Err(refuse(
                     NAME,
                     format!(
-                        "{} already has the unique index {} on ({shown}): {}",
+                        "{} already has the unique index {} on {shown}: {}",
                         shape.name, existing.name, existing.definition
                     ),
                     "nothing to do (to make it a constraint: ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX ...)",
@@ -117,16 +122,19 @@ impl Recipe for AddUnique {
                 return Err(refuse(
                     NAME,
                     format!(
-                        "{} value(s) of ({shown}) occur in more than one row of {}{}: the unique index cannot be built",
+                        "{} value(s) of {shown} occur in more than one row of {}{}: the unique index cannot be built",
                         dups.rows,
                         shape.name,
                         dups.example
                             .as_deref()
-                            .map(|e| format!(" (e.g. ({e}))"))
+                            .map(|e| match cols.len() {
+                                1 => format!(" (e.g. {e})"),
+                                _ => format!(" (e.g. ({e}))"),
+                            })
                             .unwrap_or_default()
                     ),
                     format!(
-                        "remove or change the duplicate rows (SELECT {shown}, count(*) FROM {t} GROUP BY {shown} HAVING count(*) > 1), then run `orch plan new {NAME} ...` again"
+                        "remove or change the duplicate rows (SELECT {listed}, count(*) FROM {t} GROUP BY {listed} HAVING count(*) > 1), then run `orch plan new {NAME} ...` again"
                     ),
                 ));
             }
@@ -137,13 +145,13 @@ impl Recipe for AddUnique {
                 .collect();
             if !nullable.is_empty() {
                 notes.push(format!(
-                    "{} may be NULL: rows with a NULL in ({shown}) never conflict (NULLs are distinct in a unique index)",
+                    "{} may be NULL: rows with a NULL in {shown} never conflict (NULLs are distinct in a unique index)",
                     nullable.join(", ")
                 ));
             }
         } else {
             notes.push(format!(
-                "generated without a database: orch did not check that {t} has ({shown}), that no value occurs twice, or that no such unique index exists; the guard and the build will tell"
+                "generated without a database: orch did not check that {t} has {shown}, that no value occurs twice, or that no such unique index exists; the guard and the build will tell"
             ));
         }
         let tsql = table_sql(t);
@@ -167,7 +175,7 @@ impl Recipe for AddUnique {
         let cols_id = names::id_part(&cols.join("-"));
         let cols_suffix = cols.join("_");
         let no_duplicates = check(
-            &format!("no ({shown}) occurs twice"),
+            &format!("no {shown} occurs twice"),
             format!(
                 "SELECT NOT EXISTS (\n  SELECT 1 FROM {tsql}\n  WHERE {not_null}\n  GROUP BY {colsql} HAVING count(*) > 1)"
             ),
@@ -177,9 +185,9 @@ impl Recipe for AddUnique {
         phases.push(DraftPhase {
             id: format!("deploy-no-duplicate-{cols_id}"),
             kind: "deploy",
-            title: format!("Deploy the app version that never writes a duplicate ({shown})"),
+            title: format!("Deploy the app version that never writes a duplicate {shown}"),
             instructions: format!(
-                "Deploy the application version that never writes a ({shown}) that\n\
+                "Deploy the application version that never writes a {shown} that\n\
                  another row of {t} has (it looks first, or retries on a conflict).\n\
                  Wait until no older instance is left: from the next phase on, a\n\
                  duplicate write fails. The check looks at the whole table."
@@ -238,13 +246,13 @@ impl Recipe for AddUnique {
             id: add_id.clone(),
             kind: "migration",
             role: Some("expand"),
-            title: format!("Make {constraint} the unique constraint on ({shown})"),
+            title: format!("Make {constraint} the unique constraint on {shown}"),
             migration: Some(format!("add_{cols_suffix}_unique")),
             instructions: format!(
                 "ADD CONSTRAINT ... UNIQUE USING INDEX adopts the index built in the\n\
                  phase before: a moment of ACCESS EXCLUSIVE on {t}, no build and no\n\
                  scan. The application may rely on the constraint from now on\n\
-                 (e.g. INSERT ... ON CONFLICT ({shown}))."
+                 (e.g. INSERT ... ON CONFLICT ({listed}))."
             ),
             guard: vec![index_valid],
             checks: vec![check(
@@ -272,7 +280,7 @@ impl Recipe for AddUnique {
         });
         Ok(Draft {
             description: format!(
-                "Make ({shown}) unique in {t} without blocking writes: the application stops writing duplicates, the unique index is built concurrently, then the constraint adopts it."
+                "Make {shown} unique in {t} without blocking writes: the application stops writing duplicates, the unique index is built concurrently, then the constraint adopts it."
             ),
             phases,
             migrations,
@@ -363,7 +371,7 @@ mod tests {
         for (cat, expected) in [
             (
                 dups,
-                "2 value(s) of (email) occur in more than one row of accounts (e.g. (a@x))",
+                "2 value(s) of email occur in more than one row of accounts (e.g. a@x)",
             ),
             (
                 existing,
