@@ -576,6 +576,25 @@ fn plan_new_never_overwrites_a_plan() {
         before
     );
     assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 4);
+    // A migration of a name the plan would use stops it before any file.
+    s.migration(
+        "20240102000000_third_add_note_check.sql",
+        "-- migrate:up\nSELECT 1;\n",
+    );
+    s.orch(&[
+        "plan",
+        "new",
+        "set-not-null",
+        "third",
+        "--table",
+        "items",
+        "--column",
+        "note",
+    ])
+    .code(4)
+    .stderr_has("a migration named third_add_note_check exists already");
+    assert!(!s.path("plans/third.yaml").exists());
+    assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 5);
 }
 
 #[test]
@@ -801,4 +820,102 @@ fn plans_are_written_in_the_folders_format() {
     s.orch_without_database(&["check"])
         .success()
         .stdout_has("diesel format");
+}
+
+/// What a reviewer reads of each recipe's output (the command's lines, the
+/// plan and its migrations), pinned so a change to it is reviewed as a
+/// diff of tests/snapshots/. Generated without a database, from the
+/// options alone; migration versions are redacted.
+#[test]
+fn recipe_output_is_pinned() {
+    let recipes: &[(&str, &[&str])] = &[
+        (
+            "set-not-null",
+            &[
+                "set-not-null",
+                "items-note",
+                "--table",
+                "items",
+                "--column",
+                "note",
+                "--fill",
+                "''",
+                "--created-at",
+                "created_at",
+            ],
+        ),
+        (
+            "add-foreign-key",
+            &[
+                "add-foreign-key",
+                "books-author",
+                "--table",
+                "books",
+                "--column",
+                "author_id",
+                "--references",
+                "authors.id",
+                "--created-at",
+                "created_at",
+            ],
+        ),
+        (
+            "add-unique",
+            &[
+                "add-unique",
+                "accounts-email",
+                "--table",
+                "accounts",
+                "--columns",
+                "org,email",
+            ],
+        ),
+        (
+            "drop-column",
+            &[
+                "drop-column",
+                "drop-legacy",
+                "--table",
+                "events",
+                "--column",
+                "legacy",
+                "--type",
+                "text",
+                "--created-at",
+                "created_at",
+            ],
+        ),
+    ];
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.add_filter(r"\b\d{14}_", "[version]_");
+    settings.bind(|| {
+        for (recipe, args) in recipes {
+            let s = Session::new();
+            let mut all = vec!["plan", "new"];
+            all.extend_from_slice(args);
+            let run = s.orch_without_database(&all);
+            run.success();
+            let mut out = format!("$ orch {}\n{}", all.join(" "), run.stdout);
+            let mut files: Vec<_> = std::fs::read_dir(s.path("migrations"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            files.insert(0, s.path(&format!("plans/{}.yaml", args[1])));
+            for path in files {
+                let name = path
+                    .strip_prefix(s.dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                out.push_str(&format!(
+                    "\n===== {name}\n{}",
+                    std::fs::read_to_string(&path).unwrap()
+                ));
+            }
+            insta::assert_snapshot!(format!("recipe-{recipe}"), out);
+        }
+    });
 }

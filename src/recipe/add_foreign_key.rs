@@ -218,7 +218,7 @@ impl Recipe for AddForeignKey {
             checks: vec![check(
                 &format!("new rows reference an existing {t2} row"),
                 format!(
-                    "SELECT count(*) > 0 AND bool_and(recent.{csql} IS NULL OR {parent})\nFROM {}",
+                    "SELECT count(*) > 0\n       AND bool_and(recent.{csql} IS NULL\n                OR {parent})\nFROM {}",
                     recent.rows(&tsql, &csql)
                 ),
             )],
