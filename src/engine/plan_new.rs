@@ -101,9 +101,9 @@ pub async fn plan_new(
         }
         return Err(e);
     }
-    let plan_file = written.pop().expect("the plan is written last");
+    written.retain(|path| *path != plan_path);
     Ok(Written {
-        plan: plan_file,
+        plan: plan_path,
         migrations: written,
         notes: draft.notes,
         with_database: catalog.is_some(),

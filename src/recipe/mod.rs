@@ -95,7 +95,13 @@ impl Recent {
     ) -> Result<Recent> {
         if let Some(column) = option {
             if let Some(shape) = shape {
-                self::column(shape, "--created-at", column)?;
+                let found = self::column(shape, "--created-at", column)?;
+                if !found.type_name.starts_with("timestamp") {
+                    return Err(Error::Usage(format!(
+                        "--created-at {column}: {}.{column} is {}, not a timestamp; name the column the application sets to the time it inserts a row",
+                        shape.name, found.type_name
+                    )));
+                }
             }
             return Ok(Recent::CreatedAt(column.to_string()));
         }
@@ -155,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_gate_finds_new_rows_by_creation_time_else_by_a_sequential_key() {
-        let stamped = table_with("t", vec![col("a", "text")]);
+        let stamped = table_with("t", vec![col("a", "timestamp without time zone")]);
         assert_eq!(
             Recent::choose("r", None, Some(&stamped)).unwrap(),
             Recent::CreatedAt("created_at".into())
@@ -163,6 +169,11 @@ mod tests {
         assert_eq!(
             Recent::choose("r", Some("a"), Some(&stamped)).unwrap(),
             Recent::CreatedAt("a".into())
+        );
+        let err = Recent::choose("r", Some("id"), Some(&stamped)).unwrap_err();
+        assert!(
+            err.to_string().contains("t.id is bigint, not a timestamp"),
+            "{err}"
         );
         let err = Recent::choose("r", Some("nope"), Some(&stamped)).unwrap_err();
         assert!(err.to_string().contains("--created-at nope"), "{err}");

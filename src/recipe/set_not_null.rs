@@ -107,6 +107,12 @@ impl Recipe for SetNotNull {
                 table: t.clone(),
                 column: c.clone(),
             });
+            if self.fill.is_none() && nulls.is_some_and(|n| n.rows == 0) {
+                notes.push(format!(
+                    "no row of {} has {c} NULL now; a NULL the old version writes before the gate must be fixed by hand before the validate phase (or generate the plan with --fill EXPR to have it filled)",
+                    shape.name
+                ));
+            }
             if let Some(nulls) = nulls.filter(|n| n.rows > 0) {
                 if self.fill.is_none() {
                     return Err(refuse(
