@@ -604,7 +604,9 @@ fn refusals_name_what_is_in_the_way() {
          CREATE TABLE events (id bigserial PRIMARY KEY, kind text, legacy text, at timestamptz NOT NULL DEFAULT now());
          CREATE INDEX events_kind_legacy_idx ON events (kind, legacy);
          CREATE VIEW legacy_report AS SELECT id, legacy FROM events;
-         CREATE TABLE logs (message text, note text, created_at timestamptz NOT NULL DEFAULT now());",
+         CREATE TABLE logs (message text, note text, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE tags (id bigserial PRIMARY KEY, code text UNIQUE, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE tag_uses (id bigserial PRIMARY KEY, code text REFERENCES tags (code), created_at timestamptz NOT NULL DEFAULT now());",
         "INSERT INTO authors (code) VALUES ('a'), ('a'), ('b'), ('b'), ('c');
          INSERT INTO events (kind, legacy) VALUES ('k', 'l');
          INSERT INTO logs (message) VALUES ('m');",
@@ -641,6 +643,23 @@ fn refusals_name_what_is_in_the_way() {
         (
             &["set-not-null", "p", "--table", "events", "--column", "at"],
             "set-not-null: column events.at is NOT NULL already",
+        ),
+        (
+            &["drop-column", "p", "--table", "tags", "--column", "code"],
+            "tags.code is used by foreign key tag_uses_code_fkey of tag_uses (FOREIGN KEY (code) REFERENCES tags(code))",
+        ),
+        (
+            &[
+                "add-foreign-key",
+                "p",
+                "--table",
+                "tag_uses",
+                "--column",
+                "code",
+                "--references",
+                "tags.code",
+            ],
+            "add-foreign-key: tag_uses already has the foreign key tag_uses_code_fkey",
         ),
         // A table without a key: the backfill that fills the NULLs needs one.
         (
