@@ -316,8 +316,7 @@ fn set_not_null_under_writers() {
 fn add_foreign_key_under_writers() {
     let s = project(
         "CREATE TABLE authors (id bigserial PRIMARY KEY, name text);
-         CREATE TABLE books (id bigserial PRIMARY KEY, author_id bigint, title text, created_at timestamptz NOT NULL DEFAULT now());
-         CREATE INDEX books_author_id_idx ON books (author_id);",
+         CREATE TABLE books (id bigserial PRIMARY KEY, author_id bigint, title text, created_at timestamptz NOT NULL DEFAULT now());",
         &format!(
             "INSERT INTO authors (name) SELECT 'a' || g FROM generate_series(1, 1000) AS g;
              INSERT INTO books (author_id, title) SELECT CASE WHEN g % 50 = 0 THEN NULL ELSE g % 1000 + 1 END, 'b' || g FROM generate_series(1, {ROWS}) AS g"
@@ -338,9 +337,11 @@ fn add_foreign_key_under_writers() {
         ],
     );
     let ids: Vec<&str> = phases.iter().map(|(id, _)| id.as_str()).collect();
+    // books.author_id has no index: the plan builds one first.
     assert_eq!(
         ids,
         [
+            "build-author-id-index",
             "deploy-valid-author-id",
             "add-author-id-fkey",
             "validate-author-id-fkey"
@@ -384,6 +385,13 @@ fn add_foreign_key_under_writers() {
         value(
             &s,
             "SELECT convalidated FROM pg_constraint WHERE conname = 'books_author_id_fkey' AND contype = 'f'"
+        ),
+        "t"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'books_author_id_idx'::regclass"
         ),
         "t"
     );

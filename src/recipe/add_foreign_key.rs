@@ -83,6 +83,8 @@ impl Recipe for AddForeignKey {
         let (t, c, t2, c2) = (&self.table, &self.column, &self.target, &self.target_column);
         let constraint = self.constraint();
         let mut notes = Vec::new();
+        // The index the plan builds on the referencing column, when it has none.
+        let mut build_index: Option<String> = None;
         let shape = catalog.map(|cat| table(cat, "--table", t)).transpose()?;
         if let (Some(catalog), Some(shape)) = (catalog, shape) {
             let col = column(shape, "--column", c)?;
@@ -172,10 +174,19 @@ impl Recipe for AddForeignKey {
                 .iter()
                 .any(|i| i.valid && i.columns.first().and_then(|f| f.as_deref()) == Some(c));
             if !indexed {
-                notes.push(format!(
-                    "{}.{c} has no index: each delete or key update on {} scans {} for referencing rows; consider `CREATE INDEX CONCURRENTLY` on {}({c}) first",
-                    shape.name, target.name, shape.name, shape.name
-                ));
+                let name = names::object_name(t, std::slice::from_ref(c), "idx");
+                if shape.indexes.iter().any(|i| i.name == name) {
+                    notes.push(format!(
+                        "{}.{c} has no index it leads, and the name {name} is taken: each delete or key update on {} scans {} for referencing rows; consider `CREATE INDEX CONCURRENTLY` on {}({c})",
+                        shape.name, target.name, shape.name, shape.name
+                    ));
+                } else {
+                    notes.push(format!(
+                        "{}.{c} has no index: the plan builds {name} concurrently first, so a delete or key update on {} does not scan {} for referencing rows",
+                        shape.name, target.name, shape.name
+                    ));
+                    build_index = Some(name);
+                }
             }
         } else {
             notes.push(format!(
@@ -201,6 +212,53 @@ impl Recipe for AddForeignKey {
         );
         let mut phases = Vec::new();
         let mut migrations = Vec::new();
+        if let Some(index) = &build_index {
+            let id = format!("build-{column_id}-index");
+            let index_regclass = literal(&match t.rsplit_once('.') {
+                Some((schema, _)) => format!("{}.{}", ident(schema), ident(index)),
+                None => ident(index),
+            });
+            phases.push(DraftPhase {
+                id: id.clone(),
+                kind: "migration",
+                role: Some("expand"),
+                title: format!("Build the index {index} on {t}({c}) concurrently"),
+                migration: Some(format!("build_{c}_index")),
+                instructions: format!(
+                    "The foreign key makes every delete or key update on {t2} look for
+                     referencing {t} rows: without an index on {c}, a scan of {t}.
+                     CREATE INDEX CONCURRENTLY builds it while writes go on. If the
+                     build fails, PostgreSQL leaves an INVALID index {index}: drop it with
+                     `DROP INDEX CONCURRENTLY IF EXISTS {index};` and run advance again."
+                ),
+                guard: vec![check(
+                    &format!("no INVALID index {index} is left from a failed build"),
+                    format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM pg_index\n                   WHERE indexrelid = to_regclass({index_regclass}) AND NOT indisvalid)"
+                    ),
+                )],
+                checks: vec![check(
+                    &format!("the index {index} is valid"),
+                    format!(
+                        "SELECT coalesce((SELECT indisvalid FROM pg_index\n                 WHERE indexrelid = to_regclass({index_regclass})), false)"
+                    ),
+                )],
+                ..DraftPhase::default()
+            });
+            migrations.push(DraftMigration {
+                suffix: format!("build_{c}_index"),
+                content: NewMigration {
+                    header: header(phases.len(), &id),
+                    up: format!(
+                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {tsql} ({csql});",
+                        ident(index)
+                    ),
+                    up_in_transaction: false,
+                    down: format!("DROP INDEX CONCURRENTLY IF EXISTS {};", ident(index)),
+                    down_in_transaction: false,
+                },
+            });
+        }
         phases.push(DraftPhase {
             id: format!("deploy-valid-{column_id}"),
             kind: "deploy",
@@ -342,6 +400,26 @@ mod tests {
         assert_eq!(
             draft.migrations[1].content.up,
             "ALTER TABLE books VALIDATE CONSTRAINT books_author_id_fkey;"
+        );
+        assert_checks_clean(&draft, "books-author", SCHEMA);
+        // Without an index on author_id, the plan builds one first.
+        let mut bare = tables();
+        bare.tables
+            .get_mut("books")
+            .unwrap()
+            .indexes
+            .retain(|i| i.primary);
+        let draft = recipe.generate("books-author", Some(&bare)).unwrap();
+        assert_eq!(draft.phases[0].id, "build-author-id-index");
+        assert_eq!(
+            draft.migrations[0].content.up,
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS books_author_id_idx ON books (author_id);"
+        );
+        assert!(!draft.migrations[0].content.up_in_transaction);
+        assert!(
+            draft.notes[0].contains("the plan builds books_author_id_idx"),
+            "{:?}",
+            draft.notes
         );
         assert_checks_clean(&draft, "books-author", SCHEMA);
         // Without a database, from the options.
