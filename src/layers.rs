@@ -17,6 +17,8 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["backfill"],
     // Every SQL statement orch itself issues.
     &["store"],
+    // No database: recipes generate plans from options and catalog facts.
+    &["recipe"],
     // No database: the events the engine emits (they name phase kinds and
     // states)...
     &["events"],

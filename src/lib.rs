@@ -17,6 +17,8 @@
 //! - `backfill`: the batched backfill; how a table is cut into batches is a
 //!   walk (`backfill::walk`, one file per walk).
 //! - `store`: every SQL statement orch itself issues, and orch's schema.
+//! - `recipe` (no database): `orch plan new`'s recipes (one file each),
+//!   generating a plan and its migrations from options and catalog facts.
 //! - `events` (no database): what the engine emits for a reporter.
 //! - `plan` (no database): the plan format, its rules (`plan::kinds`, one
 //!   file per phase kind), the phase state machine, the audit log's actions
@@ -51,6 +53,7 @@ pub(crate) mod lint;
 pub(crate) mod migration;
 pub mod pg_server;
 pub(crate) mod plan;
+pub(crate) mod recipe;
 pub(crate) mod sql_text;
 pub(crate) mod stop;
 pub(crate) mod store;

@@ -21,6 +21,7 @@ mod migrations;
 mod plans;
 mod preview;
 mod real_folders;
+mod recipes;
 mod safety;
 mod snapshots;
 mod sync;

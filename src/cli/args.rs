@@ -297,6 +297,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Plans written for you: `orch plan new RECIPE NAME ...` (docs/recipes.md).
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
     /// Print a shell completion script on stdout (bash, zsh, fish, powershell, elvish).
     ///
     /// For example: `orch completions bash > ~/.local/share/bash-completion/completions/orch`,
@@ -314,6 +319,95 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Write plans/NAME.yaml and its migrations for a common change, from a recipe; never overwrites a file.
+    ///
+    /// With a database (--database-url, DATABASE_URL or PG* variables) the
+    /// recipe reads the table's columns, keys, constraints, indexes, the
+    /// foreign keys referencing it and the views reading it, fills in what
+    /// it can, and refuses by name what it cannot do safely. Without one it
+    /// works from its options and says what it could not verify. Prints the
+    /// files written and the next command (`orch check`, then `orch advance
+    /// NAME`). docs/recipes.md describes each recipe and its phases.
+    New {
+        #[command(subcommand)]
+        recipe: RecipeCommand,
+    },
+}
+
+/// The recipes of `orch plan new`.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Make a column NOT NULL: CHECK (C IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL, drop the check.
+    SetNotNull {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The column to make NOT NULL.
+        #[arg(long, value_name = "COLUMN")]
+        column: String,
+        /// Fill rows where the column is NULL with this SQL expression, in a backfill phase.
+        #[arg(long, value_name = "EXPR")]
+        fill: Option<String>,
+        #[command(flatten)]
+        recent: RecentArgs,
+    },
+    /// Add a foreign key: NOT VALID, then VALIDATE in its own phase.
+    AddForeignKey {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The referencing table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The referencing column.
+        #[arg(long, value_name = "COLUMN")]
+        column: String,
+        /// The referenced table and column: TABLE.COLUMN (or SCHEMA.TABLE.COLUMN).
+        #[arg(long, value_name = "TABLE.COLUMN")]
+        references: String,
+        #[command(flatten)]
+        recent: RecentArgs,
+    },
+    /// Add a unique constraint: CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX.
+    AddUnique {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The columns, comma-separated: C1[,C2...].
+        #[arg(long, value_name = "C1[,C2]")]
+        columns: String,
+    },
+    /// Drop a column: a gate for the app version that no longer uses it, then the guarded, irreversible drop.
+    DropColumn {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The column to drop.
+        #[arg(long, value_name = "COLUMN")]
+        column: String,
+        /// The column's type, for the down section that re-creates it (default: read from the database; required without one).
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: Option<String>,
+        #[command(flatten)]
+        recent: RecentArgs,
+    },
+}
+
+/// How a deploy gate's check finds the rows the new version wrote.
+#[derive(Debug, Clone, Args)]
+pub struct RecentArgs {
+    /// The column stamped with each row's insert time, for the gate's check (default: found in the database: a timestamp defaulting to now(), else the newest rows by a serial key; required without a database).
+    #[arg(long, value_name = "COLUMN")]
+    pub created_at: Option<String>,
 }
 
 /// How a plan's checks and guards are run.

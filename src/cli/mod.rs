@@ -10,6 +10,7 @@ pub(crate) mod generate;
 #[cfg(test)]
 mod help_check;
 pub(crate) mod migrate;
+pub(crate) mod plan_new;
 pub(crate) mod plans;
 pub(crate) mod plot;
 pub(crate) mod progress;
@@ -172,6 +173,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => check::run(&ctx, &plans, online, json).await,
         args::Command::Demo(demo_args) => demo::run(&ctx, &demo_args).await,
         args::Command::Wait { timeout } => wait::run(&ctx, timeout).await,
+        args::Command::Plan {
+            command: args::PlanCommand::New { recipe },
+        } => plan_new::run(&ctx, recipe).await,
         args::Command::Completions { shell } => generate::completions(shell),
         args::Command::Man { dir } => generate::man(dir.as_deref()),
     }

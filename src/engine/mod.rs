@@ -16,6 +16,7 @@ pub(crate) mod phases;
 pub mod plan_advance;
 pub mod plan_backfill;
 pub mod plan_confirm;
+pub mod plan_new;
 pub mod plan_rollback;
 pub mod plan_runner;
 pub mod plan_status;

@@ -95,6 +95,7 @@ async fn walk(
         applied: &applied,
         lock_timeout: PREVIEW_LOCK_TIMEOUT,
         statement_timeout: PREVIEW_STATEMENT_TIMEOUT,
+        left_out_indexes: Default::default(),
     };
     let phases = &plan.spec.phases;
     let is_applied = |index: usize| {
@@ -172,7 +173,16 @@ async fn apply_first(preview: &Preview<'_>, first_up: &[&Migration]) -> Result<F
     for file in first_up {
         let id = file.id();
         match try_in_preview(preview.store, file, &[]).await {
-            Tried::Applied { .. } => applied.push(id),
+            Tried::Applied {
+                index_names_left_out,
+                ..
+            } => {
+                if let Ok(mut names) = preview.left_out_indexes.lock() {
+                    let by = format!("pending migration {id}");
+                    names.extend(index_names_left_out.into_iter().map(|n| (by.clone(), n)));
+                }
+                applied.push(id)
+            }
             Tried::Deferred(why) => {
                 first.deferred = Some(why);
                 break;

@@ -291,6 +291,16 @@ mod tests {
             Ok(Vec::new())
         }
 
+        fn write(
+            &self,
+            _: &MigrationSet,
+            _: &str,
+            _: chrono::DateTime<chrono::Utc>,
+            _: &crate::migration::source::NewMigration,
+        ) -> Result<Vec<PathBuf>> {
+            Ok(Vec::new())
+        }
+
         fn resolve(&self) -> Result<Resolved> {
             let mut resolved = Resolved::default();
             for &(version, name) in &self.0 {

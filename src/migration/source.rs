@@ -43,6 +43,61 @@ pub trait MigrationSource {
         name: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<PathBuf>>;
+
+    /// `orch plan new`: write a new migration `name` holding `content`, in
+    /// this format, with a version no migration of `set` has; never
+    /// overwrite a file. Returns the files written. A format that cannot
+    /// say what `content` needs (node-pg-migrate's `.sql` outside a
+    /// transaction) says so instead of writing something else.
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>>;
+}
+
+impl NewMigration {
+    /// The header as SQL comment lines (empty when there is none).
+    pub fn header_comments(&self) -> String {
+        let mut text = String::new();
+        for line in self.header.lines() {
+            match line.is_empty() {
+                true => text.push_str("--\n"),
+                false => text.push_str(&format!("-- {line}\n")),
+            }
+        }
+        text
+    }
+
+    /// Refuse content whose up and down sections disagree on running in a
+    /// transaction, for a format where the setting covers both.
+    pub fn one_transaction_setting(&self, format: Format, dir: &Path) -> Result<bool> {
+        if self.up_in_transaction != self.down_in_transaction {
+            return Err(Error::Usage(format!(
+                "{}: a {format} migration runs both its sections in a transaction or neither; orch cannot write one whose up and down sections differ",
+                dir.display()
+            )));
+        }
+        Ok(self.up_in_transaction)
+    }
+}
+
+/// A migration to write, with its SQL: what `orch plan new` generates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMigration {
+    /// The up section's SQL (statements ending in `;`, comments allowed).
+    pub up: String,
+    /// Whether the up section runs in one transaction (`false` for
+    /// `CREATE INDEX CONCURRENTLY` and the like).
+    pub up_in_transaction: bool,
+    /// The down section's SQL.
+    pub down: String,
+    pub down_in_transaction: bool,
+    /// A comment put at the top of the file (without `--`), e.g. which plan
+    /// owns the migration.
+    pub header: String,
 }
 
 /// What a source found: the migrations it parsed, the problems of the
@@ -268,6 +323,64 @@ mod tests {
             err.contains("unknown migration folder format \"flyway\""),
             "{err}"
         );
+    }
+
+    /// Regression guard for `orch plan new` in every folder format: what
+    /// is written reads back with the same SQL and transaction settings.
+    #[test]
+    fn written_migrations_read_back_in_every_format() {
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let plain = NewMigration {
+            up: "ALTER TABLE t ADD CONSTRAINT t_a_nn CHECK (a IS NOT NULL) NOT VALID;".into(),
+            up_in_transaction: true,
+            down: "ALTER TABLE t DROP CONSTRAINT IF EXISTS t_a_nn;".into(),
+            down_in_transaction: true,
+            header: "Owned by plan p.".into(),
+        };
+        let concurrent = NewMigration {
+            up: "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a_key ON t (a);".into(),
+            up_in_transaction: false,
+            down: "DROP INDEX CONCURRENTLY IF EXISTS t_a_key;".into(),
+            down_in_transaction: false,
+            header: String::new(),
+        };
+        for &format in Format::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, content) in [("add_check", &plain), ("build_key", &concurrent)] {
+                let set = MigrationSet::load(dir.path(), Some(format)).unwrap();
+                let written = open(format, dir.path()).write(&set, name, now, content);
+                if format == Format::NodePgMigrate && !content.up_in_transaction {
+                    let err = written.unwrap_err().to_string();
+                    assert!(err.contains("pgm.noTransaction()"), "{err}");
+                    continue;
+                }
+                written.unwrap_or_else(|e| panic!("{format}: {e}"));
+                let set = MigrationSet::load(dir.path(), Some(format)).unwrap();
+                let back = set
+                    .find(name)
+                    .unwrap_or_else(|e| panic!("{format}: {e}: {:?}", set.files));
+                assert!(
+                    back.up.sql.contains(content.up.as_str()),
+                    "{format}: {}",
+                    back.up.sql
+                );
+                assert_eq!(back.up.transactional, content.up_in_transaction, "{format}");
+                let down = back
+                    .down
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{format}: no down"));
+                assert!(
+                    down.sql.contains(content.down.as_str()),
+                    "{format}: {}",
+                    down.sql
+                );
+                assert_eq!(down.transactional, content.down_in_transaction, "{format}");
+            }
+            let set = MigrationSet::load(dir.path(), Some(format)).unwrap();
+            assert!(set.notes.is_empty(), "{format}: {:?}", set.notes);
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod migrations;
 pub mod orphans;
 pub mod plans;
 pub mod preview;
+pub mod recipe_catalog;
 pub mod schema;
 pub mod session;
 pub mod sync_trigger;

@@ -171,10 +171,20 @@ pub(super) async fn apply_in_preview(preview: &Preview<'_>, index: usize) -> Pre
         Tried::Applied {
             note,
             unique_indexes_left_out,
-        } => PreviewChange::Applied {
-            note,
-            unique_indexes_left_out,
-        },
+            index_names_left_out,
+        } => {
+            if let Ok(mut names) = preview.left_out_indexes.lock() {
+                names.extend(
+                    index_names_left_out
+                        .into_iter()
+                        .map(|name| (format!("phase {} ({})", index + 1, spec.id), name)),
+                );
+            }
+            PreviewChange::Applied {
+                note,
+                unique_indexes_left_out,
+            }
+        }
         Tried::Failed { place, failure } => preview_failure(preview, index, &id, &place, failure),
         Tried::Store(e) => PreviewChange::Failed(e),
     }
@@ -185,7 +195,10 @@ pub(crate) enum Tried {
     Applied {
         /// The statements left out (they cannot run in a transaction).
         note: Option<String>,
+        /// The tables of the unique indexes it builds CONCURRENTLY, left out.
         unique_indexes_left_out: Vec<String>,
+        /// The names of the indexes it builds CONCURRENTLY, left out.
+        index_names_left_out: Vec<String>,
     },
     /// A statement failed, at `place` (`file:line[:column]`); the
     /// migration's changes are undone.
@@ -204,6 +217,7 @@ pub(crate) async fn try_in_preview(store: &Store, file: &Migration, before: &[St
     let mut scripts = Vec::new();
     let mut left_out = Vec::new();
     let mut unique_indexes_left_out = Vec::new();
+    let mut index_names_left_out = Vec::new();
     // (byte offset in the section, script)
     if file.up.transactional {
         scripts.push((0, file.up.sql.as_str()));
@@ -215,8 +229,11 @@ pub(crate) async fn try_in_preview(store: &Store, file: &Migration, before: &[St
             }
             left_out.push(file.up.file_line(statement.offset).to_string());
             let unique = sql_text::leading_words(statement.text, 2) == ["create", "unique"];
-            if let Some(index) = concurrent_index(statement.text).filter(|_| unique) {
-                unique_indexes_left_out.push(index.table);
+            if let Some(built) = concurrent_index(statement.text) {
+                index_names_left_out.extend(built.name.clone());
+                if unique {
+                    unique_indexes_left_out.push(built.table);
+                }
             }
         }
     }
@@ -259,6 +276,7 @@ pub(crate) async fn try_in_preview(store: &Store, file: &Migration, before: &[St
     Tried::Applied {
         note,
         unique_indexes_left_out,
+        index_names_left_out,
     }
 }
 
@@ -287,6 +305,18 @@ fn failure_place(
         Some(column) => format!("{}:{line}:{column}", section.path.display()),
         None => format!("{}:{line}", section.path.display()),
     }
+}
+
+/// SQLSTATE undefined_object: e.g. `index "x" does not exist`.
+const UNDEFINED_OBJECT: &str = "42704";
+
+/// The left-out index (and the phase building it) an error message names.
+fn left_out_index(preview: &Preview<'_>, message: &str) -> Option<(String, String)> {
+    let names = preview.left_out_indexes.lock().ok()?;
+    names
+        .iter()
+        .find(|(_, name)| message.contains(&format!("index \"{name}\"")))
+        .cloned()
 }
 
 fn preview_failure(
@@ -329,6 +359,13 @@ pub(crate) fn deferral(preview: &Preview<'_>, id: &str, failure: &ScriptFailure)
         )),
         // Data exceptions and integrity violations: the data it meets when
         // it runs may differ (a backfill before it fills a column, say).
+        // An index a left-out `CREATE INDEX CONCURRENTLY` builds does not
+        // exist in the preview (`ADD CONSTRAINT ... USING INDEX` after it).
+        UNDEFINED_OBJECT => left_out_index(preview, &diagnostic.message).map(|(phase, name)| {
+            format!(
+                "{id} needs the index {name}, which {phase} builds with a statement left out of the preview (it cannot run in a transaction); `orch advance` finds out when it runs"
+            )
+        }),
         _ if sqlstate.starts_with("22") || sqlstate.starts_with("23") => Some(format!(
             "{id} fails on the data as it is today ({}); the phases before it may change that data, so `orch advance` finds out when it runs",
             diagnostic.message

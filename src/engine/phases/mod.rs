@@ -100,6 +100,11 @@ pub(crate) struct Preview<'a> {
     /// The preview's lock_timeout and statement_timeout.
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// The indexes that statements left out of the preview build (`CREATE
+    /// INDEX CONCURRENTLY`), with the phase that builds each: a later
+    /// migration that needs one (`ADD CONSTRAINT ... USING INDEX`) is
+    /// deferred, not failed.
+    pub left_out_indexes: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 /// How a phase changes the schema in the preview.

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::migration::file::{Migration, checksum, invalid, numeric_order};
 use crate::migration::set::MigrationSet;
-use crate::migration::source::{Format, MigrationSource, Resolved, new_version, write_new_file};
+use crate::migration::source::{
+    Format, MigrationSource, NewMigration, Resolved, new_version, write_new_file,
+};
 
 /// A folder of dbmate-style migration files.
 #[derive(Debug, Clone)]
@@ -45,6 +47,20 @@ impl MigrationSource for DbmateFolder {
             .dir
             .join(format!("{}_{name}.sql", new_version(set, now)));
         write_new_file(&path, template())?;
+        Ok(vec![path])
+    }
+
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        let path = self
+            .dir
+            .join(format!("{}_{name}.sql", new_version(set, now)));
+        write_new_file(&path, &render(content))?;
         Ok(vec![path])
     }
 
@@ -116,6 +132,26 @@ pub fn parse_file_name(file_name: &str) -> std::result::Result<(i64, String), St
 }
 
 /// The text of a new migration file, as `orch migrate create` writes it.
+/// A new file's text: the header as comments, then both sections, each
+/// marked `transaction:false` when it must run outside a transaction.
+fn render(content: &NewMigration) -> String {
+    let marker = |kind: &str, in_transaction: bool| match in_transaction {
+        true => format!("-- migrate:{kind}\n"),
+        false => format!("-- migrate:{kind} transaction:false\n"),
+    };
+    let mut text = content.header_comments();
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(&marker("up", content.up_in_transaction));
+    text.push_str(content.up.trim_end());
+    text.push_str("\n\n");
+    text.push_str(&marker("down", content.down_in_transaction));
+    text.push_str(content.down.trim_end());
+    text.push('\n');
+    text
+}
+
 pub fn template() -> &'static str {
     "-- migrate:up\n\n\n-- migrate:down\n\n"
 }
@@ -127,6 +163,57 @@ mod tests {
 
     fn parse(name: &str, text: &str) -> Result<Migration> {
         parse_file(Path::new(&format!("migrations/{name}")), text)
+    }
+
+    #[test]
+    fn written_migrations_read_back_with_their_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DbmateFolder::new(dir.path());
+        let set = MigrationSet::resolve(&folder).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let content = NewMigration {
+            up: "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_a_key ON t (a);".into(),
+            up_in_transaction: false,
+            down: "DROP INDEX CONCURRENTLY IF EXISTS t_a_key;".into(),
+            down_in_transaction: false,
+            header: "Owned by plan p.\n\nSecond line.".into(),
+        };
+        let written = folder.write(&set, "build_key", now, &content).unwrap();
+        assert!(written[0].ends_with("20240102030405_build_key.sql"));
+        let text = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(
+            text.starts_with(
+                "-- Owned by plan p.\n--\n-- Second line.\n\n-- migrate:up transaction:false\n"
+            ),
+            "{text}"
+        );
+        let set = MigrationSet::resolve(&folder).unwrap();
+        let back = set.find("build_key").unwrap();
+        assert!(!back.up.transactional);
+        assert!(back.up.sql.contains("CREATE UNIQUE INDEX CONCURRENTLY"));
+        assert!(!back.down.as_ref().unwrap().transactional);
+        // Never over an existing file: a set that does not know of a file
+        // (written meanwhile) still gets a refusal, not an overwrite.
+        std::fs::write(dir.path().join("20300101000000_x.sql"), "x").unwrap();
+        let same = folder.write(
+            &MigrationSet::default(),
+            "x",
+            chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+            &content,
+        );
+        assert!(
+            same.unwrap_err()
+                .to_string()
+                .contains("cannot create migration file")
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("20300101000000_x.sql")).unwrap(),
+            "x"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::migration::file::{Migration, Section, checksum, checksum_of_files, invalid};
 use crate::migration::set::MigrationSet;
 use crate::migration::source::{
-    Format, MigrationSource, Resolved, entry_name, folder_entries, read_text, write_new_file,
+    Format, MigrationSource, NewMigration, Resolved, entry_name, folder_entries, read_text,
+    write_new_file,
 };
 use crate::sql_text;
 
@@ -75,6 +76,50 @@ impl MigrationSource for DieselFolder {
         name: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<PathBuf>> {
+        let dir = self.new_dir(set, name, now)?;
+        let up = dir.join("up.sql");
+        let down = dir.join("down.sql");
+        write_new_file(&up, "-- Write the migration here.\n")?;
+        write_new_file(&down, "-- Write what undoes up.sql here.\n")?;
+        Ok(vec![up, down])
+    }
+
+    /// `up.sql` and `down.sql`, with a `metadata.toml` saying
+    /// `run_in_transaction = false` when they must run outside one.
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        let in_transaction = content.one_transaction_setting(Format::Diesel, &self.dir)?;
+        let dir = self.new_dir(set, name, now)?;
+        let up = dir.join("up.sql");
+        let down = dir.join("down.sql");
+        write_new_file(
+            &up,
+            &format!("{}{}\n", content.header_comments(), content.up.trim_end()),
+        )?;
+        write_new_file(&down, &format!("{}\n", content.down.trim_end()))?;
+        let mut written = vec![up, down];
+        if !in_transaction {
+            let metadata = dir.join("metadata.toml");
+            write_new_file(&metadata, "run_in_transaction = false\n")?;
+            written.push(metadata);
+        }
+        Ok(written)
+    }
+}
+
+impl DieselFolder {
+    /// The directory of a new migration, in the folder's version style.
+    fn new_dir(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PathBuf> {
         let style = VersionStyle::of_folder(set);
         let mut at = now;
         let version_text = loop {
@@ -86,12 +131,7 @@ impl MigrationSource for DieselFolder {
             }
             at += chrono::Duration::seconds(1);
         };
-        let dir = self.dir.join(format!("{version_text}_{name}"));
-        let up = dir.join("up.sql");
-        let down = dir.join("down.sql");
-        write_new_file(&up, "-- Write the migration here.\n")?;
-        write_new_file(&down, "-- Write what undoes up.sql here.\n")?;
-        Ok(vec![up, down])
+        Ok(self.dir.join(format!("{version_text}_{name}")))
     }
 }
 

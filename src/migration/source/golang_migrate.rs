@@ -17,8 +17,8 @@ use crate::error::Result;
 use crate::migration::file::{Migration, Section, checksum, invalid, numeric_order};
 use crate::migration::set::MigrationSet;
 use crate::migration::source::{
-    Format, MigrationSource, Resolved, entry_name, folder_entries, new_version, read_text,
-    write_new_file,
+    Format, MigrationSource, NewMigration, Resolved, entry_name, folder_entries, new_version,
+    read_text, write_new_file,
 };
 use crate::migration::transactional::{Unfit, unfit_for_transaction};
 use crate::sql_text::{self, leading_words};
@@ -146,6 +146,37 @@ impl MigrationSource for GolangMigrateFolder {
         // golang-migrate's `create` writes both files empty.
         write_new_file(&up, "")?;
         write_new_file(&down, "")?;
+        Ok(vec![up, down])
+    }
+
+    /// `.up.sql` and `.down.sql`. golang-migrate runs a file as one
+    /// statement list without a transaction of its own; orch runs a file
+    /// holding only a statement that cannot run in a transaction outside
+    /// one, so such a section must be that statement alone.
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        for (in_transaction, sql) in [
+            (content.up_in_transaction, &content.up),
+            (content.down_in_transaction, &content.down),
+        ] {
+            if !in_transaction && sql_text::split_statements(sql).len() > 1 {
+                return Err(crate::error::Error::Usage(format!(
+                    "{}: in a golang-migrate folder a statement that cannot run in a transaction needs a migration of its own; orch cannot write this one",
+                    self.dir.display()
+                )));
+            }
+        }
+        let version = next_sequence(set).unwrap_or_else(|| new_version(set, now).to_string());
+        let up = self.dir.join(format!("{version}_{name}.up.sql"));
+        let down = self.dir.join(format!("{version}_{name}.down.sql"));
+        let up_text = format!("{}{}\n", content.header_comments(), content.up.trim_end());
+        write_new_file(&up, &up_text)?;
+        write_new_file(&down, &format!("{}\n", content.down.trim_end()))?;
         Ok(vec![up, down])
     }
 }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::migration::file::{Migration, checksum, invalid, numeric_order};
 use crate::migration::set::MigrationSet;
-use crate::migration::source::{Format, MigrationSource, Resolved, new_version, write_new_file};
+use crate::migration::source::{
+    Format, MigrationSource, NewMigration, Resolved, new_version, write_new_file,
+};
 
 /// A folder of goose SQL migrations.
 #[derive(Debug, Clone)]
@@ -78,6 +80,44 @@ impl MigrationSource for GooseFolder {
         name: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<PathBuf>> {
+        let path = self.new_path(set, name, now);
+        write_new_file(&path, template())?;
+        Ok(vec![path])
+    }
+
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        let in_transaction = content.one_transaction_setting(Format::Goose, &self.dir)?;
+        let mut text = String::new();
+        if !in_transaction {
+            text.push_str("-- +goose NO TRANSACTION\n");
+        }
+        text.push_str("-- +goose Up\n");
+        text.push_str(&content.header_comments());
+        text.push_str(content.up.trim_end());
+        text.push_str("\n\n-- +goose Down\n");
+        text.push_str(content.down.trim_end());
+        text.push('\n');
+        let path = self.new_path(set, name, now);
+        write_new_file(&path, &text)?;
+        Ok(vec![path])
+    }
+}
+
+impl GooseFolder {
+    /// The file of a new migration: the next number in a numbered folder,
+    /// else a timestamp.
+    fn new_path(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> PathBuf {
         let version = match set.files.iter().map(|m| m.version).max() {
             Some(newest) if !is_timestamp(newest) => {
                 let mut next = newest.saturating_add(1);
@@ -88,9 +128,7 @@ impl MigrationSource for GooseFolder {
             }
             _ => new_version(set, now).to_string(),
         };
-        let path = self.dir.join(format!("{version}_{name}.sql"));
-        write_new_file(&path, template())?;
-        Ok(vec![path])
+        self.dir.join(format!("{version}_{name}.sql"))
     }
 }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use crate::error::{Error, Result};
 use crate::migration::file::{Migration, checksum, invalid};
 use crate::migration::set::MigrationSet;
-use crate::migration::source::{Format, MigrationSource, Resolved, write_new_file};
+use crate::migration::source::{Format, MigrationSource, NewMigration, Resolved, write_new_file};
 
 /// A folder of node-pg-migrate migrations.
 #[derive(Debug, Clone)]
@@ -101,6 +101,41 @@ impl MigrationSource for NodePgMigrateFolder {
     /// `YYYYMMDDhhmmssSSS` when the folder's last migration is named so
     /// (`--migration-filename-format utc`).
     fn create(&self, set: &MigrationSet, name: &str, now: DateTime<Utc>) -> Result<Vec<PathBuf>> {
+        let path = self.new_path(set, name, now);
+        write_new_file(&path, template())?;
+        Ok(vec![path])
+    }
+
+    /// A `.sql` migration; one that must run outside a transaction needs a
+    /// `.js` file (`pgm.noTransaction()`), which orch does not write.
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: DateTime<Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        if !content.one_transaction_setting(Format::NodePgMigrate, &self.dir)? {
+            return Err(Error::Usage(format!(
+                "{}: a node-pg-migrate migration that runs outside a transaction is a .js file calling pgm.noTransaction(); orch writes .sql files only: write {name} yourself",
+                self.dir.display()
+            )));
+        }
+        let text = format!(
+            "-- Up Migration\n{}{}\n\n-- Down Migration\n{}\n",
+            content.header_comments(),
+            content.up.trim_end(),
+            content.down.trim_end()
+        );
+        let path = self.new_path(set, name, now);
+        write_new_file(&path, &text)?;
+        Ok(vec![path])
+    }
+}
+
+impl NodePgMigrateFolder {
+    /// The file of a new migration, numbered as the folder's newest one.
+    fn new_path(&self, set: &MigrationSet, name: &str, now: DateTime<Utc>) -> PathBuf {
         let utc = set
             .files
             .last()
@@ -117,9 +152,7 @@ impl MigrationSource for NodePgMigrateFolder {
             }
             at += chrono::Duration::milliseconds(1);
         };
-        let path = self.dir.join(format!("{version}_{name}.sql"));
-        write_new_file(&path, template())?;
-        Ok(vec![path])
+        self.dir.join(format!("{version}_{name}.sql"))
     }
 }
 

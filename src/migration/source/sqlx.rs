@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::migration::file::{Migration, Section, checksum, invalid, numeric_order};
 use crate::migration::set::MigrationSet;
 use crate::migration::source::{
-    Format, MigrationSource, Resolved, decode_text, entry_name, folder_entries, new_version,
-    write_new_file,
+    Format, MigrationSource, NewMigration, Resolved, decode_text, entry_name, folder_entries,
+    new_version, write_new_file,
 };
 
 /// A folder of sqlx migration files.
@@ -156,6 +156,40 @@ impl MigrationSource for SqlxFolder {
             vec![path]
         };
         Ok(written)
+    }
+
+    /// A reversible migration (`.up.sql` and `.down.sql`), each file
+    /// starting with `-- no-transaction` when it must run outside one.
+    fn write(
+        &self,
+        set: &MigrationSet,
+        name: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        content: &NewMigration,
+    ) -> Result<Vec<PathBuf>> {
+        let version = next_sequence(set).unwrap_or_else(|| new_version(set, now).to_string());
+        let file = |in_transaction: bool, header: &str, sql: &str| {
+            let mut text = String::new();
+            if !in_transaction {
+                text.push_str("-- no-transaction\n");
+            }
+            text.push_str(header);
+            text.push_str(sql.trim_end());
+            text.push('\n');
+            text
+        };
+        let up = self.dir.join(format!("{version}_{name}.up.sql"));
+        let down = self.dir.join(format!("{version}_{name}.down.sql"));
+        write_new_file(
+            &up,
+            &file(
+                content.up_in_transaction,
+                &content.header_comments(),
+                &content.up,
+            ),
+        )?;
+        write_new_file(&down, &file(content.down_in_transaction, "", &content.down))?;
+        Ok(vec![up, down])
     }
 }
 
