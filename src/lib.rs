@@ -37,6 +37,7 @@
 
 pub(crate) mod backfill;
 pub mod cli;
+pub(crate) mod config;
 pub mod connect;
 pub(crate) mod demo;
 pub(crate) mod engine;

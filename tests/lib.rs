@@ -8,6 +8,7 @@ mod backfill;
 mod bad_files;
 mod check;
 mod cli;
+mod config;
 mod connect;
 mod error_places;
 mod faults;

@@ -177,7 +177,7 @@ fn options(
     allow_changed: bool,
 ) -> MigrateOptions {
     MigrateOptions {
-        policy: locks.policy(),
+        policy: locks.policy(&ctx.config),
         dry_run,
         allow_out_of_order,
         allow_changed,

@@ -19,9 +19,10 @@ pub(crate) mod wait;
 
 use std::path::PathBuf;
 
+use crate::config::{self, Config, Environment};
 use crate::connect::ConnectionSettings;
 use crate::engine::workspace::{Folders, Workspace};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::events::Reporter;
 use crate::migration::source::Format;
@@ -44,22 +45,49 @@ pub struct Context {
     pub plans_dir: PathBuf,
     pub actor: String,
     pub reporter: Box<dyn Reporter>,
+    /// orch.toml (empty when there is none).
+    pub config: Config,
+    /// The process's environment, then `.env`.
+    pub env: Environment,
 }
 
 impl Context {
-    pub fn from_args(global: &args::GlobalArgs) -> Context {
-        Context {
+    /// The settings of the command line, else their environment variables
+    /// (clap reads those), else orch.toml, else orch's defaults; `.env` in
+    /// the current directory supplies `DATABASE_URL` and the variables of
+    /// target URLs when the environment lacks them.
+    pub fn from_args(global: &args::GlobalArgs) -> Result<Context> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", ".", e))?;
+        let config = Config::find_and_load(global.config.as_deref(), &cwd)?;
+        let env = config::environment(&cwd)?;
+        Ok(Context {
             database_url: global.database_url.clone(),
-            migrations_dir: global.migrations_dir.clone(),
-            format: global.format,
-            plans_dir: global.plans_dir.clone(),
+            migrations_dir: global
+                .migrations_dir
+                .clone()
+                .or_else(|| config.migrations_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("migrations")),
+            format: global.format.or(config.format),
+            plans_dir: global
+                .plans_dir
+                .clone()
+                .or_else(|| config.plans_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("plans")),
             actor: crate::identity::actor(),
             reporter: Box::new(report::HumanReporter::new()),
-        }
+            config,
+            env,
+        })
     }
 
+    /// `--database-url`, else `DATABASE_URL` (the environment's, else
+    /// `.env`'s), else libpq's `PG*` variables.
     pub fn connection(&self) -> Result<ConnectionSettings> {
-        ConnectionSettings::resolve(self.database_url.as_deref())
+        ConnectionSettings::resolve_with(self.database_url.as_deref(), |name| match name {
+            "DATABASE_URL" => self.env.get(name),
+            _ => self.env.real(name),
+        })
     }
 
     pub fn application_name(&self, command: &str) -> String {
@@ -93,7 +121,7 @@ impl Context {
 
 /// Run one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context::from_args(&cli.global);
+    let ctx = Context::from_args(&cli.global)?;
     match cli.command {
         args::Command::Migrate { command } => migrate::run(&ctx, command).await,
         args::Command::Status {

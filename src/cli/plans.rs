@@ -21,7 +21,7 @@ fn options(
 ) -> PlanOptions {
     PlanOptions {
         actor: ctx.actor.clone(),
-        policy: locks.policy(),
+        policy: locks.policy(&ctx.config),
         plan_lock_wait: locks.lock_wait,
         migration_lock_wait: locks.lock_wait,
         backfill: backfill.map(BackfillArgs::overrides).unwrap_or_default(),
