@@ -176,6 +176,8 @@ pub enum Command {
         /// Exit 9 when a plan waits on the operator (gate open, done and unconfirmed, failed, paused, interrupted).
         #[arg(long)]
         exit_code: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Run the next phase of a plan, if the phase before it is confirmed.
     Advance {
@@ -184,12 +186,17 @@ pub enum Command {
         /// Print what the next phase would do (its SQL, guard and checks, a backfill's table, key, rows and batches); change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --targets: run the phase on the first K targets that can run it, and stop there; the next advance does the rest.
+        #[arg(long, value_name = "K", requires = "targets", value_parser = positive)]
+        canary: Option<usize>,
         #[command(flatten)]
         locks: LockArgs,
         #[command(flatten)]
         backfill: BackfillArgs,
         #[command(flatten)]
         checks: CheckArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Record the operator's confirmation of a phase (its checks must pass first).
     Confirm {
@@ -207,6 +214,8 @@ pub enum Command {
         locks: LockArgs,
         #[command(flatten)]
         checks: CheckArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Undo one phase (the one named, else the latest that ran), where its kind allows it.
     ///
@@ -233,6 +242,8 @@ pub enum Command {
         note: Option<String>,
         #[command(flatten)]
         locks: LockArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Ask a running backfill to stop after its current batch (resume with advance).
     Pause {
@@ -254,6 +265,8 @@ pub enum Command {
     Checklist {
         /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// The posts plan under live simulated traffic, on a throwaway PostgreSQL.
     Demo(DemoArgs),
@@ -307,6 +320,25 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// A fleet: the command on every database of a target group (orch.toml).
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Run on every database of this target group of orch.toml ([targets.NAME]) instead of one database.
+    #[arg(long, value_name = "NAME")]
+    pub targets: Option<String>,
+    /// With --targets: work on at most N targets at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = positive)]
+    pub parallel: usize,
+}
+
+/// A whole number, at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match number::<usize>(text)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    }
 }
 
 /// How a plan's checks and guards are run.
@@ -380,6 +412,8 @@ pub enum MigrateCommand {
         allow_out_of_order: bool,
         #[command(flatten)]
         locks: LockArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Revert the most recent N migrations (default 1), newest first.
     Down {
@@ -414,6 +448,8 @@ pub enum MigrateCommand {
         /// Exit 9 when a migration is pending, changed since applied, its file is missing, or it is dirty.
         #[arg(long)]
         exit_code: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Take over the history another tool recorded (dbmate, diesel, golang-migrate, goose, sqlx, node-pg-migrate), without running anything.
     ///

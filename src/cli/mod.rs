@@ -6,6 +6,8 @@ pub(crate) mod check;
 pub(crate) mod checklist;
 pub(crate) mod color;
 pub(crate) mod demo;
+pub(crate) mod fleet;
+pub(crate) mod fleet_progress;
 pub(crate) mod generate;
 #[cfg(test)]
 mod help_check;
@@ -128,16 +130,33 @@ pub async fn run(cli: Cli) -> Result<()> {
             plan,
             json,
             exit_code,
-        } => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+            fleet,
+        } => match &fleet.targets {
+            Some(group) if exit_code => Err(Error::Usage(format!(
+                "--exit-code is for one database; with --targets {group}, `status --json` has every target's state"
+            ))),
+            Some(group) => self::fleet::status(&ctx, plan.as_deref(), json, &fleet, group).await,
+            None => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+        },
         args::Command::Advance {
             plan,
             dry_run,
+            canary,
             locks,
             backfill,
             checks,
+            fleet,
         } => {
-            let action = plans::Action::Advance { dry_run };
             let role = checks.check_role.as_deref();
+            if let Some(group) = &fleet.targets {
+                let action = self::fleet::FleetAction::Advance {
+                    dry_run,
+                    canary,
+                    backfill: &backfill,
+                };
+                return self::fleet::act(&ctx, &plan, action, &locks, &fleet, group, role).await;
+            }
+            let action = plans::Action::Advance { dry_run };
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), role).await
         }
         args::Command::Confirm {
@@ -147,21 +166,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             note,
             locks,
             checks,
+            fleet,
         } => {
+            let role = checks.check_role.as_deref();
+            if let Some(group) = &fleet.targets {
+                let action = self::fleet::FleetAction::Confirm {
+                    phase: phase.as_deref(),
+                    by: &by,
+                    note: note.as_deref(),
+                };
+                return self::fleet::act(&ctx, &plan, action, &locks, &fleet, group, role).await;
+            }
             let action = plans::Action::Confirm {
                 phase: phase.as_deref(),
                 by: &by,
                 note: note.as_deref(),
             };
-            plans::act(
-                &ctx,
-                &plan,
-                action,
-                &locks,
-                None,
-                checks.check_role.as_deref(),
-            )
-            .await
+            plans::act(&ctx, &plan, action, &locks, None, role).await
         }
         args::Command::Rollback {
             plan,
@@ -170,7 +191,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             by,
             note,
             locks,
+            fleet,
         } => {
+            if let Some(group) = &fleet.targets {
+                let action = self::fleet::FleetAction::Rollback {
+                    phase: phase.as_deref(),
+                    force,
+                    by: by.as_deref(),
+                    note: note.as_deref(),
+                };
+                return self::fleet::act(&ctx, &plan, action, &locks, &fleet, group, None).await;
+            }
             let action = plans::Action::Rollback {
                 phase: phase.as_deref(),
                 force,
@@ -192,7 +223,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let action = plans::Action::Backfill { phase: &phase };
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), None).await
         }
-        args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
+        args::Command::Checklist { plan, fleet } => match &fleet.targets {
+            Some(group) => self::fleet::checklist(&ctx, &plan, &fleet, group).await,
+            None => checklist::run(&ctx, &plan).await,
+        },
         args::Command::Check {
             plans,
             online,

@@ -13,7 +13,7 @@ use crate::plan::PhaseState;
 use crate::stop::StopSignal;
 use crate::timefmt;
 
-fn options(
+pub(crate) fn options(
     ctx: &Context,
     locks: &LockArgs,
     backfill: Option<&BackfillArgs>,
