@@ -13,6 +13,7 @@ mod connect;
 mod error_places;
 mod faults;
 mod first_hour;
+mod fleet;
 mod formats;
 mod formats_b;
 mod history;
