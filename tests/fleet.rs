@@ -255,7 +255,7 @@ impl App {
     }
 }
 
-const ROWS: u64 = 3000;
+const ROWS: u64 = 2000;
 
 /// `f` on every database of the fleet test.
 fn each_db(
@@ -389,7 +389,7 @@ fn the_posts_plan_across_three_servers_survives_one_stopped_mid_backfill() {
             .stderr(std::process::Stdio::piped());
         command.spawn().expect("spawn orch")
     };
-    let child = backfill(&["--max-rate", "600"]);
+    let child = backfill(&["--max-rate", "800"]);
     let mut updated_at_stop = 0;
     for _ in 0..400 {
         std::thread::sleep(Duration::from_millis(50));

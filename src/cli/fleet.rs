@@ -85,8 +85,10 @@ fn print_outcomes(outcomes: &[TargetOutcome<String>]) {
     }
 }
 
+/// Each target's narration goes to stderr, prefixed with its name; stdout
+/// carries the table of outcomes.
 fn progress() -> Arc<dyn FleetReporter> {
-    Arc::new(FleetProgress::new(true))
+    Arc::new(FleetProgress::new(false))
 }
 
 /// The plan commands that act: advance, confirm, rollback.
@@ -408,7 +410,7 @@ pub async fn migrate_status(
     group: &str,
 ) -> Result<()> {
     let targets = targets(ctx, group, "migrate status").await?;
-    let reporters: Arc<dyn FleetReporter> = Arc::new(FleetProgress::new(!json));
+    let reporters = progress();
     let outcomes = fleet::migrations::status(
         &folders(ctx),
         &targets,
