@@ -85,6 +85,24 @@ fn canary_then_the_rest_a_gate_for_all_or_none_and_a_differing_plan_refused() {
     r.success().stdout_has("held back by --canary 1");
     assert_eq!(r.stdout.matches("held back").count(), 2, "{}", r.stdout);
     assert!(has_t(&dbs[0]) && !has_t(&dbs[1]) && !has_t(&dbs[2]));
+    // What the operator reads: the table of outcomes, the fleet's status.
+    let status = orch(&["status", "--targets", "trio"]);
+    status.success();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    for (i, db) in dbs.iter().enumerate() {
+        settings.add_filter(
+            &label(db).replace('.', r"\."),
+            format!("[target {}]", i + 1),
+        );
+    }
+    // The labels' widths (a pid in the database names) pad the table.
+    settings.add_filter(r"(TARGET|\[target \d\]) +", "$1  ");
+    settings.bind(|| {
+        insta::assert_snapshot!("fleet_advance_canary", r.stdout);
+        insta::assert_snapshot!("fleet_status_after_canary", status.stdout);
+    });
     // A gate (any confirmation) is for the whole fleet: not while two
     // targets have not run the phase.
     let r = orch(&["confirm", "walk", "--targets", "trio", "--by", "ops"]);
@@ -120,6 +138,19 @@ fn canary_then_the_rest_a_gate_for_all_or_none_and_a_differing_plan_refused() {
     assert!(dbs.iter().all(|db| state(db, "gate") == "confirmed"));
     let r = orch(&["status", "--targets", "trio"]);
     r.success().stdout_has("walk: 3/3 verify: 3 pending");
+    let r = orch(&["migrate", "status", "--targets", "trio"]);
+    r.success();
+    assert_eq!(r.stdout.matches("1 applied").count(), 3, "{}", r.stdout);
+    orch(&["checklist", "walk", "--targets", "trio"])
+        .success()
+        .stdout_has("- [x] 1 add-t: 3 confirmed")
+        .stdout_has("- [x] 2 gate: 3 confirmed")
+        .stdout_has("- [ ] 3 verify: 3 pending");
+    // The check phase runs everywhere, then is rolled back everywhere.
+    orch(&["advance", "walk", "--targets", "trio"]).success();
+    assert!(dbs.iter().all(|db| state(db, "verify") == "done"));
+    orch(&["rollback", "walk", "--targets", "trio", "--by", "ops"]).success();
+    assert!(dbs.iter().all(|db| state(db, "verify") == "pending"));
 
     // One target records another definition of the plan (an edit applied
     // there alone): the fleet refuses, naming it, and changes nothing.

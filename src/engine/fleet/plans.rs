@@ -131,48 +131,59 @@ pub fn agree(plan: &str, file: Option<&str>, survey: &[TargetOutcome<Standing>])
             ))
         })
         .collect();
+    match differing(file, &recorded) {
+        None => Ok(()),
+        Some(differ) => Err(Error::refused(
+            format!(
+                "plan {plan} is not the same on every target: {} recorded another definition of it than {} ({} of {} targets differ); a fleet runs one plan, so nothing was done",
+                names(differ.iter().copied()),
+                if file.is_some() {
+                    "the plan file"
+                } else {
+                    "the other targets"
+                },
+                differ.len(),
+                survey.len()
+            ),
+            Some(format!(
+                "compare `orch status {plan}` on each; bring the file and the targets to one definition (or act on a differing target alone with --database-url)"
+            )),
+        )),
+    }
+}
+
+/// The targets whose recorded checksum differs, when they do not all
+/// record the same one: compared with the file's, or with no file, with
+/// the most common one.
+fn differing<'a>(file: Option<&str>, recorded: &[(&'a str, &str)]) -> Option<Vec<&'a str>> {
     let mut distinct: Vec<&str> = recorded.iter().map(|(_, c)| *c).collect();
     distinct.sort();
     distinct.dedup();
     if distinct.len() <= 1 {
-        return Ok(());
+        return None;
     }
-    // Against the file; with no file, against the most common one.
     let reference = match file {
         Some(file) => file.to_string(),
         None => {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for (_, checksum) in &recorded {
+            for (_, checksum) in recorded {
                 *counts.entry(checksum).or_default() += 1;
             }
+            let most = counts.values().copied().max().unwrap_or(0);
             counts
                 .into_iter()
-                .max_by_key(|(_, n)| *n)
+                .find(|(_, n)| *n == most)
                 .map(|(c, _)| c.to_string())
                 .unwrap_or_default()
         }
     };
-    let differ: Vec<&str> = recorded
-        .iter()
-        .filter(|(_, c)| *c != reference)
-        .map(|(t, _)| *t)
-        .collect();
-    Err(Error::refused(
-        format!(
-            "plan {plan} is not the same on every target: {} recorded another definition of it than {} ({} of {} targets differ); a fleet runs one plan, so nothing was done",
-            names(differ.iter().copied()),
-            if file.is_some() {
-                "the plan file"
-            } else {
-                "the other targets"
-            },
-            differ.len(),
-            survey.len()
-        ),
-        Some(format!(
-            "compare `orch status {plan}` on each; bring the file and the targets to one definition (or act on a differing target alone with --database-url)"
-        )),
-    ))
+    Some(
+        recorded
+            .iter()
+            .filter(|(_, c)| *c != reference)
+            .map(|(t, _)| *t)
+            .collect(),
+    )
 }
 
 /// What `advance` does with a target, from where it stands.
@@ -591,4 +602,45 @@ pub fn summarize(outcomes: &[TargetOutcome<Vec<PlanStatus>>]) -> Vec<PlanSummary
         .into_iter()
         .map(|(plan, groups)| PlanSummary { plan, groups })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which targets a fleet refuses for their recorded plan definition.
+    #[test]
+    fn targets_recording_another_definition_are_named() {
+        for (file, recorded, expected) in [
+            // Nobody started it, or everyone records the file's.
+            (Some("f"), vec![], None),
+            (Some("f"), vec![("a", "f"), ("b", "f")], None),
+            // One edit recorded everywhere alike: the engine applies it to each.
+            (Some("f"), vec![("a", "e"), ("b", "e")], None),
+            // Some record the file's, one another: that one.
+            (
+                Some("f"),
+                vec![("a", "f"), ("b", "x"), ("c", "f")],
+                Some(vec!["b"]),
+            ),
+            // Two differing from the file and from each other: both.
+            (
+                Some("f"),
+                vec![("a", "x"), ("b", "y")],
+                Some(vec!["a", "b"]),
+            ),
+            // No file: those not recording the most common one.
+            (
+                None,
+                vec![("a", "x"), ("b", "y"), ("c", "x")],
+                Some(vec!["b"]),
+            ),
+        ] {
+            assert_eq!(
+                differing(file, &recorded),
+                expected,
+                "{file:?} {recorded:?}"
+            );
+        }
+    }
 }
