@@ -5,7 +5,7 @@
 //! at file:line. `docs/config.md` lists every key and the precedence
 //! (flag, then environment, then this file, then orch's default).
 
-mod dotenv;
+pub(crate) mod dotenv;
 mod expand;
 
 use std::collections::BTreeMap;
