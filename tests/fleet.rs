@@ -141,6 +141,13 @@ fn canary_then_the_rest_a_gate_for_all_or_none_and_a_differing_plan_refused() {
     let r = orch(&["migrate", "status", "--targets", "trio"]);
     r.success();
     assert_eq!(r.stdout.matches("1 applied").count(), 3, "{}", r.stdout);
+    let r = orch(&["migrate", "status", "--targets", "trio", "--json"]);
+    r.success();
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let targets = json.as_array().unwrap();
+    assert_eq!(targets.len(), 3);
+    assert_eq!(targets[1]["target"].as_str(), Some(label(&dbs[1]).as_str()));
+    assert_eq!(targets[1]["done"]["migrations"][0]["name"], "create_t");
     orch(&["checklist", "walk", "--targets", "trio"])
         .success()
         .stdout_has("- [x] 1 add-t: 3 confirmed")
