@@ -14,6 +14,15 @@ use crate::engine::fleet::FleetReporter;
 use crate::events::{Event, Reporter};
 
 const LOG_EVERY: Duration = Duration::from_secs(2);
+/// A bar's message is the target's latest line, cut to this many characters.
+const MESSAGE_WIDTH: usize = 60;
+
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
 
 /// The fleet's reporter.
 pub struct FleetProgress {
@@ -177,7 +186,8 @@ impl Reporter for TargetReporter {
             other => match describe(other) {
                 Some(Line::Result(text)) => {
                     if let Some(bar) = self.bar() {
-                        bar.set_message(text.lines().next().unwrap_or("").to_string());
+                        let first = text.lines().next().unwrap_or("");
+                        bar.set_message(shorten(first, MESSAGE_WIDTH));
                     }
                     self.print(&text, true);
                 }
@@ -185,5 +195,17 @@ impl Reporter for TargetReporter {
                 None => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character() {
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("abcdef", 3), "abc…");
+        assert_eq!(shorten("ééééé", 2), "éé…");
     }
 }
