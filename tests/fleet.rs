@@ -153,9 +153,27 @@ fn canary_then_the_rest_a_gate_for_all_or_none_and_a_differing_plan_refused() {
         .stdout_has("- [x] 1 add-t: 3 confirmed")
         .stdout_has("- [x] 2 gate: 3 confirmed")
         .stdout_has("- [ ] 3 verify: 3 pending");
-    // The check phase runs everywhere, then is rolled back everywhere.
+    // The check phase fails on one target: the others go on, and status
+    // names it with its error; once fixed, the next advance reruns it there.
+    dbs[1].execute("ALTER TABLE t RENAME TO t_gone");
+    orch(&["advance", "walk", "--targets", "trio"])
+        .code(8)
+        .stdout_has("FAILED")
+        .stderr_has("failed on 1 of 3 targets");
+    orch(&["status", "--targets", "trio"])
+        .success()
+        .stdout_has(&format!(
+            "walk: 3/3 verify: 2 done, 1 failed: {}",
+            label(&dbs[1])
+        ))
+        .stdout_has(&format!(
+            "  {}: walk phase 3 verify failed: ",
+            label(&dbs[1])
+        ));
+    dbs[1].execute("ALTER TABLE t_gone RENAME TO t");
     orch(&["advance", "walk", "--targets", "trio"]).success();
     assert!(dbs.iter().all(|db| state(db, "verify") == "done"));
+    // Then it is rolled back everywhere.
     orch(&["rollback", "walk", "--targets", "trio", "--by", "ops"]).success();
     assert!(dbs.iter().all(|db| state(db, "verify") == "pending"));
 

@@ -287,6 +287,24 @@ pub fn overview(
             .collect();
         out.push_str(&format!("{}: {}\n", summary.plan, text.join("; ")));
     }
+    // A failed phase says why, on each target where it failed.
+    for o in outcomes {
+        for s in o.result.ok().into_iter().flatten() {
+            if let Some(k) = s.current
+                && s.state == "failed"
+            {
+                let phase = &s.phases[k - 1];
+                let error = phase.record.as_ref().and_then(|r| r.error.as_deref());
+                out.push_str(&format!(
+                    "  {}: {} phase {k} {} failed: {}\n",
+                    o.target,
+                    s.plan,
+                    phase.id,
+                    error.unwrap_or("(no error recorded)")
+                ));
+            }
+        }
+    }
     if summaries.is_empty() && read > 0 {
         out.push_str("no plans in the files or on any target\n");
     }

@@ -500,9 +500,20 @@ pub async fn rollback(
 ) -> Result<Vec<TargetOutcome<String>>> {
     let survey = job.surveyed(targets, plan).await?;
     let (mut outcomes, standing) = split(survey);
+    let mut started = Vec::new();
+    for (label, s) in &standing {
+        if s.recorded_checksum.is_none() {
+            outcomes.push(TargetOutcome {
+                target: label.clone(),
+                result: Outcome::Done("not started: nothing to roll back".to_string()),
+            });
+        } else {
+            started.push(label.clone());
+        }
+    }
     let started: Vec<Target> = targets
         .iter()
-        .filter(|t| standing.iter().any(|(label, _)| *label == t.label))
+        .filter(|t| started.contains(&t.label))
         .cloned()
         .collect();
     let (phase, force, by, note) = (
