@@ -8,6 +8,7 @@ pub(crate) mod color;
 pub(crate) mod demo;
 pub(crate) mod fleet;
 pub(crate) mod fleet_progress;
+pub(crate) mod fleet_status;
 pub(crate) mod generate;
 #[cfg(test)]
 mod help_check;
@@ -135,7 +136,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             Some(group) if exit_code => Err(Error::Usage(format!(
                 "--exit-code is for one database; with --targets {group}, `status --json` has every target's state"
             ))),
-            Some(group) => self::fleet::status(&ctx, plan.as_deref(), json, &fleet, group).await,
+            Some(group) => {
+                self::fleet_status::status(&ctx, plan.as_deref(), json, &fleet, group).await
+            }
             None => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
         },
         args::Command::Advance {
@@ -224,7 +227,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), None).await
         }
         args::Command::Checklist { plan, fleet } => match &fleet.targets {
-            Some(group) => self::fleet::checklist(&ctx, &plan, &fleet, group).await,
+            Some(group) => self::fleet_status::checklist(&ctx, &plan, &fleet, group).await,
             None => checklist::run(&ctx, &plan).await,
         },
         args::Command::Check {

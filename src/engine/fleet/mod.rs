@@ -5,10 +5,12 @@
 //! at most `parallel` of them at once (a failure stops that target only),
 //! and collects one outcome per target. What the verbs decide across the
 //! fleet (the plan's definition agrees, the canary, the all-or-nothing
-//! gate) is in `plans.rs`; `docs/config.md` describes it for operators.
+//! gate) is in `plans.rs`, `confirm.rs` and `status.rs`; `docs/config.md` describes it for operators.
 
+pub mod confirm;
 pub mod migrations;
 pub mod plans;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::future::Future;

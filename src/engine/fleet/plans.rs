@@ -7,19 +7,12 @@
 //!   confirmed (the engine's own rule), skipping those that wait for a
 //!   confirmation or are complete; `--canary K` runs it on the first K
 //!   such targets only, and the next `advance` does the rest.
-//! - `confirm` is one fleet-wide event: every target must wait for the
-//!   confirmation of the same phase (or have it already); its checks run
-//!   on all of them first, recording nothing, and only if all hold is the
-//!   confirmation recorded on each. A target that fails while recording
-//!   (its server went away) is named; the others stay confirmed, and a
-//!   rerun records the rest (confirming a confirmed phase is a no-op).
-//! - `rollback` undoes the phase on every target where it can.
-//! - `status` reads every target and sums them up per plan and phase.
+//! - `rollback` undoes the phase on every target where the plan started.
+//!
+//! `confirm.rs` has the fleet-wide confirmation, `status.rs` the summary.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use serde::Serialize;
 
 use crate::engine::fleet::{
     FleetReporter, Outcome, ProjectFolders, Target, TargetOutcome, each, names,
@@ -29,7 +22,6 @@ use crate::engine::plan_runner::PlanOptions;
 use crate::engine::plan_status::{PlanStatus, plan_statuses};
 use crate::error::{Error, Result};
 use crate::events::{Reporter, Silent};
-use crate::plan::PhaseState;
 use crate::stop::StopSignal;
 
 /// What every plan command across a fleet shares.
@@ -56,7 +48,7 @@ pub struct Standing {
 }
 
 /// Reports nothing (the survey before acting).
-struct Quiet;
+pub(super) struct Quiet;
 
 impl FleetReporter for Quiet {
     fn target(&self, _target: &str) -> Arc<dyn Reporter> {
@@ -75,7 +67,11 @@ impl FleetPlanJob {
     }
 
     /// Where every target stands on `plan`.
-    async fn survey(&self, targets: &[Target], plan: &str) -> Vec<TargetOutcome<Standing>> {
+    pub(super) async fn survey(
+        &self,
+        targets: &[Target],
+        plan: &str,
+    ) -> Vec<TargetOutcome<Standing>> {
         let quiet: Arc<dyn FleetReporter> = Arc::new(Quiet);
         each(targets, self.parallel, &quiet, |target, _| {
             let (job, plan) = (self.clone(), plan.to_string());
@@ -105,7 +101,7 @@ impl FleetPlanJob {
 
     /// The survey, refusing when targets recorded different definitions
     /// of the plan.
-    async fn surveyed(
+    pub(super) async fn surveyed(
         &self,
         targets: &[Target],
         plan: &str,
@@ -202,7 +198,7 @@ fn advance_step(status: &PlanStatus) -> Option<String> {
 
 /// The survey's failures become the outcomes of those targets; the rest
 /// are returned with where they stand.
-fn split(
+pub(super) fn split(
     survey: Vec<TargetOutcome<Standing>>,
 ) -> (Vec<TargetOutcome<String>>, Vec<(String, Standing)>) {
     let (mut failed, mut standing) = (Vec::new(), Vec::new());
@@ -282,7 +278,7 @@ pub async fn advance(
     Ok(in_target_order(targets, outcomes))
 }
 
-fn in_target_order<T>(
+pub(super) fn in_target_order<T>(
     targets: &[Target],
     mut outcomes: Vec<TargetOutcome<T>>,
 ) -> Vec<TargetOutcome<T>> {
@@ -294,200 +290,6 @@ fn in_target_order<T>(
     };
     outcomes.sort_by_key(|o| position(&o.target));
     outcomes
-}
-
-/// `orch confirm PLAN [PHASE] --targets NAME --by WHO`: checks on every
-/// target, then the confirmation on every target, or nothing anywhere.
-pub async fn confirm(
-    job: &FleetPlanJob,
-    targets: &[Target],
-    plan: &str,
-    phase: Option<&str>,
-    by: &str,
-    note: Option<&str>,
-    reporters: &Arc<dyn FleetReporter>,
-) -> Result<Vec<TargetOutcome<String>>> {
-    let survey = job.surveyed(targets, plan).await?;
-    let (unreachable, standing) = split(survey);
-    if let Some(first) = unreachable.first() {
-        let code = match &first.result {
-            Outcome::Failed(e) => e.code(),
-            Outcome::Done(_) => 1,
-        };
-        let errors: Vec<String> = unreachable
-            .iter()
-            .filter_map(|o| match &o.result {
-                Outcome::Failed(e) => Some(format!("  {}: {e}", o.target)),
-                Outcome::Done(_) => None,
-            })
-            .collect();
-        return Err(Error::Targets {
-            message: format!(
-                "not confirming plan {plan}: a gate is confirmed on every target or on none, and {} cannot be read; nothing was recorded\n{}",
-                names(unreachable.iter().map(|o| o.target.as_str())),
-                errors.join("\n")
-            ),
-            code,
-        });
-    }
-    let phase_id = which_phase(plan, phase, &standing, &job.group)?;
-    let mut waiting = Vec::new();
-    let mut outcomes = Vec::new();
-    for (label, s) in &standing {
-        let state = s
-            .status
-            .phases
-            .iter()
-            .find(|p| p.id == phase_id)
-            .map(|p| p.state);
-        if state == Some(PhaseState::Confirmed) {
-            outcomes.push(TargetOutcome {
-                target: label.clone(),
-                result: Outcome::Done(format!("{phase_id}: already confirmed")),
-            });
-        } else {
-            waiting.push(label.clone());
-        }
-    }
-    let waiting: Vec<Target> = targets
-        .iter()
-        .filter(|t| waiting.contains(&t.label))
-        .cloned()
-        .collect();
-    let quiet: Arc<dyn FleetReporter> = Arc::new(Quiet);
-    let checked = each(&waiting, job.parallel, &quiet, |target, reporter| {
-        let (job, plan, phase) = (job.clone(), plan.to_string(), phase_id.clone());
-        async move {
-            let mut workspace = job.folders.open(&target, &job.application_name).await?;
-            workspace.run_checks_as(job.check_role.as_deref());
-            let engine = workspace.plan_engine(&job.options, reporter.as_ref(), &job.stop);
-            engine.check_confirmation(&plan, Some(&phase)).await
-        }
-    })
-    .await;
-    let failing: Vec<String> = checked
-        .iter()
-        .filter_map(|o| match &o.result {
-            Outcome::Failed(e) => Some(format!("  {}: {e}", o.target)),
-            Outcome::Done(()) => None,
-        })
-        .collect();
-    if !failing.is_empty() {
-        let first = checked.iter().find_map(|o| match &o.result {
-            Outcome::Failed(e) => Some(e.code()),
-            Outcome::Done(()) => None,
-        });
-        return Err(Error::Targets {
-            message: format!(
-                "not confirming phase {phase_id} of plan {plan} on any target: it does not hold on {} of {} ({}); nothing was recorded\n{}",
-                failing.len(),
-                standing.len(),
-                names(
-                    checked
-                        .iter()
-                        .filter(|o| o.result.ok().is_none())
-                        .map(|o| o.target.as_str())
-                ),
-                failing.join("\n")
-            ),
-            code: first.unwrap_or(8),
-        });
-    }
-    let recorded = each(&waiting, job.parallel, reporters, |target, reporter| {
-        let (job, plan, phase) = (job.clone(), plan.to_string(), phase_id.clone());
-        let (by, note) = (by.to_string(), note.map(str::to_string));
-        async move {
-            let mut workspace = job.folders.open(&target, &job.application_name).await?;
-            workspace.run_checks_as(job.check_role.as_deref());
-            let engine = workspace.plan_engine(&job.options, reporter.as_ref(), &job.stop);
-            engine
-                .confirm(&plan, Some(&phase), &by, note.as_deref())
-                .await?;
-            Ok(format!("{phase}: confirmed by {by}"))
-        }
-    })
-    .await;
-    outcomes.extend(recorded);
-    Ok(in_target_order(targets, outcomes))
-}
-
-/// The phase a fleet confirms: the one named, else the one the targets
-/// wait on, which must be the same everywhere; every target must wait on
-/// it or have confirmed it already.
-fn which_phase(
-    plan: &str,
-    named: Option<&str>,
-    standing: &[(String, Standing)],
-    group: &str,
-) -> Result<String> {
-    let waits_on = |s: &Standing| {
-        s.status
-            .phases
-            .iter()
-            .find(|p| p.state.awaits_confirmation())
-            .map(|p| p.id.clone())
-    };
-    let phase = match named {
-        Some(reference) => {
-            let first = &standing
-                .first()
-                .ok_or_else(|| Error::Usage("the target group is empty".to_string()))?
-                .1
-                .status;
-            first
-                .phases
-                .iter()
-                .find(|p| p.id == reference || p.position.to_string() == reference)
-                .map(|p| p.id.clone())
-                .ok_or_else(|| Error::Usage(format!("plan {plan} has no phase {reference:?}")))?
-        }
-        None => {
-            let mut ids: Vec<String> = standing.iter().filter_map(|(_, s)| waits_on(s)).collect();
-            ids.sort();
-            ids.dedup();
-            match ids.len() {
-                1 => ids.remove(0),
-                0 => {
-                    return Err(Error::refused(
-                        format!("no phase of plan {plan} waits for confirmation on any target"),
-                        Some(format!("orch status --targets {group}")),
-                    ));
-                }
-                _ => {
-                    return Err(Error::refused(
-                        format!(
-                            "the targets wait on different phases of plan {plan} ({}); name the phase to confirm",
-                            ids.join(", ")
-                        ),
-                        Some(format!("orch status --targets {group}")),
-                    ));
-                }
-            }
-        }
-    };
-    let behind: Vec<String> = standing
-        .iter()
-        .filter_map(|(label, s)| {
-            let p = s.status.phases.iter().find(|p| p.id == phase)?;
-            match p.state {
-                PhaseState::Confirmed => None,
-                state if state.awaits_confirmation() => None,
-                state => Some(format!("{label} ({})", state.name())),
-            }
-        })
-        .collect();
-    if !behind.is_empty() {
-        return Err(Error::refused(
-            format!(
-                "not confirming phase {phase} of plan {plan}: a gate is confirmed on every target at once, and it does not wait for confirmation on {} of {} targets: {}; nothing was recorded",
-                behind.len(),
-                standing.len(),
-                names(behind.iter().map(String::as_str))
-            ),
-            Some(format!("orch advance {plan} --targets {group}")),
-        ));
-    }
-    Ok(phase)
 }
 
 /// `orch rollback PLAN [PHASE] --targets NAME`.
@@ -542,77 +344,6 @@ pub async fn rollback(
     .await;
     outcomes.extend(done);
     Ok(in_target_order(targets, outcomes))
-}
-
-/// `orch status --targets NAME`: every target's plans.
-pub async fn statuses(
-    job: &FleetPlanJob,
-    targets: &[Target],
-    only: Option<&str>,
-) -> Vec<TargetOutcome<Vec<PlanStatus>>> {
-    let quiet: Arc<dyn FleetReporter> = Arc::new(Quiet);
-    each(targets, job.parallel, &quiet, |target, _| {
-        let (job, only) = (job.clone(), only.map(str::to_string));
-        async move {
-            let workspace = job.folders.open(&target, &job.application_name).await?;
-            if let Some(name) = &only
-                && !workspace.knows_plan(name).await?
-            {
-                return Err(workspace.unknown_plan(name).await?);
-            }
-            plan_statuses(&workspace, only.as_deref()).await
-        }
-    })
-    .await
-}
-
-/// One plan across the fleet: how many targets stand where.
-#[derive(Debug, Serialize)]
-pub struct PlanSummary {
-    pub plan: String,
-    pub groups: Vec<StandingGroup>,
-}
-
-/// Targets at the same phase in the same state.
-#[derive(Debug, Serialize)]
-pub struct StandingGroup {
-    /// `3/5 backfill-loc`, or empty for a plan complete or not started.
-    pub phase: String,
-    pub state: String,
-    pub targets: Vec<String>,
-}
-
-/// Sum up the targets' statuses per plan (targets that could not be read
-/// are left to the caller, which names them with their errors).
-pub fn summarize(outcomes: &[TargetOutcome<Vec<PlanStatus>>]) -> Vec<PlanSummary> {
-    let mut plans: BTreeMap<String, Vec<StandingGroup>> = BTreeMap::new();
-    for outcome in outcomes {
-        let Some(statuses) = outcome.result.ok() else {
-            continue;
-        };
-        for s in statuses {
-            let phase = match s.current {
-                Some(k) => format!("{k}/{} {}", s.total, s.phases[k - 1].id),
-                None => String::new(),
-            };
-            let groups = plans.entry(s.plan.clone()).or_default();
-            match groups
-                .iter_mut()
-                .find(|g| g.phase == phase && g.state == s.state)
-            {
-                Some(group) => group.targets.push(outcome.target.clone()),
-                None => groups.push(StandingGroup {
-                    phase,
-                    state: s.state.clone(),
-                    targets: vec![outcome.target.clone()],
-                }),
-            }
-        }
-    }
-    plans
-        .into_iter()
-        .map(|(plan, groups)| PlanSummary { plan, groups })
-        .collect()
 }
 
 #[cfg(test)]
