@@ -485,6 +485,12 @@ fn the_posts_plan_across_three_servers_survives_one_stopped_mid_backfill() {
     // Restarted, it shows as interrupted, and a rerun resumes it where its
     // cursor stood (not from the start) while the others wait for confirm.
     shard_b.restart();
+    let kept: u64 = shard_b
+        .value("shard_b", "SELECT coalesce(sum(rows_updated), 0) FROM orch.backfill_workers")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kept >= updated_at_stop, "the restart lost committed progress: {kept} < {updated_at_stop}");
     orch(&["status", "--targets", "fleet"])
         .success()
         .stdout_has(&format!("1 interrupted: {b_label}"));
@@ -508,7 +514,8 @@ fn the_posts_plan_across_three_servers_survives_one_stopped_mid_backfill() {
         .and_then(|t| t.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{resumed}"));
-    assert!(before > 0, "shard_b's backfill started over: {resumed}");
+    let b_lines: Vec<&str> = rerun.stderr.lines().filter(|l| l.starts_with(&b_label)).collect();
+    assert!(before > 0, "shard_b's backfill started over: {resumed}\n{}", b_lines.join("\n"));
     let updated_after: u64 = shard_b
         .value(
             "shard_b",

@@ -22,6 +22,7 @@ use crate::engine::plan_runner::PlanOptions;
 use crate::engine::plan_status::{PlanStatus, plan_statuses};
 use crate::error::{Error, Result};
 use crate::events::{Reporter, Silent};
+use crate::plan::PhaseState;
 use crate::stop::StopSignal;
 
 /// What every plan command across a fleet shares.
@@ -182,18 +183,20 @@ fn differing<'a>(file: Option<&str>, recorded: &[(&'a str, &str)]) -> Option<Vec
     )
 }
 
-/// What `advance` does with a target, from where it stands.
+/// What `advance` does with a target, from where it stands: nothing when
+/// the plan is complete or its current phase waits for a confirmation
+/// (said why), else it runs (None).
 fn advance_step(status: &PlanStatus) -> Option<String> {
-    let at = |s: &PlanStatus| match s.current {
-        Some(k) => format!("phase {k}/{} {}", s.total, s.phases[k - 1].id),
-        None => String::new(),
+    let Some(k) = status.current else {
+        return Some(format!("{}: nothing to do", status.state));
     };
-    match status.state.as_str() {
-        "complete" => Some("complete: nothing to do".to_string()),
-        "open" => Some(format!("{}: gate open, waits for confirm", at(status))),
-        "done" => Some(format!("{}: done, waits for confirm", at(status))),
-        _ => None,
-    }
+    let phase = &status.phases[k - 1];
+    let waits = match phase.state {
+        PhaseState::Open => "gate open, waits for confirm",
+        PhaseState::Done => "done, waits for confirm",
+        _ => return None,
+    };
+    Some(format!("phase {k}/{} {}: {waits}", status.total, phase.id))
 }
 
 /// The survey's failures become the outcomes of those targets; the rest
