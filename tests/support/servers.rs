@@ -17,9 +17,10 @@ impl OwnServer {
     /// Start a fresh server (data, socket and log in the system temp dir;
     /// as root, run by the `postgres` OS user).
     pub fn start() -> OwnServer {
-        // fsync stays off (a process crash keeps the OS's cache), but each
-        // commit reaches the WAL before it returns, so stopping the server
-        // immediately loses no committed work, as on a real server.
+        // fsync stays off (a process crash keeps the OS's cache), but a
+        // commit reaches the WAL before it returns, as on a real server, so
+        // stopping the server immediately loses no committed work except
+        // what chose synchronous_commit off (orch's backfill batches).
         let options = ServerOptions {
             max_connections: 100,
             settings: vec![("synchronous_commit".to_string(), "on".to_string())],
