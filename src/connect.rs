@@ -148,6 +148,12 @@ impl ConnectionSettings {
         text
     }
 
+    /// `host:port/dbname`, a short name for one database of a fleet
+    /// (never the password).
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.hosts(), self.ports(), self.dbname())
+    }
+
     /// The same settings pointing at another database (the harness uses
     /// this to create one database per test).
     pub fn with_dbname(&self, dbname: &str) -> ConnectionSettings {

@@ -10,7 +10,7 @@ Exit codes:
   0    success (also: nothing to do)
   1    a migration, phase or backfill failed in the database
   2    usage error (bad command-line arguments)
-  3    invalid migration or plan files (nothing was run)
+  3    invalid migration, plan or config files (nothing was run)
   4    refused by a safety rule (unconfirmed phase, changed file, irreversible step,
        a lint error in a migration about to run...)
   5    a lock could not be taken (another orch holds it, lock_timeout retries ran out,
@@ -89,6 +89,15 @@ pub enum Error {
         line: usize,
         column: usize,
         field: String,
+        message: String,
+    },
+
+    /// orch.toml (or .env) is not valid: where, which key, why.
+    #[error("{path}:{line}:{column}: {message}")]
+    InvalidConfig {
+        path: PathBuf,
+        line: usize,
+        column: usize,
         message: String,
     },
 
@@ -192,6 +201,12 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// `--targets`: the command failed on some targets (each named, with
+    /// its error, in the table printed before); `code` is the exit code of
+    /// the first of them, in target order.
+    #[error("{message}")]
+    Targets { message: String, code: i32 },
+
     #[error("interrupted; {resume}")]
     Interrupted { resume: String },
 }
@@ -250,7 +265,10 @@ impl Error {
             | Error::Database { .. }
             | Error::Io { .. } => 1,
             Error::Usage(_) => 2,
-            Error::InvalidMigration { .. } | Error::InvalidPlan { .. } => 3,
+            Error::Targets { code, .. } => *code,
+            Error::InvalidMigration { .. }
+            | Error::InvalidPlan { .. }
+            | Error::InvalidConfig { .. } => 3,
             Error::Invalid(list) => list.first().map_or(3, Error::code),
             Error::Refused { .. } => 4,
             Error::Lint { syntax, .. } => {
@@ -415,6 +433,16 @@ mod tests {
             },
             Error::io("c", "p", io()),
             Error::Usage("u".into()),
+            Error::Targets {
+                message: "m".into(),
+                code: 1,
+            },
+            Error::InvalidConfig {
+                path: "orch.toml".into(),
+                line: 1,
+                column: 1,
+                message: "m".into(),
+            },
             Error::Interrupted { resume: "r".into() },
             Error::Lint {
                 message: "m".into(),
@@ -450,6 +478,8 @@ mod tests {
             Error::Database { .. } => "Database",
             Error::Io { .. } => "Io",
             Error::Usage(_) => "Usage",
+            Error::Targets { .. } => "Targets",
+            Error::InvalidConfig { .. } => "InvalidConfig",
             Error::Interrupted { .. } => "Interrupted",
             Error::Lint { .. } => "Lint",
         }

@@ -1,5 +1,6 @@
 //! Property tests of everything that reads untrusted text: the command
-//! line, plan files, migration files, the SQL lexer and connection strings.
+//! line, plan files, migration files, the SQL lexer, connection strings,
+//! orch.toml, `.env` and `${VAR}` in target URLs.
 //! The one property is that none of them panics, whatever it is given;
 //! each also keeps the invariants its callers rely on (offsets inside the
 //! text, errors that render).
@@ -21,6 +22,7 @@ use proptest::test_runner::{Config, FileFailurePersistence};
 
 use crate::backfill::sizing::BatchSizer;
 use crate::cli::args::Cli;
+use crate::config::{self as orch_config, Environment};
 use crate::connect::ConnectionSettings;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::migration::MigrationSet;
@@ -666,6 +668,53 @@ const CONNINFO_PIECES: &[&str] = &[
     "é",
 ];
 
+/// orch.toml: its real keys and tables with values of every type, and
+/// random text.
+fn config_text() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "migrations_dir",
+        "plans_dir",
+        "format",
+        "lock_timeout",
+        "lock_retries",
+        "statement_timeout",
+        "urls",
+        "url",
+        "databases",
+        "colour",
+    ]);
+    let value = prop::sample::select(vec![
+        "\"db/m\"",
+        "\"\"",
+        "\"500ms\"",
+        "\"0\"",
+        "\"goose\"",
+        "-1",
+        "10",
+        "99999999999",
+        "true",
+        "[\"${A}\", \"b\"]",
+        "[]",
+        "{ x = 1 }",
+        "\"${\"",
+        "'''x'''",
+        "1979-05-27",
+    ]);
+    let header = prop::sample::select(vec![
+        "",
+        "[targets.a]\n",
+        "[targets]\n",
+        "[targets.b.c]\n",
+        "[[targets]]\n",
+        "[x]\n",
+    ]);
+    let line = (header, key, value).prop_map(|(h, k, v)| format!("{h}{k} = {v}\n"));
+    prop_oneof![
+        prop::collection::vec(line, 0..8).prop_map(|lines| lines.concat()),
+        ".{0,200}",
+    ]
+}
+
 fn conninfo() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => prop::collection::vec(prop::sample::select(CONNINFO_PIECES), 0..12)
@@ -829,6 +878,32 @@ proptest! {
             Err(e) => {
                 let _ = e.to_string();
             }
+        }
+    }
+    #[test]
+    fn fuzz_config_file(text in config_text()) {
+        match orch_config::Config::parse(Path::new("orch.toml"), &text) {
+            Ok(config) => {
+                let env = Environment::fixed(&[("A", "postgres://h/db")], &[]);
+                for group in config.targets.values() {
+                    for url in group.urls.iter().chain(&group.url) {
+                        prop_assert!(url.line >= 1 && url.line <= text.lines().count().max(1));
+                        let _ = env.expand(&url.value);
+                    }
+                }
+            }
+            Err(e) => {
+                let shown = e.to_string();
+                prop_assert!(shown.starts_with("orch.toml:"), "{}", shown);
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_dotenv(text in ".{0,200}") {
+        if let Err((line, message)) = orch_config::dotenv::parse(&text) {
+            prop_assert!(line >= 1 && line <= text.lines().count());
+            prop_assert!(!message.is_empty());
         }
     }
 }

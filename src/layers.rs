@@ -26,6 +26,8 @@ pub(crate) const LAYERS: &[&[&str]] = &[
     &["plan"],
     // The migration lint (no database): squawk's parser, orch's rules.
     &["lint"],
+    // orch.toml and .env (no database): the project's defaults and targets.
+    &["config"],
     // Pure: migration folders and their sources.
     &["migration"],
     // Leaves.

@@ -25,6 +25,8 @@
 //!   and the rows of plan state.
 //! - `lint` (no database): the migration lint, over squawk's parser, with
 //!   orch's rules (`lint::hazards`, listed in `lint::rules`).
+//! - `config` (no database): `orch.toml` (defaults and target groups) and
+//!   `.env`.
 //! - `migration` (no database): migration folders behind one seam
 //!   (`migration::source`, one file per folder format).
 //! - leaves: `sql_text`, `yaml_locate`, `identity`, `pg_server`, `stop`,
@@ -39,6 +41,7 @@
 
 pub(crate) mod backfill;
 pub mod cli;
+pub(crate) mod config;
 pub mod connect;
 pub(crate) mod demo;
 pub(crate) mod engine;

@@ -63,6 +63,8 @@ pub struct PgServer {
     watchdog: Watchdog,
     dir: TempDir,
     bin_dir: PathBuf,
+    /// Kept to start the postmaster again (`restart`).
+    options: ServerOptions,
 }
 
 impl PgServer {
@@ -87,23 +89,14 @@ impl PgServer {
         run_initdb(initdb, &mut watchdog, &log, owner.is_some())?;
         debug!(elapsed_ms = started.elapsed().as_millis(), "initdb done");
 
-        let mut postgres =
-            server_command(&bin_dir.join("postgres"), dir.path(), owner.as_ref(), &log)?;
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(PORT.to_string());
-        for (name, value) in server_settings(&options, dir.path()) {
-            postgres.arg("-c").arg(format!("{name}={value}"));
-        }
-        let postmaster = spawn(&mut postgres, "postgres")?;
+        let postmaster = spawn_postmaster(&bin_dir, dir.path(), &options)?;
         watchdog.watch(Some(postmaster.id()));
         let mut server = PgServer {
             postmaster,
             watchdog,
             dir,
             bin_dir,
+            options,
         };
         server.wait_until_ready(&data.join("postmaster.pid"), &log)?;
         debug!(
@@ -150,6 +143,39 @@ impl PgServer {
             return Some(beside);
         }
         search_path(&std::env::var_os("PATH")?, name)
+    }
+
+    /// Stop the server the way `pg_ctl stop -m immediate` does (SIGQUIT to
+    /// the postmaster: no checkpoint, crash recovery at the next start),
+    /// keeping its files for `restart`. Tests use it to lose a server in
+    /// the middle of work.
+    pub fn stop_immediate(&mut self) {
+        let pid = Pid::from_raw(self.postmaster.id() as i32);
+        for signal in [Signal::SIGQUIT, Signal::SIGKILL] {
+            if !matches!(self.postmaster.try_wait(), Ok(None)) {
+                break;
+            }
+            let _ = kill(pid, signal);
+            if wait_timeout(&mut self.postmaster, Duration::from_secs(10)).is_some() {
+                break;
+            }
+        }
+        self.watchdog.watch(None);
+    }
+
+    /// Start the server again on the same files and socket (after
+    /// `stop_immediate`); blocking until it is ready.
+    pub fn restart(&mut self) -> Result<()> {
+        if matches!(self.postmaster.try_wait(), Ok(None)) {
+            return Err(start_error("the server is still running".to_string()));
+        }
+        let data = self.dir.path().join("data");
+        // A postmaster that was killed leaves its pid file saying "ready".
+        let _ = fs::remove_file(data.join("postmaster.pid"));
+        self.postmaster = spawn_postmaster(&self.bin_dir, self.dir.path(), &self.options)?;
+        self.watchdog.watch(Some(self.postmaster.id()));
+        let log = self.dir.path().join("server.log");
+        self.wait_until_ready(&data.join("postmaster.pid"), &log)
     }
 
     /// Stop the server and delete its files (what `Drop` does).
@@ -299,6 +325,23 @@ fn server_command(program: &Path, dir: &Path, owner: Option<&User>, log: &Path) 
         command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
     Ok(command)
+}
+
+/// Start the postmaster on the cluster in `dir` (as the `postgres` OS
+/// user when we are root).
+fn spawn_postmaster(bin_dir: &Path, dir: &Path, options: &ServerOptions) -> Result<Child> {
+    let owner = server_owner()?;
+    let log = dir.join("server.log");
+    let mut postgres = server_command(&bin_dir.join("postgres"), dir, owner.as_ref(), &log)?;
+    postgres
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(PORT.to_string());
+    for (name, value) in server_settings(options, dir) {
+        postgres.arg("-c").arg(format!("{name}={value}"));
+    }
+    spawn(&mut postgres, "postgres")
 }
 
 fn server_settings(options: &ServerOptions, socket_dir: &Path) -> Vec<(String, String)> {

@@ -34,6 +34,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like 500ms or 2s ({e})"))
 }
 
+/// A lock_timeout: a duration, not 0: 0 would remove the bound on how
+/// long the application queues behind orch's DDL, which is the point of orch.
+pub fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err("0 would let orch's DDL wait for its lock for ever while every writer queues behind it; give a bound such as 500ms".to_string());
+    }
+    Ok(timeout)
+}
+
 /// `60s`, `2m`, `1m30s`, `0`: a duration that must name its unit (except
 /// 0), for flags where a bare number would be misread (`--timeout 60` is
 /// not 60 ms).

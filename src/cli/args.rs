@@ -6,27 +6,18 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::config::Config;
 use crate::engine::lock_retry::LockRetryPolicy;
 use crate::error::EXIT_CODES_HELP;
 use crate::migration::source::Format;
 use crate::plan::tuning;
-use crate::timefmt::{parse_duration, parse_duration_with_unit};
+use crate::timefmt::{parse_duration, parse_duration_with_unit, parse_lock_timeout};
 
 /// A whole number for a flag.
 fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     text.trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a whole number"))
-}
-
-/// `--lock-timeout`: 0 would remove the bound on how long the application
-/// queues behind orch's DDL, which is the point of orch.
-fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
-    let timeout = parse_duration(text)?;
-    if timeout.is_zero() {
-        return Err("0 would let orch's DDL wait for its lock for ever while every writer queues behind it; give a bound such as 500ms".to_string());
-    }
-    Ok(timeout)
 }
 
 /// A short session on the canonical plan, shown by `orch --help`.
@@ -65,49 +56,41 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Directory of migration files.
-    #[arg(
-        long,
-        global = true,
-        env = "ORCH_MIGRATIONS_DIR",
-        default_value = "migrations",
-        value_name = "DIR"
-    )]
-    pub migrations_dir: PathBuf,
+    /// Directory of migration files (default: orch.toml's migrations_dir, else migrations).
+    #[arg(long, global = true, env = "ORCH_MIGRATIONS_DIR", value_name = "DIR")]
+    pub migrations_dir: Option<PathBuf>,
 
-    /// Format of the migrations folder (default: detected from its files).
+    /// Format of the migrations folder (default: orch.toml's format, else detected from its files).
     #[arg(long, global = true, env = "ORCH_MIGRATIONS_FORMAT", value_name = "NAME", value_parser = parse_format)]
     pub format: Option<Format>,
 
-    /// Directory of plan files.
-    #[arg(
-        long,
-        global = true,
-        env = "ORCH_PLANS_DIR",
-        default_value = "plans",
-        value_name = "DIR"
-    )]
-    pub plans_dir: PathBuf,
+    /// Directory of plan files (default: orch.toml's plans_dir, else plans).
+    #[arg(long, global = true, env = "ORCH_PLANS_DIR", value_name = "DIR")]
+    pub plans_dir: Option<PathBuf>,
+
+    /// The config file (default: orch.toml in the current directory or the nearest parent that has one).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// How DDL waits for table locks, and for other orch processes.
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
-    /// lock_timeout of each attempt: the longest the application may queue behind our DDL (not 0).
-    #[arg(long, env = "ORCH_LOCK_TIMEOUT", default_value = "500ms", value_parser = parse_lock_timeout)]
-    pub lock_timeout: Duration,
+    /// lock_timeout of each attempt: the longest the application may queue behind our DDL (not 0; default: orch.toml's, else 500ms).
+    #[arg(long, env = "ORCH_LOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_lock_timeout)]
+    pub lock_timeout: Option<Duration>,
 
     /// Escalate lock_timeout linearly up to this over the retries (default: no escalation).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub lock_timeout_max: Option<Duration>,
 
-    /// Retries after a lock timeout, with backoff and jitter.
-    #[arg(long, env = "ORCH_LOCK_RETRIES", default_value_t = 10)]
-    pub lock_retries: u32,
+    /// Retries after a lock timeout, with backoff and jitter (default: orch.toml's, else 10).
+    #[arg(long, env = "ORCH_LOCK_RETRIES", value_name = "N")]
+    pub lock_retries: Option<u32>,
 
-    /// statement_timeout for migration statements (0 = none; CONCURRENTLY statements never get one).
-    #[arg(long, env = "ORCH_STATEMENT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub statement_timeout: Duration,
+    /// statement_timeout for migration statements (0 = none; CONCURRENTLY statements never get one; default: orch.toml's, else 60s).
+    #[arg(long, env = "ORCH_STATEMENT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub statement_timeout: Option<Duration>,
 
     /// How long to wait for another orch process holding the lock.
     #[arg(long, env = "ORCH_LOCK_WAIT", default_value = "5s", value_parser = parse_duration)]
@@ -143,24 +126,34 @@ impl WaitArgs {
 }
 
 impl LockArgs {
-    /// The defaults, for commands that take no lock options.
+    /// None given, for commands that take no lock options (orch.toml's
+    /// settings, else orch's defaults, apply).
     pub fn defaults() -> LockArgs {
         LockArgs {
-            lock_timeout: Duration::from_millis(500),
+            lock_timeout: None,
             lock_timeout_max: None,
-            lock_retries: 10,
-            statement_timeout: Duration::from_secs(60),
+            lock_retries: None,
+            statement_timeout: None,
             lock_wait: Duration::from_secs(5),
             cancel_orphans: false,
         }
     }
 
-    pub fn policy(&self) -> LockRetryPolicy {
+    /// The policy these flags (or their variables) give, else `config`'s
+    /// settings, else orch's defaults (500ms, 10 retries, 60s).
+    pub fn policy(&self, config: &Config) -> LockRetryPolicy {
+        let lock_timeout = self
+            .lock_timeout
+            .or(config.lock_timeout)
+            .unwrap_or(Duration::from_millis(500));
         LockRetryPolicy {
-            lock_timeout: self.lock_timeout,
-            lock_timeout_max: self.lock_timeout_max.unwrap_or(self.lock_timeout),
-            retries: self.lock_retries,
-            statement_timeout: self.statement_timeout,
+            lock_timeout,
+            lock_timeout_max: self.lock_timeout_max.unwrap_or(lock_timeout),
+            retries: self.lock_retries.or(config.lock_retries).unwrap_or(10),
+            statement_timeout: self
+                .statement_timeout
+                .or(config.statement_timeout)
+                .unwrap_or(Duration::from_secs(60)),
             ..LockRetryPolicy::default()
         }
     }
@@ -183,6 +176,8 @@ pub enum Command {
         /// Exit 9 when a plan waits on the operator (gate open, done and unconfirmed, failed, paused, interrupted).
         #[arg(long)]
         exit_code: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Run the next phase of a plan, if the phase before it is confirmed.
     Advance {
@@ -191,12 +186,17 @@ pub enum Command {
         /// Print what the next phase would do (its SQL, guard and checks, a backfill's table, key, rows and batches); change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --targets: run the phase on the first K targets that can run it, and stop there; the next advance does the rest.
+        #[arg(long, value_name = "K", requires = "targets", value_parser = positive)]
+        canary: Option<usize>,
         #[command(flatten)]
         locks: LockArgs,
         #[command(flatten)]
         backfill: BackfillArgs,
         #[command(flatten)]
         checks: CheckArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Record the operator's confirmation of a phase (its checks must pass first).
     Confirm {
@@ -214,6 +214,8 @@ pub enum Command {
         locks: LockArgs,
         #[command(flatten)]
         checks: CheckArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Undo one phase (the one named, else the latest that ran), where its kind allows it.
     ///
@@ -240,6 +242,8 @@ pub enum Command {
         note: Option<String>,
         #[command(flatten)]
         locks: LockArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Ask a running backfill to stop after its current batch (resume with advance).
     Pause {
@@ -261,6 +265,8 @@ pub enum Command {
     Checklist {
         /// The plan's name: its file in the plans directory without .yaml (e.g. posts-location).
         plan: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// The posts plan under live simulated traffic, on a throwaway PostgreSQL.
     Demo(DemoArgs),
@@ -410,6 +416,25 @@ pub struct RecentArgs {
     pub created_at: Option<String>,
 }
 
+/// A fleet: the command on every database of a target group (orch.toml).
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Run on every database of this target group of orch.toml ([targets.NAME]) instead of one database.
+    #[arg(long, value_name = "NAME")]
+    pub targets: Option<String>,
+    /// With --targets: work on at most N targets at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = positive)]
+    pub parallel: usize,
+}
+
+/// A whole number, at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match number::<usize>(text)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    }
+}
+
 /// How a plan's checks and guards are run.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -481,6 +506,8 @@ pub enum MigrateCommand {
         allow_out_of_order: bool,
         #[command(flatten)]
         locks: LockArgs,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Revert the most recent N migrations (default 1), newest first.
     Down {
@@ -515,6 +542,8 @@ pub enum MigrateCommand {
         /// Exit 9 when a migration is pending, changed since applied, its file is missing, or it is dirty.
         #[arg(long)]
         exit_code: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Take over the history another tool recorded (dbmate, diesel, golang-migrate, goose, sqlx, node-pg-migrate), without running anything.
     ///

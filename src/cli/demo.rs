@@ -17,7 +17,7 @@ pub async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         naive: args.naive,
         long_reader: args.long_reader,
         dwell: args.dwell,
-        policy: args.locks.policy(),
+        policy: args.locks.policy(&ctx.config),
         backfill_workers: args.workers,
     };
     // With --json, narration goes to stderr so stdout is only the report.

@@ -21,6 +21,7 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             dry_run,
             allow_out_of_order,
             locks,
+            fleet,
         } => {
             let target = match (count, to) {
                 (Some(n), _) => UpTarget::Count(n),
@@ -28,6 +29,9 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
                 (None, None) => UpTarget::All,
             };
             let options = options(ctx, &locks, dry_run, allow_out_of_order, false);
+            if let Some(group) = &fleet.targets {
+                return crate::cli::fleet::migrate_up(ctx, &options, target, &fleet, group).await;
+            }
             let workspace = ctx.workspace("migrate up").await?;
             let owners = workspace.owners().await?;
             let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
@@ -56,7 +60,16 @@ pub async fn run(ctx: &Context, command: MigrateCommand) -> Result<()> {
             let migrator = workspace.migrator(&owners, &options, ctx.reporter.as_ref());
             migrator.redo().await.map(|_| ())
         }
-        MigrateCommand::Status { json, exit_code } => status(ctx, json, exit_code).await,
+        MigrateCommand::Status {
+            json,
+            exit_code,
+            fleet,
+        } => match &fleet.targets {
+            Some(group) => {
+                crate::cli::fleet::migrate_status(ctx, json, exit_code, &fleet, group).await
+            }
+            None => status(ctx, json, exit_code).await,
+        },
         MigrateCommand::Adopt { from, wait } => {
             let options = options(ctx, &wait.locks(), false, false, false);
             let workspace = ctx.workspace("migrate adopt").await?;
@@ -177,7 +190,7 @@ fn options(
     allow_changed: bool,
 ) -> MigrateOptions {
     MigrateOptions {
-        policy: locks.policy(),
+        policy: locks.policy(&ctx.config),
         dry_run,
         allow_out_of_order,
         allow_changed,

@@ -6,6 +6,9 @@ pub(crate) mod check;
 pub(crate) mod checklist;
 pub(crate) mod color;
 pub(crate) mod demo;
+pub(crate) mod fleet;
+pub(crate) mod fleet_progress;
+pub(crate) mod fleet_status;
 pub(crate) mod generate;
 #[cfg(test)]
 mod help_check;
@@ -20,9 +23,10 @@ pub(crate) mod wait;
 
 use std::path::PathBuf;
 
+use crate::config::{self, Config, Environment};
 use crate::connect::ConnectionSettings;
 use crate::engine::workspace::{Folders, Workspace};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::events::Reporter;
 use crate::migration::source::Format;
@@ -45,22 +49,49 @@ pub struct Context {
     pub plans_dir: PathBuf,
     pub actor: String,
     pub reporter: Box<dyn Reporter>,
+    /// orch.toml (empty when there is none).
+    pub config: Config,
+    /// The process's environment, then `.env`.
+    pub env: Environment,
 }
 
 impl Context {
-    pub fn from_args(global: &args::GlobalArgs) -> Context {
-        Context {
+    /// The settings of the command line, else their environment variables
+    /// (clap reads those), else orch.toml, else orch's defaults; `.env` in
+    /// the current directory supplies `DATABASE_URL` and the variables of
+    /// target URLs when the environment lacks them.
+    pub fn from_args(global: &args::GlobalArgs) -> Result<Context> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", ".", e))?;
+        let config = Config::find_and_load(global.config.as_deref(), &cwd)?;
+        let env = config::environment(&cwd)?;
+        Ok(Context {
             database_url: global.database_url.clone(),
-            migrations_dir: global.migrations_dir.clone(),
-            format: global.format,
-            plans_dir: global.plans_dir.clone(),
+            migrations_dir: global
+                .migrations_dir
+                .clone()
+                .or_else(|| config.migrations_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("migrations")),
+            format: global.format.or(config.format),
+            plans_dir: global
+                .plans_dir
+                .clone()
+                .or_else(|| config.plans_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("plans")),
             actor: crate::identity::actor(),
             reporter: Box::new(report::HumanReporter::new()),
-        }
+            config,
+            env,
+        })
     }
 
+    /// `--database-url`, else `DATABASE_URL` (the environment's, else
+    /// `.env`'s), else libpq's `PG*` variables.
     pub fn connection(&self) -> Result<ConnectionSettings> {
-        ConnectionSettings::resolve(self.database_url.as_deref())
+        ConnectionSettings::resolve_with(self.database_url.as_deref(), |name| match name {
+            "DATABASE_URL" => self.env.get(name),
+            _ => self.env.real(name),
+        })
     }
 
     pub fn application_name(&self, command: &str) -> String {
@@ -94,23 +125,42 @@ impl Context {
 
 /// Run one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context::from_args(&cli.global);
+    let ctx = Context::from_args(&cli.global)?;
     match cli.command {
         args::Command::Migrate { command } => migrate::run(&ctx, command).await,
         args::Command::Status {
             plan,
             json,
             exit_code,
-        } => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+            fleet,
+        } => match &fleet.targets {
+            Some(group) if exit_code => Err(Error::Usage(format!(
+                "--exit-code is for one database; with --targets {group}, `status --json` has every target's state"
+            ))),
+            Some(group) => {
+                self::fleet_status::status(&ctx, plan.as_deref(), json, &fleet, group).await
+            }
+            None => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+        },
         args::Command::Advance {
             plan,
             dry_run,
+            canary,
             locks,
             backfill,
             checks,
+            fleet,
         } => {
-            let action = plans::Action::Advance { dry_run };
             let role = checks.check_role.as_deref();
+            if let Some(group) = &fleet.targets {
+                let action = self::fleet::FleetAction::Advance {
+                    dry_run,
+                    canary,
+                    backfill: &backfill,
+                };
+                return self::fleet::act(&ctx, &plan, action, &locks, &fleet, group, role).await;
+            }
+            let action = plans::Action::Advance { dry_run };
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), role).await
         }
         args::Command::Confirm {
@@ -120,21 +170,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             note,
             locks,
             checks,
+            fleet,
         } => {
+            let role = checks.check_role.as_deref();
+            if let Some(group) = &fleet.targets {
+                let action = self::fleet::FleetAction::Confirm {
+                    phase: phase.as_deref(),
+                    by: &by,
+                    note: note.as_deref(),
+                };
+                return self::fleet::act(&ctx, &plan, action, &locks, &fleet, group, role).await;
+            }
             let action = plans::Action::Confirm {
                 phase: phase.as_deref(),
                 by: &by,
                 note: note.as_deref(),
             };
-            plans::act(
-                &ctx,
-                &plan,
-                action,
-                &locks,
-                None,
-                checks.check_role.as_deref(),
-            )
-            .await
+            plans::act(&ctx, &plan, action, &locks, None, role).await
         }
         args::Command::Rollback {
             plan,
@@ -143,7 +195,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             by,
             note,
             locks,
+            fleet,
         } => {
+            if let Some(group) = &fleet.targets {
+                let action = self::fleet::FleetAction::Rollback {
+                    phase: phase.as_deref(),
+                    force,
+                    by: by.as_deref(),
+                    note: note.as_deref(),
+                };
+                return self::fleet::act(&ctx, &plan, action, &locks, &fleet, group, None).await;
+            }
             let action = plans::Action::Rollback {
                 phase: phase.as_deref(),
                 force,
@@ -165,7 +227,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let action = plans::Action::Backfill { phase: &phase };
             plans::act(&ctx, &plan, action, &locks, Some(&backfill), None).await
         }
-        args::Command::Checklist { plan } => checklist::run(&ctx, &plan).await,
+        args::Command::Checklist { plan, fleet } => match &fleet.targets {
+            Some(group) => self::fleet_status::checklist(&ctx, &plan, &fleet, group).await,
+            None => checklist::run(&ctx, &plan).await,
+        },
         args::Command::Check {
             plans,
             online,

@@ -13,7 +13,7 @@ use crate::plan::PhaseState;
 use crate::stop::StopSignal;
 use crate::timefmt;
 
-fn options(
+pub(crate) fn options(
     ctx: &Context,
     locks: &LockArgs,
     backfill: Option<&BackfillArgs>,
@@ -21,7 +21,7 @@ fn options(
 ) -> PlanOptions {
     PlanOptions {
         actor: ctx.actor.clone(),
-        policy: locks.policy(),
+        policy: locks.policy(&ctx.config),
         plan_lock_wait: locks.lock_wait,
         migration_lock_wait: locks.lock_wait,
         backfill: backfill.map(BackfillArgs::overrides).unwrap_or_default(),

@@ -107,13 +107,13 @@ impl Reporter for HumanReporter {
 }
 
 /// Where a line goes: results to stdout, waits and warnings to stderr.
-enum Line {
+pub(crate) enum Line {
     Result(String),
     Notice(String),
 }
 
 /// The line for an event other than the backfill's progress.
-fn describe(event: Event) -> Option<Line> {
+pub(crate) fn describe(event: Event) -> Option<Line> {
     match event {
         Event::MigrationWouldRun { .. }
         | Event::MigrationStarted { .. }

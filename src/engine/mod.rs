@@ -7,6 +7,7 @@ pub mod attention;
 pub mod baseline;
 pub mod checks;
 pub mod dirty;
+pub mod fleet;
 pub mod lint;
 pub mod lock_retry;
 pub mod migrator;

@@ -36,9 +36,18 @@ impl PlanEngine<'_> {
             name,
             Verb::Confirm,
             named,
-            self.confirm_locked(name, phase, by, note),
+            self.confirm_locked(name, phase, by, note, true),
         )
         .await
+    }
+
+    /// What `confirm` checks first, recording nothing: the phase waits for
+    /// confirmation (or is already confirmed) and its checks hold now, else
+    /// the error `confirm` would give. A fleet's confirmation runs this on
+    /// every target before recording on any (`engine::fleet`).
+    pub async fn check_confirmation(&self, name: &str, phase: Option<&str>) -> Result<()> {
+        self.locked(name, self.confirm_locked(name, phase, "", None, false))
+            .await
     }
 
     async fn confirm_locked(
@@ -47,6 +56,7 @@ impl PlanEngine<'_> {
         phase: Option<&str>,
         by: &str,
         note: Option<&str>,
+        recording: bool,
     ) -> Result<()> {
         let plan = self.plan(name)?;
 
@@ -65,6 +75,9 @@ impl PlanEngine<'_> {
         };
         let current = &phases[index];
         let spec = &plan.spec.phases[index];
+        if current.state == PhaseState::Confirmed && !recording {
+            return Ok(());
+        }
         if current.state == PhaseState::Confirmed {
             // A repeated confirmation changes nothing and is no mistake.
             let when = match (&current.confirmed_by, current.confirmed_at) {
@@ -98,6 +111,16 @@ impl PlanEngine<'_> {
             .evaluate(name, spec, &spec.checks, &times, "confirm")
             .await?;
         if let Some(failures) = checks::describe_failures(&outcomes) {
+            if !recording {
+                return Err(Error::check_failed(
+                    format!(
+                        "phase {} ({}) of plan {name}: a check failed\n  {failures}",
+                        index + 1,
+                        spec.id
+                    ),
+                    None,
+                ));
+            }
             self.store
                 .commit_bookkeeping(&[self.event_by(
                     by,
@@ -122,6 +145,9 @@ impl PlanEngine<'_> {
                     confirm_command(name, &spec.id)
                 )),
             ));
+        }
+        if !recording {
+            return Ok(());
         }
         let now = self.store.server_time().await?;
         let mut confirmed = current.clone();

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub mod programs;
+pub mod servers;
 pub mod tools;
 
 use orch::connect::ConnectionSettings;
