@@ -192,6 +192,8 @@ mod tests {
         );
         let swap = &draft.migrations.last().unwrap().content.up;
         let order = [
+            // A serial's sequence is `AS integer`: it must grow with the key.
+            "ALTER SEQUENCE orders_id_seq AS bigint;",
             "ALTER SEQUENCE orders_id_seq OWNED BY orders.id_new;",
             "ALTER TABLE orders ALTER COLUMN id_new SET NOT NULL;",
             "ALTER TABLE orders DROP COLUMN id;",

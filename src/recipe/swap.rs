@@ -133,6 +133,41 @@ impl Swap {
             .join(" OR ")
     }
 
+    /// What a forced rollback of the contract loses.
+    fn rollback_loses(&self) -> String {
+        let old_shown = self.old_names().join(", ");
+        let renamed: Vec<String> = self
+            .new
+            .iter()
+            .filter_map(|n| {
+                n.final_name
+                    .as_ref()
+                    .map(|to| format!("{to} (the new column) back to {}", n.name))
+            })
+            .collect();
+        let kept = self
+            .new
+            .iter()
+            .map(|n| n.final_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match renamed.is_empty() {
+            true => format!(
+                "the values of {old_shown} are deleted with {}; a forced rollback re-creates {old_shown} EMPTY and nullable ({kept} {} every value)",
+                if self.old.len() == 1 {
+                    "the column"
+                } else {
+                    "the columns"
+                },
+                if self.new.len() == 1 { "keeps" } else { "keep" }
+            ),
+            false => format!(
+                "the old {old_shown} and its values are deleted; the new column, now {kept}, keeps every value; a forced rollback renames {} and re-creates the old {old_shown} EMPTY and nullable",
+                renamed.join(", ")
+            ),
+        }
+    }
+
     /// The generated plan `plan`.
     pub fn draft(&self, plan: &str) -> Draft {
         let t = &self.table;
@@ -290,8 +325,14 @@ impl Swap {
             instructions: format!(
                 "Sets {up_shown} on the rows written before the trigger, in short\n\
                  batches by key, each its own transaction: writers wait at most one\n\
-                 batch's row locks. The trigger leaves {old_shown} as they are (the\n\
-                 new value equals what they give). Confirm once the check passes."
+                 batch's row locks. The trigger leaves {old_shown} as {} (the\n\
+                 value written is the one it computes itself). Confirm once the\n\
+                 check passes.",
+                if self.old.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                },
             ),
             backfill: Some(DraftBackfill {
                 table: t.clone(),
@@ -498,6 +539,11 @@ impl Swap {
         let mut steps = Vec::new();
         for n in &self.new {
             if let Some(sequence) = &n.carried.sequence {
+                // A serial's sequence is `AS integer`: its bounds would stop
+                // the new column's values at the old type's.
+                if ["smallint", "integer", "bigint"].contains(&n.type_name.as_str()) {
+                    up.push_str(&format!("ALTER SEQUENCE {sequence} AS {};\n", n.type_name));
+                }
                 up.push_str(&format!(
                     "ALTER SEQUENCE {sequence} OWNED BY {tsql}.{};\n",
                     ident(&n.name)
@@ -523,7 +569,10 @@ impl Swap {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        steps.push(format!("{old_shown} dropped"));
+        steps.push(format!(
+            "{old_shown} {} dropped",
+            if self.old.len() == 1 { "is" } else { "are" }
+        ));
         for n in &self.new {
             let fin = ident(n.final_name());
             if let Some(to) = &n.final_name {
@@ -531,13 +580,13 @@ impl Swap {
                     "ALTER TABLE {tsql} RENAME COLUMN {} TO {fin};\n",
                     ident(&n.name)
                 ));
-                steps.push(format!("{} renamed {to}", n.name));
+                steps.push(format!("{} is renamed {to}", n.name));
             }
             if let Some(default) = &n.carried.default {
                 up.push_str(&format!(
                     "ALTER TABLE {tsql} ALTER COLUMN {fin} SET DEFAULT {default};\n"
                 ));
-                steps.push(format!("its default {default} set"));
+                steps.push(format!("{} gets the default {default}", n.final_name()));
             }
             for copy in &n.carried.indexes {
                 match copy.constraint {
@@ -553,7 +602,7 @@ impl Swap {
                             ident(&copy.build_name)
                         ));
                         steps.push(format!(
-                            "{} made the {} {} (no build, no scan)",
+                            "{} becomes the {} {} (no build, no scan)",
                             copy.build_name,
                             kind.label(),
                             copy.final_name
@@ -565,7 +614,10 @@ impl Swap {
                             table_sql(&schema_qualified(t, &copy.build_name)),
                             ident(&copy.final_name)
                         ));
-                        steps.push(format!("{} renamed {}", copy.build_name, copy.final_name));
+                        steps.push(format!(
+                            "{} is renamed {}",
+                            copy.build_name, copy.final_name
+                        ));
                     }
                     _ => {}
                 }
@@ -578,7 +630,8 @@ impl Swap {
             ));
         }
         let mut down = format!(
-            "-- Re-creates {old_shown} EMPTY: their values are gone with the up section.\n"
+            "-- Re-creates {old_shown} EMPTY: {} values are gone with the up section.\n",
+            if self.old.len() == 1 { "its" } else { "their" }
         );
         for n in &self.new {
             if n.final_name.is_some() {
@@ -610,7 +663,7 @@ impl Swap {
             })
             .collect::<Vec<_>>()
             .join(" OR ");
-        let guard = check(
+        let scan = check(
             "nothing is left to copy",
             format!(
                 "SELECT NOT EXISTS (SELECT 1 FROM {tsql} AS r, to_jsonb(r) AS j\n                  WHERE ({jsonb_left})\n                    AND coalesce({}) IS NOT NULL)",
@@ -621,6 +674,29 @@ impl Swap {
                     .join(", ")
             ),
         );
+        // A new column with a validated NOT NULL check has every row
+        // filled: the catalog says so without a scan, which matters since
+        // the second evaluation runs while the contract holds its lock.
+        // After the statements, the check is gone and the column's own
+        // NOT NULL stands for it.
+        let guard = match contract_checks.len() == self.new.len() {
+            false => scan,
+            true => check(
+                "every row has its new value (the NOT NULL check is validated)",
+                "SELECT ".to_string()
+                    + &contract_checks
+                    .iter()
+                    .map(|(n, cons)| {
+                        format!(
+                            "coalesce((SELECT convalidated FROM pg_constraint\n                 WHERE conrelid = to_regclass({regclass}) AND conname = {}),\n               (SELECT attnotnull FROM pg_attribute\n                 WHERE attrelid = to_regclass({regclass}) AND attname = {}\n                   AND NOT attisdropped), false)",
+                            literal(cons),
+                            literal(n.final_name())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n   AND "),
+            ),
+        };
         phases.push(DraftPhase {
             id: self.contract_id.clone(),
             kind: "migration",
@@ -635,15 +711,7 @@ impl Swap {
                 steps.join(", ")
             ),
             guard: vec![guard],
-            rollback_loses: Some(format!(
-                "the values of {old_shown} are deleted with the columns; a forced rollback re-creates {old_shown} EMPTY and nullable ({} keep{} every value)",
-                self.new
-                    .iter()
-                    .map(|n| n.final_name().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if self.new.len() == 1 { "s" } else { "" }
-            )),
+            rollback_loses: Some(self.rollback_loses()),
             ..DraftPhase::default()
         });
         migrations.push(DraftMigration {
