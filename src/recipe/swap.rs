@@ -650,28 +650,32 @@ impl Swap {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        // Evaluated again after the statements: read through to_jsonb, a
-        // dropped or renamed column is simply absent.
-        let jsonb_left = self
+        // Evaluated again after the statements: the old columns are read
+        // through to_jsonb (a dropped column is simply absent), and only
+        // for rows whose new column is NULL (CASE keeps that order), so the
+        // scan stays cheap while the contract holds its lock. A new column
+        // renamed by the contract (change-type) is read through to_jsonb too.
+        let olds = old_names
+            .iter()
+            .map(|c| format!("to_jsonb(r) ->> {}", literal(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let new_null = self
             .new
             .iter()
-            .map(|n| {
-                format!(
-                    "(j ? {name} AND j ->> {name} IS NULL)",
+            .map(|n| match n.final_name {
+                None => format!("r.{} IS NULL", ident(&n.name)),
+                Some(_) => format!(
+                    "(to_jsonb(r) ? {name} AND to_jsonb(r) ->> {name} IS NULL)",
                     name = literal(&n.name)
-                )
+                ),
             })
             .collect::<Vec<_>>()
             .join(" OR ");
         let scan = check(
             "nothing is left to copy",
             format!(
-                "SELECT NOT EXISTS (SELECT 1 FROM {tsql} AS r, to_jsonb(r) AS j\n                  WHERE ({jsonb_left})\n                    AND coalesce({}) IS NOT NULL)",
-                old_names
-                    .iter()
-                    .map(|c| format!("j ->> {}", literal(c)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "SELECT NOT EXISTS (SELECT 1 FROM {tsql} AS r\n                  WHERE CASE WHEN {new_null}\n                             THEN coalesce({olds}) IS NOT NULL END)"
             ),
         );
         // A new column with a validated NOT NULL check has every row
