@@ -29,6 +29,16 @@ pub struct ReplaceColumns {
     created_at: Option<String>,
 }
 
+/// What the old columns are, as the catalog (or the options) tell.
+struct OldColumns {
+    /// Each column and its type.
+    types: Vec<(String, String)>,
+    /// Those whose NOT NULL the expand step drops.
+    relax: Vec<String>,
+    /// Indexes dropped along with them.
+    taken_along: Vec<String>,
+}
+
 /// `text` split at the commas outside parentheses, brackets and quotes.
 fn split_top(text: &str) -> Vec<String> {
     let mut parts = Vec::new();
@@ -76,7 +86,7 @@ fn assignments(
                 columns.join(",")
             )));
         }
-        out.push((column, value(option, &expression)?));
+        out.push((column, value(option, expression)?));
     }
     let mut ordered = Vec::new();
     for c in columns {
@@ -91,7 +101,6 @@ fn assignments(
 }
 
 impl ReplaceColumns {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         table: &str,
         columns: &str,
@@ -134,10 +143,7 @@ impl ReplaceColumns {
     }
 
     /// The old columns' types and which must be relaxed, from the catalog.
-    fn read(
-        &self,
-        shape: &TableShape,
-    ) -> Result<(Vec<(String, String)>, Vec<String>, Vec<String>)> {
+    fn read(&self, shape: &TableShape) -> Result<OldColumns> {
         if shape.column(&self.new).is_some() {
             return Err(refuse(
                 NAME,
@@ -175,7 +181,11 @@ impl ReplaceColumns {
                 "move the key to another column first (in a plan of its own), then generate this plan again",
             ));
         }
-        Ok((types, relax, taken_along))
+        Ok(OldColumns {
+            types,
+            relax,
+            taken_along,
+        })
     }
 }
 
@@ -193,7 +203,11 @@ impl Recipe for ReplaceColumns {
         let mut notes = Vec::new();
         let shape = catalog.map(|cat| table(cat, "--table", t)).transpose()?;
         let shown = self.columns.join(", ");
-        let (types, relax, taken_along) = match shape {
+        let OldColumns {
+            types,
+            relax,
+            taken_along,
+        } = match shape {
             Some(shape) => self.read(shape)?,
             None => {
                 if self.old_types.is_empty() {
@@ -218,7 +232,11 @@ impl Recipe for ReplaceColumns {
                     true => self.columns.clone(),
                     false => Vec::new(),
                 };
-                (self.old_types.clone(), relax, Vec::new())
+                OldColumns {
+                    types: self.old_types.clone(),
+                    relax,
+                    taken_along: Vec::new(),
+                }
             }
         };
         if self.reverse.is_empty() {
