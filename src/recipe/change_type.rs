@@ -160,7 +160,7 @@ impl Recipe for ChangeType {
 mod tests {
     use super::*;
     use crate::recipe::shape::{ColumnShape, ConstraintKind, ConstraintShape};
-    use crate::recipe::testing::{assert_checks_clean, catalog, col, table_with};
+    use crate::recipe::testing::{assert_checks_clean, catalog, col, index, table_with};
 
     const SCHEMA: &str = "CREATE TABLE orders (id serial PRIMARY KEY, amount int, created_at timestamptz NOT NULL DEFAULT now());";
 
@@ -257,6 +257,43 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), 2);
         assert!(ChangeType::new("orders", "id", "bigint; drop", None, None, None).is_err());
+    }
+
+    #[test]
+    fn indexes_and_unique_constraints_keep_their_names() {
+        let mut cat = orders();
+        let t = cat.tables.get_mut("orders").unwrap();
+        t.columns[2].not_null = true;
+        t.indexes
+            .push(index("orders_amount_idx", &["amount"], false, false));
+        t.indexes
+            .push(index("orders_amount_key", &["amount"], true, false));
+        t.constraints.push(ConstraintShape {
+            name: "orders_amount_key".into(),
+            kind: ConstraintKind::Unique,
+            table: "orders".into(),
+            columns: vec!["amount".into()],
+            references: None,
+            validated: true,
+            definition: "UNIQUE (amount)".into(),
+        });
+        let draft = ChangeType::new("orders", "amount", "bigint", None, None, None)
+            .unwrap()
+            .generate("orders-amount", Some(&cat))
+            .unwrap();
+        let swap = &draft.migrations.last().unwrap().content.up;
+        for statement in [
+            "ALTER TABLE orders RENAME COLUMN amount_new TO amount;",
+            "ALTER INDEX orders_amount_new_idx RENAME TO orders_amount_idx;",
+            "ALTER TABLE orders ADD CONSTRAINT orders_amount_key UNIQUE USING INDEX orders_amount_new_key;",
+        ] {
+            assert!(swap.contains(statement), "{statement}\n{swap}");
+        }
+        assert_checks_clean(
+            &draft,
+            "orders-amount",
+            "CREATE TABLE orders (id serial PRIMARY KEY, amount int NOT NULL, created_at timestamptz NOT NULL DEFAULT now()); CREATE INDEX orders_amount_idx ON orders (amount); ALTER TABLE orders ADD CONSTRAINT orders_amount_key UNIQUE (amount);",
+        );
     }
 
     #[test]
