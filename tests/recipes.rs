@@ -1369,6 +1369,27 @@ fn replace_columns_under_writers_walks_like_the_posts_plan() {
     );
     assert_eq!(sync_triggers(&s, "posts"), "0");
     s.orch(&["rollback", "posts-loc", "drop-lat-lng"]).code(4);
+    // Forced, it re-creates lat and lng empty and the trigger again, which
+    // fills them on the next write of loc.
+    s.orch(&[
+        "rollback",
+        "posts-loc",
+        "drop-lat-lng",
+        "--force",
+        "--by",
+        "tester",
+    ])
+    .success();
+    assert_eq!(sync_triggers(&s, "posts"), "1");
+    assert_eq!(
+        value(&s, "SELECT count(*) FROM posts WHERE lat IS NOT NULL"),
+        "0"
+    );
+    s.execute("INSERT INTO posts (url, loc) VALUES ('back', point(3, 4))");
+    assert_eq!(
+        value(&s, "SELECT lat || ',' || lng FROM posts WHERE url = 'back'"),
+        "4,3"
+    );
 }
 
 #[test]
