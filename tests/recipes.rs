@@ -1526,3 +1526,69 @@ fn sync_recipes_refuse_by_name() {
     );
     assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 1);
 }
+
+/// A table in another schema: every name the plan writes is qualified
+/// where it must be, and the plan checks clean against the database and
+/// runs up to its gate.
+#[test]
+fn sync_recipes_on_a_schema_qualified_table() {
+    let s = project(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.orders (id serial PRIMARY KEY, code text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE INDEX orders_code_idx ON app.orders (code);",
+        "INSERT INTO app.orders (code) SELECT 'c' || g FROM generate_series(1, 1000) AS g",
+    );
+    let phases = generate_noting(
+        &s,
+        "app-orders-id",
+        &[
+            "change-type",
+            "app-orders-id",
+            "--table",
+            "app.orders",
+            "--column",
+            "id",
+            "--to",
+            "bigint",
+        ],
+        Some("id of app.orders has a default"),
+    );
+    assert_eq!(phases.len(), 8);
+    let phases = generate(
+        &s,
+        "app-orders-code",
+        &[
+            "rename-column",
+            "app-orders-code",
+            "--table",
+            "app.orders",
+            "--column",
+            "code",
+            "--to",
+            "sku",
+        ],
+    );
+    assert!(ids(&phases).contains(&"build-orders-sku-idx"), "{phases:?}");
+    for (id, kind) in &phases {
+        if kind == "deploy" {
+            break;
+        }
+        s.orch(&["advance", "app-orders-code"]).success();
+        s.orch(&["confirm", "app-orders-code", id, "--by", "tester"])
+            .success();
+    }
+    assert_eq!(
+        value(
+            &s,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'app.orders_sku_idx'::regclass"
+        ),
+        "t"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM app.orders WHERE sku IS DISTINCT FROM code"
+        ),
+        "0"
+    );
+}
