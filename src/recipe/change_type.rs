@@ -9,8 +9,9 @@
 //! `integer` primary key filled from a sequence, to `bigint`.
 
 use crate::error::{Error, Result};
+use crate::recipe::carry::{self, Carried};
 use crate::recipe::names;
-use crate::recipe::swap::{self, Carried, Gate, NewColumn, Swap};
+use crate::recipe::swap::{Gate, NewColumn, Swap};
 use crate::recipe::{Catalog, Draft, Recent, Recipe, column, refuse, table};
 
 const NAME: &str = "change-type";
@@ -88,8 +89,8 @@ impl Recipe for ChangeType {
                         format!("drop or rename {new} first"),
                     ));
                 }
-                swap::require_key(NAME, shape)?;
-                let carried = swap::carry(NAME, shape, c, &new, true, true)?;
+                carry::require_key(NAME, shape)?;
+                let carried = carry::carry(NAME, shape, c, &new, true, true)?;
                 if let Some(default) = &carried.default {
                     notes.push(format!(
                         "{c} has the default {default}: `orch check --online` and `orch advance` warn that a synced column with a default counts as written on every insert; here that is what is wanted (the application writes only {c}, the trigger computes {new} from it), so that warning can be ignored. The contract gives {c} this default again{}",

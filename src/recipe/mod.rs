@@ -7,6 +7,7 @@
 
 pub(crate) mod add_foreign_key;
 pub(crate) mod add_unique;
+pub(crate) mod carry;
 pub(crate) mod change_type;
 pub(crate) mod draft;
 pub(crate) mod drop_column;

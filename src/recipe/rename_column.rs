@@ -6,8 +6,9 @@
 //! new column has the new name from the start.
 
 use crate::error::{Error, Result};
+use crate::recipe::carry::{self, Carried};
 use crate::recipe::names;
-use crate::recipe::swap::{self, Carried, Gate, NewColumn, Swap};
+use crate::recipe::swap::{Gate, NewColumn, Swap};
 use crate::recipe::{Catalog, Draft, Recent, Recipe, column, refuse, table};
 
 const NAME: &str = "rename-column";
@@ -74,8 +75,8 @@ impl Recipe for RenameColumn {
                         "choose another --to, or drop that column first",
                     ));
                 }
-                swap::require_key(NAME, shape)?;
-                let carried = swap::carry(NAME, shape, c, to, false, false)?;
+                carry::require_key(NAME, shape)?;
+                let carried = carry::carry(NAME, shape, c, to, false, false)?;
                 (col.type_name.clone(), carried)
             }
             None => {

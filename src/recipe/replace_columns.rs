@@ -9,9 +9,10 @@
 //! the old version must no longer read rows the new one writes.
 
 use crate::error::{Error, Result};
+use crate::recipe::carry::{self, Carried};
 use crate::recipe::names;
 use crate::recipe::shape::TableShape;
-use crate::recipe::swap::{self, Carried, Gate, NewColumn, Swap};
+use crate::recipe::swap::{Gate, NewColumn, Swap};
 use crate::recipe::{Catalog, Draft, Recent, Recipe, column, refuse, table};
 
 const NAME: &str = "replace-columns";
@@ -151,7 +152,7 @@ impl ReplaceColumns {
                 "choose another name in --with, or drop that column first",
             ));
         }
-        swap::require_key(NAME, shape)?;
+        carry::require_key(NAME, shape)?;
         let mut types = Vec::new();
         let mut relax = Vec::new();
         let mut taken_along = Vec::new();
@@ -162,7 +163,7 @@ impl ReplaceColumns {
             if col.not_null && self.reverse.is_empty() {
                 relax.push(c.clone());
             }
-            let carried = swap::carry(NAME, shape, c, &self.new, false, false)?;
+            let carried = carry::carry(NAME, shape, c, &self.new, false, false)?;
             for index in carried.indexes {
                 match index.constraint {
                     Some(kind) => blocking.push(format!(
