@@ -17,6 +17,7 @@ pub(crate) mod replace_columns;
 pub(crate) mod set_not_null;
 pub(crate) mod shape;
 pub(crate) mod swap;
+mod swap_contract;
 #[cfg(test)]
 pub(crate) mod testing;
 
