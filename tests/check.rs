@@ -81,6 +81,30 @@ fn relaxing_the_old_column_in_the_expand_step_satisfies_the_check() {
         .stdout_lacks("warning");
 }
 
+/// Regression: a sync phase whose `down` fills the old column from the new
+/// one (rename-column's plan) was warned about as if nothing filled it.
+#[test]
+fn a_sync_phase_filling_the_old_column_satisfies_the_check() {
+    let plan = |down: &str| {
+        RENAME_PLAN.replace(
+            "  - id: deploy-dual-write\n    kind: deploy\n    title: Deploy the version writing name and full_name\n    instructions: deploy v2\n",
+            &format!(
+                "  - id: sync-full-name\n    kind: sync\n    title: Keep them in step\n    sync: {{table: users, old: [name], new: [full_name], up: {{full_name: name}}{down}}}\n"
+            ),
+        )
+    };
+    let s = rename_session("ALTER TABLE users ADD COLUMN full_name text;");
+    s.plan("rename-name.yaml", &plan(", down: {name: full_name}"));
+    s.orch(&["check", "--online"])
+        .success()
+        .stdout_lacks("warning");
+    // Without `down`, nothing fills name: the warning stands.
+    s.plan("rename-name.yaml", &plan(""));
+    s.orch(&["check", "--online"])
+        .success()
+        .stdout_has("users.name is NOT NULL without a default");
+}
+
 /// `check --online` passes, says `expected` of the plan, and leaves the
 /// database as it was.
 #[track_caller]

@@ -146,6 +146,17 @@ fn project(schema: &str, fill: &str) -> Session {
 /// what it wrote and what to run next; then `orch check` must find
 /// nothing, online too. Returns the plan's phases (id, kind).
 fn generate(s: &Session, plan: &str, args: &[&str]) -> Vec<(String, String)> {
+    generate_noting(s, plan, args, None)
+}
+
+/// As `generate`; `warning`, if given, is the one warning `orch check
+/// --online` must print (and the only one).
+fn generate_noting(
+    s: &Session,
+    plan: &str,
+    args: &[&str],
+    warning: Option<&str>,
+) -> Vec<(String, String)> {
     let mut all = vec!["plan", "new"];
     all.extend_from_slice(args);
     let run = s.orch(&all);
@@ -163,9 +174,18 @@ fn generate(s: &Session, plan: &str, args: &[&str]) -> Vec<(String, String)> {
             "orch check reported: {line}\n{check:?}"
         );
     }
-    s.orch(&["check", "--online", plan])
-        .success()
-        .stdout_lacks("warning");
+    let online = s.orch(&["check", "--online", plan]);
+    online.success();
+    match warning {
+        None => {
+            online.stdout_lacks("warning");
+        }
+        Some(expected) => {
+            for line in online.stdout.lines().filter(|l| l.contains("warning")) {
+                assert!(line.contains(expected), "{line}\n{online:?}");
+            }
+        }
+    }
     let text = std::fs::read_to_string(s.path(&format!("plans/{plan}.yaml"))).unwrap();
     let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     yaml["phases"]
@@ -912,6 +932,63 @@ fn recipe_output_is_pinned() {
                 "created_at",
             ],
         ),
+        (
+            "rename-column",
+            &[
+                "rename-column",
+                "people-name",
+                "--table",
+                "people",
+                "--column",
+                "full_name",
+                "--to",
+                "name",
+                "--type",
+                "text",
+                "--created-at",
+                "created_at",
+            ],
+        ),
+        (
+            "change-type",
+            &[
+                "change-type",
+                "orders-amount",
+                "--table",
+                "orders",
+                "--column",
+                "amount",
+                "--to",
+                "numeric(12,2)",
+                "--using",
+                "amount / 100.0",
+                "--from",
+                "integer",
+                "--created-at",
+                "created_at",
+            ],
+        ),
+        (
+            "replace-columns",
+            &[
+                "replace-columns",
+                "posts-loc",
+                "--table",
+                "posts",
+                "--columns",
+                "lat,lng",
+                "--with",
+                "loc point",
+                "--using",
+                "point(lng, lat)",
+                "--reverse",
+                "lat=loc[1],lng=loc[0]",
+                "--old-types",
+                "lat=numeric,lng=numeric",
+                "--created-at",
+                "created_at",
+            ],
+        ),
     ];
     let mut settings = insta::Settings::clone_current();
     settings.set_prepend_module_to_snapshot(false);
@@ -945,4 +1022,573 @@ fn recipe_output_is_pinned() {
             insta::assert_snapshot!(format!("recipe-{recipe}"), out);
         }
     });
+}
+
+/// The phases' ids of a generated plan.
+fn ids(phases: &[(String, String)]) -> Vec<&str> {
+    phases.iter().map(|(id, _)| id.as_str()).collect()
+}
+
+/// The sync triggers left on `table`.
+fn sync_triggers(s: &Session, table: &str) -> String {
+    value(
+        s,
+        &format!(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND NOT tgisinternal"
+        ),
+    )
+}
+
+#[test]
+fn rename_column_under_writers() {
+    let s = project(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, full_name text NOT NULL, note text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE UNIQUE INDEX people_full_name_key ON people (full_name);",
+        &format!(
+            "INSERT INTO people (full_name, note) SELECT 'p' || g, 'init' FROM generate_series(1, {ROWS}) AS g"
+        ),
+    );
+    let phases = generate(
+        &s,
+        "people-name",
+        &[
+            "rename-column",
+            "people-name",
+            "--table",
+            "people",
+            "--column",
+            "full_name",
+            "--to",
+            "name",
+        ],
+    );
+    assert_eq!(
+        ids(&phases),
+        [
+            "add-name",
+            "sync-name",
+            "backfill-name",
+            "add-name-check",
+            "validate-name-check",
+            "build-people-name-key",
+            "deploy-uses-name",
+            "drop-full-name"
+        ]
+    );
+    // The old version writes full_name, the new one only name; an update
+    // writes 'u' || id, an insert 'w' || n with n in note.
+    let traffic = Traffic::start(
+        &s,
+        2,
+        Arc::new(|new, n| {
+            let column = if new { "name" } else { "full_name" };
+            match n % 2 {
+                0 => format!("INSERT INTO people ({column}, note) VALUES ('w{n}', '{n}')"),
+                _ => {
+                    let id = n % 40_000 + 1;
+                    format!("UPDATE people SET {column} = 'u{id}' WHERE id = {id}")
+                }
+            }
+        }),
+    );
+    walk(&s, "people-name", &phases, &traffic, |id| {
+        if id == "drop-full-name" {
+            // While both run, every row has both sides equal.
+            assert_eq!(
+                value(
+                    &s,
+                    "SELECT count(*) FROM people WHERE name IS DISTINCT FROM full_name"
+                ),
+                "0"
+            );
+        }
+    });
+    let stats = traffic.stop();
+    assert_no_write_lost(&s, "rename-column", "people", &stats);
+    assert_eq!(s.columns("people"), ["id", "note", "created_at", "name"]);
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM people WHERE NOT (name = 'p' || id OR (id <= 40001 AND name = 'u' || id) OR (id > 50000 AND name = 'w' || note))"
+        ),
+        "0",
+        "every value is right"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'name'"
+        ),
+        "t"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT indisunique AND indisvalid FROM pg_index WHERE indexrelid = 'people_name_key'::regclass"
+        ),
+        "t"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'people'::regclass AND contype = 'c'"
+        ),
+        "0",
+        "the check is gone"
+    );
+    assert_eq!(sync_triggers(&s, "people"), "0");
+    s.execute("INSERT INTO people (name, note) VALUES ('after', 'x')");
+}
+
+#[test]
+fn change_type_of_a_serial_key_under_writers() {
+    let s = project(
+        "CREATE TABLE orders (id serial PRIMARY KEY, amount int NOT NULL, note text, created_at timestamptz NOT NULL DEFAULT now());",
+        &format!(
+            "INSERT INTO orders (amount, note) SELECT g % 1000, 'init' FROM generate_series(1, {ROWS}) AS g"
+        ),
+    );
+    let phases = generate_noting(
+        &s,
+        "orders-id",
+        &[
+            "change-type",
+            "orders-id",
+            "--table",
+            "orders",
+            "--column",
+            "id",
+            "--to",
+            "bigint",
+        ],
+        Some("id of public.orders has a default"),
+    );
+    assert_eq!(
+        ids(&phases),
+        [
+            "add-id-new",
+            "sync-id-new",
+            "backfill-id-new",
+            "add-id-new-check",
+            "validate-id-new-check",
+            "build-orders-id-new-pkey",
+            "deploy-id-as-new-type",
+            "swap-id"
+        ]
+    );
+    // Both versions insert (the key from the sequence) and update by key;
+    // the new one sends its keys as bigint.
+    let traffic = Traffic::start(
+        &s,
+        2,
+        Arc::new(|new, n| {
+            let cast = if new { "::bigint" } else { "" };
+            match n % 2 {
+                0 => format!("INSERT INTO orders (amount, note) VALUES (7, 'w{n}')"),
+                _ => format!(
+                    "UPDATE orders SET amount = id % 997 WHERE id = {}{cast}",
+                    n % 40_000 + 1
+                ),
+            }
+        }),
+    );
+    walk(&s, "orders-id", &phases, &traffic, |id| {
+        if id == "swap-id" {
+            assert_eq!(
+                value(
+                    &s,
+                    "SELECT count(*) FROM orders WHERE id_new IS DISTINCT FROM id"
+                ),
+                "0"
+            );
+        }
+    });
+    let stats = traffic.stop();
+    assert_no_write_lost(&s, "change-type", "orders", &stats);
+    assert_eq!(s.columns("orders"), ["amount", "note", "created_at", "id"]);
+    assert_eq!(
+        value(
+            &s,
+            "SELECT format_type(atttypid, atttypmod) || ' ' || attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'id'"
+        ),
+        "bigint true"
+    );
+    assert_eq!(
+        value(&s, "SELECT pg_get_serial_sequence('orders', 'id')"),
+        "public.orders_id_seq",
+        "the sequence is owned by the new id"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'p' AND conname = 'orders_pkey'"
+        ),
+        "PRIMARY KEY (id)"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'c'"
+        ),
+        "0"
+    );
+    assert_eq!(sync_triggers(&s, "orders"), "0");
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM orders WHERE NOT (amount = id % 1000 OR amount = id % 997 OR (id > 50000 AND amount = 7))"
+        ),
+        "0",
+        "every value is right"
+    );
+    // The default works after the swap, past the integer range too.
+    let before: i64 = value(&s, "SELECT max(id) FROM orders").parse().unwrap();
+    let next: i64 = value(&s, "INSERT INTO orders (amount) VALUES (1) RETURNING id")
+        .parse()
+        .unwrap();
+    assert!(next > before, "{next} > {before}");
+    s.execute("SELECT setval('orders_id_seq', 3000000000)");
+    assert_eq!(
+        value(&s, "INSERT INTO orders (amount) VALUES (2) RETURNING id"),
+        "3000000001"
+    );
+    let duplicate =
+        s.db.connect()
+            .try_execute("INSERT INTO orders (id, amount) VALUES (1, 1)");
+    assert!(duplicate.is_err(), "the primary key holds");
+}
+
+#[test]
+fn replace_columns_under_writers_walks_like_the_posts_plan() {
+    let s = project(
+        "CREATE TABLE posts (id serial PRIMARY KEY, url varchar(300), lat numeric, lng numeric, created_at timestamptz NOT NULL DEFAULT now());",
+        &format!(
+            "INSERT INTO posts (url, lat, lng) SELECT 'u' || g, (g % 9000) / 100.0 - 45, (g % 36000) / 100.0 - 180 FROM generate_series(1, {ROWS}) AS g"
+        ),
+    );
+    let phases = generate(
+        &s,
+        "posts-loc",
+        &[
+            "replace-columns",
+            "posts-loc",
+            "--table",
+            "posts",
+            "--columns",
+            "lat,lng",
+            "--with",
+            "loc point",
+            "--using",
+            "point(lng, lat)",
+            "--reverse",
+            "lat=loc[1],lng=loc[0]",
+        ],
+    );
+    assert_eq!(
+        ids(&phases),
+        [
+            "add-loc",
+            "sync-loc",
+            "backfill-loc",
+            "deploy-uses-loc",
+            "drop-lat-lng"
+        ]
+    );
+    // The posts plan's migrations, generated: the same statements.
+    let sql = |suffix: &str| {
+        let dir = std::fs::read_dir(s.path("migrations")).unwrap();
+        let path = dir
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap();
+        std::fs::read_to_string(path).unwrap().to_lowercase()
+    };
+    assert!(sql("_posts_loc_add_loc.sql").contains("alter table posts add column loc point;"));
+    assert!(
+        sql("_posts_loc_drop_lat_lng.sql")
+            .contains("alter table posts drop column lat, drop column lng;")
+    );
+    // The old version writes lat and lng, the new one only loc.
+    let traffic = Traffic::start(
+        &s,
+        2,
+        Arc::new(|new, n| match (n % 2, new) {
+            (0, false) => format!(
+                "INSERT INTO posts (url, lat, lng) VALUES ('w{n}', {}, {})",
+                n % 80,
+                n % 170
+            ),
+            (0, true) => format!(
+                "INSERT INTO posts (url, loc) VALUES ('w{n}', point({}, {}))",
+                n % 170,
+                n % 80
+            ),
+            (_, false) => {
+                let id = n % 40_000 + 1;
+                format!(
+                    "UPDATE posts SET lat = {}, lng = -{} WHERE id = {id}",
+                    id % 89,
+                    id % 179
+                )
+            }
+            (_, true) => {
+                let id = n % 40_000 + 1;
+                format!(
+                    "UPDATE posts SET loc = point(-{}, {}) WHERE id = {id}",
+                    id % 179,
+                    id % 89
+                )
+            }
+        }),
+    );
+    walk(&s, "posts-loc", &phases, &traffic, |id| {
+        if id == "drop-lat-lng" {
+            // The old columns are kept in step for the old version too.
+            assert_eq!(
+                value(
+                    &s,
+                    "SELECT count(*) FROM posts WHERE loc IS NULL OR NOT loc ~= point(lng, lat)"
+                ),
+                "0"
+            );
+        }
+    });
+    let stats = traffic.stop();
+    assert_no_write_lost(&s, "replace-columns", "posts", &stats);
+    assert_eq!(s.columns("posts"), ["id", "url", "created_at", "loc"]);
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM posts WHERE NOT (
+                 loc ~= point((id % 36000) / 100.0 - 180, (id % 9000) / 100.0 - 45)
+              OR (id <= 40001 AND loc ~= point(-(id % 179), id % 89))
+              OR (url LIKE 'w%' AND loc ~= point(substr(url, 2)::bigint % 170, substr(url, 2)::bigint % 80)))"
+        ),
+        "0",
+        "every value is right"
+    );
+    assert_eq!(sync_triggers(&s, "posts"), "0");
+    s.orch(&["rollback", "posts-loc", "drop-lat-lng"]).code(4);
+    // Forced, it re-creates lat and lng empty and the trigger again, which
+    // fills them on the next write of loc.
+    s.orch(&[
+        "rollback",
+        "posts-loc",
+        "drop-lat-lng",
+        "--force",
+        "--by",
+        "tester",
+    ])
+    .success();
+    assert_eq!(sync_triggers(&s, "posts"), "1");
+    assert_eq!(
+        value(&s, "SELECT count(*) FROM posts WHERE lat IS NOT NULL"),
+        "0"
+    );
+    s.execute("INSERT INTO posts (url, loc) VALUES ('back', point(3, 4))");
+    assert_eq!(
+        value(&s, "SELECT lat || ',' || lng FROM posts WHERE url = 'back'"),
+        "4,3"
+    );
+}
+
+#[test]
+fn sync_recipes_refuse_by_name() {
+    let s = project(
+        "CREATE TABLE orders (id serial PRIMARY KEY, amount int, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE lines (id bigserial PRIMARY KEY, order_id int REFERENCES orders (id), created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE logs (message text, lat numeric, lng numeric, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE VIEW titles AS SELECT id, title FROM tickets;",
+        "SELECT 1",
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "change-type",
+                "p",
+                "--table",
+                "orders",
+                "--column",
+                "id",
+                "--to",
+                "bigint",
+            ],
+            "change-type: orders.id cannot be carried over to a new column: foreign key lines_order_id_fkey of lines (FOREIGN KEY (order_id) REFERENCES orders(id))",
+        ),
+        (
+            &[
+                "rename-column",
+                "p",
+                "--table",
+                "logs",
+                "--column",
+                "message",
+                "--to",
+                "text",
+            ],
+            "rename-column: table logs has no primary key and no unique index over NOT NULL columns",
+        ),
+        (
+            &[
+                "replace-columns",
+                "p",
+                "--table",
+                "logs",
+                "--columns",
+                "lat,lng",
+                "--with",
+                "loc point",
+                "--using",
+                "point(lng, lat)",
+            ],
+            "replace-columns: table logs has no primary key",
+        ),
+        (
+            &[
+                "change-type",
+                "p",
+                "--table",
+                "tickets",
+                "--column",
+                "id",
+                "--to",
+                "bigint",
+            ],
+            "tickets.id cannot be carried over to a new column: its identity",
+        ),
+        (
+            &[
+                "rename-column",
+                "p",
+                "--table",
+                "tickets",
+                "--column",
+                "title",
+                "--to",
+                "subject",
+            ],
+            "tickets.title cannot be carried over to a new column: view titles",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["plan", "new"];
+        all.extend_from_slice(args);
+        s.orch(&all).code(4).stderr_has(expected);
+    }
+    assert_eq!(std::fs::read_dir(s.path("plans")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 1);
+    // An existing plan of the same name: nothing is written.
+    s.plan("orders-amount.yaml", "keep me\n");
+    for args in [
+        &[
+            "change-type",
+            "orders-amount",
+            "--table",
+            "orders",
+            "--column",
+            "amount",
+            "--to",
+            "bigint",
+        ][..],
+        &[
+            "rename-column",
+            "orders-amount",
+            "--table",
+            "orders",
+            "--column",
+            "amount",
+            "--to",
+            "total",
+        ],
+        &[
+            "replace-columns",
+            "orders-amount",
+            "--table",
+            "orders",
+            "--columns",
+            "amount",
+            "--with",
+            "total numeric",
+            "--using",
+            "amount",
+        ],
+    ] {
+        let mut all = vec!["plan", "new"];
+        all.extend_from_slice(args);
+        s.orch(&all)
+            .code(4)
+            .stderr_has("plans/orders-amount.yaml exists already");
+    }
+    assert_eq!(
+        std::fs::read_to_string(s.path("plans/orders-amount.yaml")).unwrap(),
+        "keep me\n"
+    );
+    assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 1);
+}
+
+/// A table in another schema: every name the plan writes is qualified
+/// where it must be, and the plan checks clean against the database and
+/// runs up to its gate.
+#[test]
+fn sync_recipes_on_a_schema_qualified_table() {
+    let s = project(
+        "CREATE SCHEMA app;
+         CREATE TABLE app.orders (id serial PRIMARY KEY, code text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+         CREATE INDEX orders_code_idx ON app.orders (code);",
+        "INSERT INTO app.orders (code) SELECT 'c' || g FROM generate_series(1, 1000) AS g",
+    );
+    let phases = generate_noting(
+        &s,
+        "app-orders-id",
+        &[
+            "change-type",
+            "app-orders-id",
+            "--table",
+            "app.orders",
+            "--column",
+            "id",
+            "--to",
+            "bigint",
+        ],
+        Some("id of app.orders has a default"),
+    );
+    assert_eq!(phases.len(), 8);
+    let phases = generate(
+        &s,
+        "app-orders-code",
+        &[
+            "rename-column",
+            "app-orders-code",
+            "--table",
+            "app.orders",
+            "--column",
+            "code",
+            "--to",
+            "sku",
+        ],
+    );
+    assert!(ids(&phases).contains(&"build-orders-sku-idx"), "{phases:?}");
+    for (id, kind) in &phases {
+        if kind == "deploy" {
+            break;
+        }
+        s.orch(&["advance", "app-orders-code"]).success();
+        s.orch(&["confirm", "app-orders-code", id, "--by", "tester"])
+            .success();
+    }
+    assert_eq!(
+        value(
+            &s,
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'app.orders_sku_idx'::regclass"
+        ),
+        "t"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(*) FROM app.orders WHERE sku IS DISTINCT FROM code"
+        ),
+        "0"
+    );
 }

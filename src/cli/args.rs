@@ -406,6 +406,72 @@ pub enum RecipeCommand {
         #[command(flatten)]
         recent: RecentArgs,
     },
+    /// Rename a column: add NEW, a sync trigger keeps both in step, backfill, then drop the old column.
+    RenameColumn {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The column to rename.
+        #[arg(long, value_name = "COLUMN")]
+        column: String,
+        /// Its new name.
+        #[arg(long, value_name = "NEW")]
+        to: String,
+        /// The column's type (default: read from the database; required without one).
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: Option<String>,
+        #[command(flatten)]
+        recent: RecentArgs,
+    },
+    /// Change a column's type: C_new kept in step by a sync trigger, backfilled, indexed concurrently, swapped in one short transaction.
+    ChangeType {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The column whose type changes.
+        #[arg(long, value_name = "COLUMN")]
+        column: String,
+        /// The new type.
+        #[arg(long, value_name = "TYPE")]
+        to: String,
+        /// The new value as an SQL expression of the row's columns (default: C::TYPE).
+        #[arg(long, value_name = "EXPR")]
+        using: Option<String>,
+        /// The column's type now (default: read from the database; required without one).
+        #[arg(long, value_name = "TYPE")]
+        from: Option<String>,
+        #[command(flatten)]
+        recent: RecentArgs,
+    },
+    /// Replace columns by one new column computed from them (lat, lng -> loc point), kept in step by a sync trigger.
+    ReplaceColumns {
+        /// The plan's name: plans/NAME.yaml (lowercase letters, digits, - and _).
+        name: String,
+        /// The table (name or schema.name).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The columns replaced, comma-separated: C1[,C2...].
+        #[arg(long, value_name = "C1,C2")]
+        columns: String,
+        /// The new column and its type: "NEW TYPE" (e.g. "loc point").
+        #[arg(long, value_name = "NEW TYPE")]
+        with: String,
+        /// The new column's value as an SQL expression of the old columns.
+        #[arg(long, value_name = "EXPR")]
+        using: String,
+        /// Each old column from the new one: C1=EXPR,C2=EXPR (keeps the old version working while the new one writes only NEW).
+        #[arg(long, value_name = "C1=EXPR,C2=EXPR")]
+        reverse: Option<String>,
+        /// The old columns' types: C1=TYPE,C2=TYPE (default: read from the database; required without one).
+        #[arg(long, value_name = "C1=TYPE,C2=TYPE")]
+        old_types: Option<String>,
+        #[command(flatten)]
+        recent: RecentArgs,
+    },
 }
 
 /// How a deploy gate's check finds the rows the new version wrote.

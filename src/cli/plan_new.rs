@@ -10,7 +10,10 @@ use crate::error::Result;
 use crate::recipe::Recipe;
 use crate::recipe::add_foreign_key::AddForeignKey;
 use crate::recipe::add_unique::AddUnique;
+use crate::recipe::change_type::ChangeType;
 use crate::recipe::drop_column::DropColumn;
+use crate::recipe::rename_column::RenameColumn;
+use crate::recipe::replace_columns::ReplaceColumns;
 use crate::recipe::set_not_null::SetNotNull;
 
 /// The recipe a command line asks for, and the plan's name.
@@ -62,6 +65,63 @@ fn recipe(command: &RecipeCommand) -> Result<(Box<dyn Recipe>, &str)> {
                 table,
                 column,
                 type_name.as_deref(),
+                recent.created_at.as_deref(),
+            )?),
+            name,
+        ),
+        RecipeCommand::RenameColumn {
+            name,
+            table,
+            column,
+            to,
+            type_name,
+            recent,
+        } => (
+            Box::new(RenameColumn::new(
+                table,
+                column,
+                to,
+                type_name.as_deref(),
+                recent.created_at.as_deref(),
+            )?),
+            name,
+        ),
+        RecipeCommand::ChangeType {
+            name,
+            table,
+            column,
+            to,
+            using,
+            from,
+            recent,
+        } => (
+            Box::new(ChangeType::new(
+                table,
+                column,
+                to,
+                using.as_deref(),
+                from.as_deref(),
+                recent.created_at.as_deref(),
+            )?),
+            name,
+        ),
+        RecipeCommand::ReplaceColumns {
+            name,
+            table,
+            columns,
+            with,
+            using,
+            reverse,
+            old_types,
+            recent,
+        } => (
+            Box::new(ReplaceColumns::new(
+                table,
+                columns,
+                with,
+                using,
+                reverse.as_deref(),
+                old_types.as_deref(),
                 recent.created_at.as_deref(),
             )?),
             name,

@@ -1,7 +1,8 @@
 //! A plan whose contract drops a column expects the application version of
 //! the gate before it to stop writing that column. If the column is still
 //! NOT NULL without a default, that version's inserts fail: the expand step
-//! must relax it. `orch check --online` warns about such plans.
+//! must relax it (or a sync phase with `down` fill it from the new
+//! columns). `orch check --online` warns about such plans.
 
 use crate::error::Result;
 use crate::migration::MigrationSet;
@@ -44,7 +45,17 @@ pub(crate) async fn columns_still_required(
             let relaxed_before_gate = (0..gate)
                 .filter_map(up_sql)
                 .any(|earlier| relaxes(earlier, &dropped.table, &dropped.column));
-            if relaxed_before_gate {
+            // A sync phase with `down` fills the column from the new ones
+            // while the trigger runs, which is until this contract.
+            let synced_before_gate = phases[..gate].iter().any(|p| {
+                p.sync.as_ref().is_some_and(|sync| {
+                    sync.down.as_ref().is_some_and(|down| {
+                        down.contains_key(&dropped.column)
+                            && same_table(&sync.table, &dropped.table)
+                    })
+                })
+            });
+            if relaxed_before_gate || synced_before_gate {
                 continue;
             }
             let required = store
@@ -64,4 +75,11 @@ pub(crate) async fn columns_still_required(
         }
     }
     Ok(warnings)
+}
+
+/// Whether two table names are the same table, comparing unqualified names
+/// when either is unqualified (as `dropped_columns` reads them).
+fn same_table(a: &str, b: &str) -> bool {
+    let short = |t: &str| t.rsplit('.').next().unwrap_or(t).to_string();
+    a == b || ((!a.contains('.') || !b.contains('.')) && short(a) == short(b))
 }

@@ -164,15 +164,8 @@ impl DraftPhase {
 /// A `sync` phase's mapping (the kind that keeps old and new columns in
 /// step with triggers while both application versions run), as the phase's
 /// `raw` YAML: `sync: {table: T, old: [..], new: [..], up: {..}, down: {..}}`.
-/// `up` gives each new column's expression over the old ones, `down` each
-/// old column's over the new ones.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the sync-based recipes (rename-column, change-type, replace-columns) use it once the sync kind is merged"
-    )
-)]
+/// `up` gives each new column's expression over the old ones, `down` (if
+/// any) each old column's over the new ones.
 pub fn sync_mapping(
     table: &str,
     old: &[String],
@@ -200,13 +193,18 @@ pub fn sync_mapping(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // Without `down`, the key is left out: the sync kind reads an empty
+    // mapping as one missing every old column.
+    let down = match down.is_empty() {
+        true => String::new(),
+        false => format!(", down: {{{}}}", map(down)),
+    };
     format!(
-        "sync: {{table: {}, old: [{}], new: [{}], up: {{{}}}, down: {{{}}}}}",
+        "sync: {{table: {}, old: [{}], new: [{}], up: {{{}}}{down}}}",
         scalar(table),
         list(old),
         list(new),
         map(up),
-        map(down)
     )
 }
 

@@ -7,11 +7,17 @@
 
 pub(crate) mod add_foreign_key;
 pub(crate) mod add_unique;
+pub(crate) mod carry;
+pub(crate) mod change_type;
 pub(crate) mod draft;
 pub(crate) mod drop_column;
 pub(crate) mod names;
+pub(crate) mod rename_column;
+pub(crate) mod replace_columns;
 pub(crate) mod set_not_null;
 pub(crate) mod shape;
+pub(crate) mod swap;
+mod swap_contract;
 #[cfg(test)]
 pub(crate) mod testing;
 

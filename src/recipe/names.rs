@@ -133,6 +133,29 @@ pub fn columns(option: &str, value: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// `value` of `option` as a column type (`bigint`, `numeric(10,2)`): not
+/// blank, one type without `;` or a comment.
+pub fn type_name(option: &str, value: &str) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() || value.contains(';') || value.contains("--") || value.contains("/*") {
+        return Err(Error::Usage(format!(
+            "{option} {value:?}: expected a column type such as bigint, text or numeric(10,2)"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// `value` of `option` as one SQL expression: not blank, no `;`.
+pub fn expression(option: &str, value: &str) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() || value.contains(';') {
+        return Err(Error::Usage(format!(
+            "{option} {value:?}: expected one SQL expression (no `;`)"
+        )));
+    }
+    Ok(value.to_string())
+}
+
 /// An identifier as SQL: bare when PostgreSQL reads it back unchanged,
 /// else double-quoted.
 pub fn ident(name: &str) -> String {
