@@ -685,6 +685,9 @@ fn a_deadlocked_batch_is_retried() {
     assert!(batch_waits, "the batch never waited for row 900");
     // The batch waited first, so its deadlock check (after deadlock_timeout)
     // finds the cycle and cancels the batch; this update then goes through.
+    // On a loaded machine this session's own check could come first and
+    // cancel it instead: it checks only after a minute.
+    app.execute("SET deadlock_timeout = '1min'");
     app.execute("UPDATE t SET a = a WHERE id = 1; COMMIT;");
     finish(child, &["advance", "fill"])
         .success()
