@@ -72,10 +72,12 @@ pub async fn work(
         worker: row.worker,
         start: row.range_start.as_deref(),
         end: &row.range_end,
+        key_columns: &row.key_columns,
     };
     let limits = BatchLimits {
         lock_timeout: ctx.run_settings.lock_timeout,
         statement_timeout: ctx.run_settings.statement_timeout,
+        synchronous_commit: ctx.run_settings.synchronous_commit,
     };
     let mut walker = Walker::new(ctx, &row);
     loop {
@@ -100,6 +102,8 @@ pub async fn work(
 struct Walker<'c, 'a> {
     ctx: &'c WorkerContext<'a>,
     worker: i32,
+    /// What the range's bounds and cursor hold, for messages.
+    key_columns: Vec<String>,
     /// For messages only: each batch continues after the recorded cursor.
     cursor: Option<Vec<String>>,
     sizer: BatchSizer,
@@ -115,6 +119,7 @@ impl<'c, 'a> Walker<'c, 'a> {
         Walker {
             ctx,
             worker: row.worker,
+            key_columns: row.key_columns.clone(),
             cursor: row.cursor.clone().or_else(|| row.range_start.clone()),
             sizer: BatchSizer::new(settings.batch_time, settings.min_batch, settings.max_batch),
             retries: 0,
@@ -209,7 +214,12 @@ impl<'c, 'a> Walker<'c, 'a> {
         Error::failed(format!(
             "backfill of {} failed in the batch {} (worker {}): {why}{}",
             walk.table().display,
-            walk.describe_batch(self.cursor.as_deref(), failure.last.as_deref(), size),
+            walk.describe_batch(
+                &self.key_columns,
+                self.cursor.as_deref(),
+                failure.last.as_deref(),
+                size
+            ),
             self.worker,
             failure.diagnostic
         ))

@@ -10,6 +10,7 @@ pub mod lock_probe;
 pub mod locks;
 pub mod migrations;
 pub mod orphans;
+pub mod physical;
 pub mod plans;
 pub mod preview;
 pub mod schema;
