@@ -4,6 +4,7 @@
 
 mod bin_dir;
 mod conninfo;
+mod standby;
 #[cfg(test)]
 mod tests;
 mod watchdog;
@@ -23,6 +24,7 @@ use tracing::debug;
 
 pub use self::bin_dir::find_bin_dir;
 use self::bin_dir::{is_executable, search_path};
+pub use self::standby::PgStandby;
 use self::watchdog::Watchdog;
 use crate::{Error, Result};
 
@@ -63,6 +65,8 @@ pub struct PgServer {
     watchdog: Watchdog,
     dir: TempDir,
     bin_dir: PathBuf,
+    /// A standby needs at least as many.
+    max_connections: u32,
 }
 
 impl PgServer {
@@ -104,6 +108,7 @@ impl PgServer {
             watchdog,
             dir,
             bin_dir,
+            max_connections: options.max_connections,
         };
         server.wait_until_ready(&data.join("postmaster.pid"), &log)?;
         debug!(

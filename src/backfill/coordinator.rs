@@ -13,7 +13,7 @@ use crate::backfill::halt::{Halt, HaltReason};
 use crate::backfill::progress::{BackfillProgress, progress_of_or_empty};
 use crate::backfill::stats::{ThisRun, stats};
 use crate::backfill::walk::{self, Walk};
-use crate::backfill::worker::{self, BatchReport, WorkerContext};
+use crate::backfill::worker::{self, WorkerContext, WorkerNews};
 use crate::backfill::{BackfillEnd, BackfillJob, RunSettings, row_count};
 use crate::error::Result;
 use crate::events::Event;
@@ -144,6 +144,7 @@ async fn first_rows(store: &Store, walk: &dyn Walk, workers: u32) -> Result<Vec<
             done: false,
             started_at: None,
             updated_at: None,
+            waiting: None,
         })
         .collect())
 }
@@ -205,7 +206,7 @@ async fn fan_out(
     before: &BackfillProgress,
     this_run: &mut ThisRun,
 ) -> Vec<Result<()>> {
-    let (sender, receiver) = unbounded_channel::<BatchReport>();
+    let (sender, receiver) = unbounded_channel::<WorkerNews>();
     let finished = AtomicBool::new(false);
     let worker_runs: Vec<_> = rows
         .iter()
@@ -240,14 +241,24 @@ async fn follow(
     job: &BackfillJob<'_>,
     store: &Store,
     ctx: &WorkerContext<'_>,
-    mut receiver: UnboundedReceiver<BatchReport>,
+    mut receiver: UnboundedReceiver<WorkerNews>,
     before: &BackfillProgress,
     this_run: &mut ThisRun,
 ) {
     let estimate = before.rows_estimate.max(0) as u64;
     let mut done = before.rows_scanned.max(0) as u64;
     let mut batches = 0u64;
-    while let Some(report) = receiver.recv().await {
+    while let Some(news) = receiver.recv().await {
+        let report = match news {
+            WorkerNews::Batch(report) => report,
+            WorkerNews::Waiting { worker, reason } => {
+                job.reporter.report(Event::BackfillWaiting {
+                    worker: worker as u32,
+                    reason,
+                });
+                continue;
+            }
+        };
         let (rows, ms) = (
             report.rows_scanned.max(0) as u64,
             report.took.as_millis() as u64,

@@ -10,6 +10,7 @@
 
 mod coordinator;
 pub mod halt;
+pub mod health;
 mod progress;
 pub mod sizing;
 mod stats;

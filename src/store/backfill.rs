@@ -64,6 +64,8 @@ pub struct WorkerRow {
     pub done: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Why the worker waits before its next batch, while it does.
+    pub waiting: Option<String>,
 }
 
 /// Sizes of a table: heap only, and with indexes and TOAST.
@@ -252,7 +254,7 @@ impl Store {
             .query(
                 "SELECT worker, key_columns, range_start, range_end, cursor, rows_updated, rows_scanned, batches_done,
                         batch_ms_total, batch_ms_max, rows_estimate, estimate_source, table_bytes_before,
-                        total_bytes_before, done, started_at, updated_at
+                        total_bytes_before, done, started_at, updated_at, waiting
                  FROM orch.backfill_workers WHERE plan = $1 AND phase = $2 ORDER BY worker",
                 &[&plan, &phase],
             )
@@ -278,6 +280,7 @@ impl Store {
                 done: r.get(14),
                 started_at: r.get(15),
                 updated_at: r.get(16),
+                waiting: r.get(17),
             })
             .collect())
     }
