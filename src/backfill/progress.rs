@@ -151,7 +151,21 @@ mod tests {
             done: false,
             started_at: Some(at(started_ms)),
             updated_at: Some(at(updated_ms)),
+            waiting: None,
         }
+    }
+
+    #[test]
+    fn a_wait_shows_in_the_progress() {
+        let mut waiting = row(1, 400, 10, 2000);
+        waiting.waiting = Some("waiting for replica lag 7.2 s > 5 s".to_string());
+        let p = progress_of(&[row(0, 600, 0, 1500), waiting]);
+        assert!(
+            p.describe().ends_with("; waiting for replica lag 7.2 s > 5 s"),
+            "{}",
+            p.describe()
+        );
+        assert_eq!(progress_of(&[row(0, 600, 0, 1500)]).waiting, None);
     }
 
     #[test]
