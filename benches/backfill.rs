@@ -137,19 +137,15 @@ fn main() {
             }
         }
     }
+    if args.no_tutorial {
+        contenders.retain(|c| *c != Contender::TutorialLoop);
+    }
     if let Some(only) = &args.only {
         contenders.retain(|c| *c == Contender::SingleUpdate || c.name().contains(only.as_str()));
     }
     let mut results: Vec<Vec<Measure>> = vec![Vec::new(); contenders.len()];
     for run in 0..args.runs {
         for (i, contender) in contenders.iter().enumerate() {
-            if args.no_tutorial && *contender == Contender::TutorialLoop {
-                results[i].push(Measure {
-                    seconds: f64::NAN,
-                    ..Measure::default()
-                });
-                continue;
-            }
             let m = runtime.block_on(measure(&settings, *contender, args.rows, run));
             eprintln!(
                 "  run {}: {:<45} {:>7.2} s",

@@ -161,7 +161,8 @@ mod tests {
         waiting.waiting = Some("waiting for replica lag 7.2 s > 5 s".to_string());
         let p = progress_of(&[row(0, 600, 0, 1500), waiting]);
         assert!(
-            p.describe().ends_with("; waiting for replica lag 7.2 s > 5 s"),
+            p.describe()
+                .ends_with("; waiting for replica lag 7.2 s > 5 s"),
             "{}",
             p.describe()
         );
