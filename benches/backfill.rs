@@ -1,10 +1,13 @@
 //! Benchmark: filling `posts.loc = point(lng, lat)` on a posts table of
 //! 1,000,000 rows, in the same run: one big UPDATE, the tutorial's batching
-//! loop, and orch's backfill (the library code `orch advance` runs) with 1
-//! and with 2 workers. Each contender gets a freshly loaded, vacuumed table
-//! on a durable (fsync on) throwaway server; median of 3 runs.
+//! loop, and orch's backfill (the library code `orch advance` runs) walking
+//! by key and by pages (`walk: physical`), each with 1 and 2 workers, with
+//! and without a VACUUM every 10 batches. Each contender gets a freshly
+//! loaded, vacuumed table on a durable (fsync on) throwaway server; median
+//! of 3 runs.
 //!
 //!     cargo bench --bench backfill            # or: -- --rows 5000000 --runs 1 --no-tutorial
+//!     cargo bench --bench backfill -- --only physical   # the single UPDATE and contenders whose name has "physical"
 //!
 //! Uses the server at DATABASE_URL instead when that is set.
 
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 use orch::connect::ConnectionSettings;
 use orch::pg_server::{ServerOptions, database_url_or_throwaway};
 use orch::{
-    BackfillEnd, BackfillJob, BackfillOverrides, BackfillSpec, Silent, StopSignal, Store,
+    BackfillEnd, BackfillJob, BackfillOverrides, BackfillSpec, Silent, StopSignal, Store, WalkKind,
     run_backfill,
 };
 
@@ -22,6 +25,8 @@ struct Args {
     runs: usize,
     /// Skip the tutorial loop (slow on big tables: it re-scans for NULLs).
     no_tutorial: bool,
+    /// Only the single UPDATE and the contenders whose name contains this.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -29,6 +34,7 @@ fn args() -> Args {
         rows: 1_000_000,
         runs: 3,
         no_tutorial: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -36,6 +42,7 @@ fn args() -> Args {
             "--rows" => args.rows = it.next().and_then(|v| v.parse().ok()).expect("--rows N"),
             "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             "--no-tutorial" => args.no_tutorial = true,
+            "--only" => args.only = it.next(),
             _ => {}
         }
     }
@@ -46,9 +53,16 @@ fn args() -> Args {
 enum Contender {
     SingleUpdate,
     TutorialLoop,
-    Orch(u32),
-    /// 1 worker with VACUUM every N batches (to show its effect on bloat).
-    OrchVacuum(u64),
+    Orch(Orch),
+}
+
+/// One way to run orch's backfill.
+#[derive(Clone, Copy, PartialEq)]
+struct Orch {
+    walk: WalkKind,
+    workers: u32,
+    /// VACUUM every N batches (to show its effect on bloat).
+    vacuum_every: Option<u64>,
 }
 
 impl Contender {
@@ -56,9 +70,17 @@ impl Contender {
         match self {
             Contender::SingleUpdate => "single UPDATE".to_string(),
             Contender::TutorialLoop => "tutorial loop (IN (SELECT .. LIMIT 5000))".to_string(),
-            Contender::Orch(1) => "orch backfill, 1 worker".to_string(),
-            Contender::Orch(n) => format!("orch backfill, {n} workers"),
-            Contender::OrchVacuum(n) => format!("orch backfill, 1 worker, VACUUM every {n}"),
+            Contender::Orch(o) => {
+                let workers = match o.workers {
+                    1 => "1 worker".to_string(),
+                    n => format!("{n} workers"),
+                };
+                let vacuum = o
+                    .vacuum_every
+                    .map(|n| format!(", VACUUM every {n}"))
+                    .unwrap_or_default();
+                format!("orch {} walk, {workers}{vacuum}", o.walk.name())
+            }
         }
     }
 }
@@ -103,23 +125,27 @@ fn main() {
         "backfill benchmark: loc = point(lng, lat) on {} posts rows, median of {} runs, durable local server, 2 cores",
         args.rows, args.runs
     );
-    let contenders = [
-        Contender::SingleUpdate,
-        Contender::TutorialLoop,
-        Contender::Orch(1),
-        Contender::Orch(2),
-        Contender::OrchVacuum(10),
-    ];
+    let mut contenders = vec![Contender::SingleUpdate, Contender::TutorialLoop];
+    for walk in [WalkKind::Key, WalkKind::Physical] {
+        for vacuum_every in [None, Some(10)] {
+            for workers in [1, 2] {
+                contenders.push(Contender::Orch(Orch {
+                    walk,
+                    workers,
+                    vacuum_every,
+                }));
+            }
+        }
+    }
+    if args.no_tutorial {
+        contenders.retain(|c| *c != Contender::TutorialLoop);
+    }
+    if let Some(only) = &args.only {
+        contenders.retain(|c| *c == Contender::SingleUpdate || c.name().contains(only.as_str()));
+    }
     let mut results: Vec<Vec<Measure>> = vec![Vec::new(); contenders.len()];
     for run in 0..args.runs {
         for (i, contender) in contenders.iter().enumerate() {
-            if args.no_tutorial && *contender == Contender::TutorialLoop {
-                results[i].push(Measure {
-                    seconds: f64::NAN,
-                    ..Measure::default()
-                });
-                continue;
-            }
             let m = runtime.block_on(measure(&settings, *contender, args.rows, run));
             eprintln!(
                 "  run {}: {:<45} {:>7.2} s",
@@ -165,37 +191,38 @@ fn main() {
             ms(Some(m.app_wait_max_ms))
         );
     }
-    let (tutorial, one, two) = (medians[1].seconds, &medians[2], medians[3].seconds);
-    println!("\n  targets:");
+    println!("\n  targets (issue 14), each orch contender against the single UPDATE above:");
     let check = |ok: bool| if ok { "met" } else { "NOT met" };
-    println!(
-        "    orch 1 worker >= 0.9x the single UPDATE's throughput: {:.2}x, {}",
-        single / one.seconds,
-        check(single / one.seconds >= 0.9)
-    );
-    println!(
-        "    orch 1 worker max batch < 250 ms: {} ms, {}",
-        one.batch_max_ms.unwrap_or(0),
-        check(one.batch_max_ms.unwrap_or(0) < 250)
-    );
-    println!(
-        "    orch 2 workers faster than the single UPDATE: {:.2}x, {}",
-        single / two,
-        check(two < single)
-    );
-    println!(
-        "    concurrent single-row updates wait about one batch at most: orch 1 worker {} ms (max batch {} ms), single UPDATE {} ms",
-        one.app_wait_max_ms,
-        one.batch_max_ms.unwrap_or(0),
-        medians[0].app_wait_max_ms
-    );
-    if tutorial.is_nan() {
-        println!("    orch 1 worker >= 2.5x the tutorial loop: skipped (--no-tutorial)");
-    } else {
+    for (contender, m) in contenders.iter().zip(&medians) {
+        let Contender::Orch(o) = contender else {
+            continue;
+        };
+        let ratio = single / m.seconds;
+        let max = m.batch_max_ms.unwrap_or(0);
+        let mut line = format!("    {:<45}", contender.name());
+        let wanted = if o.workers == 1 { 1.0 } else { 1.5 };
+        line.push_str(&format!(
+            " >= {wanted:.1}x: {ratio:.2}x {}; max batch {max} ms < 250: {}; app wait {} ms",
+            check(ratio >= wanted),
+            check(max < 250),
+            m.app_wait_max_ms
+        ));
+        if o.workers == 1 {
+            line.push_str(&format!(
+                "; growth {:.0}% <= 40% at >= 0.9x: {}",
+                m.growth_percent,
+                check(m.growth_percent <= 40.0 && ratio >= 0.9)
+            ));
+        }
+        println!("{line}");
+    }
+    if let Some(i) = contenders
+        .iter()
+        .position(|c| *c == Contender::TutorialLoop)
+    {
         println!(
-            "    orch 1 worker >= 2.5x the tutorial loop: {:.2}x, {}",
-            tutorial / one.seconds,
-            check(tutorial / one.seconds >= 2.5)
+            "    the tutorial loop: {:.2}x the single UPDATE",
+            single / medians[i].seconds
         );
     }
 }
@@ -272,15 +299,10 @@ async fn measure(
                 break;
             }
         },
-        Contender::Orch(_) | Contender::OrchVacuum(_) => {
-            let (workers, vacuum_every) = match contender {
-                Contender::OrchVacuum(every) => (1, Some(every)),
-                Contender::Orch(workers) => (workers, None),
-                _ => unreachable!(),
-            };
+        Contender::Orch(o) => {
             let store = Store::open(settings, "orch bench").await.unwrap();
             store.ensure_schema().await.unwrap();
-            let phase = format!("bench-{run}-{}", contender.name().len());
+            let phase = format!("bench-{run}-{}", contender.name().replace(' ', "-"));
             let spec = BackfillSpec {
                 table: "posts".to_string(),
                 key: None,
@@ -291,8 +313,12 @@ async fn measure(
                 max_batch: None,
                 pause: None,
                 max_rows_per_second: None,
-                workers: Some(workers),
-                vacuum_every,
+                workers: Some(o.workers),
+                vacuum_every: o.vacuum_every,
+                walk: Some(o.walk),
+                max_replica_lag: None,
+                max_wal_rate: None,
+                synchronous_commit: None,
             };
             let stop = StopSignal::new();
             let job = BackfillJob {

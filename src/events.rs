@@ -225,6 +225,13 @@ pub enum Event {
         batch_size: u64,
         total_estimate: u64,
     },
+    /// Backfill: a worker waits before its next batch for the server's
+    /// health (`reason`, e.g. `waiting for replica lag 7.2 s > 5 s`), or
+    /// goes on (None).
+    BackfillWaiting {
+        worker: u32,
+        reason: Option<String>,
+    },
     /// Backfill: the run ended (finished, paused or interrupted).
     BackfillEnded {
         outcome: String,

@@ -4,6 +4,7 @@
 
 mod bin_dir;
 mod conninfo;
+mod standby;
 #[cfg(test)]
 mod tests;
 mod watchdog;
@@ -23,6 +24,7 @@ use tracing::debug;
 
 pub use self::bin_dir::find_bin_dir;
 use self::bin_dir::{is_executable, search_path};
+pub use self::standby::PgStandby;
 use self::watchdog::Watchdog;
 use crate::{Error, Result};
 

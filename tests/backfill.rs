@@ -9,6 +9,9 @@ use nix::unistd::Pid;
 
 use crate::support::{Session, finish, wait_until};
 
+mod physical;
+mod replica;
+
 /// A one-phase plan backfilling `table` (with optional extra backfill settings).
 fn plan(table: &str, set: &str, condition: &str, extra: &str) -> String {
     format!(

@@ -13,7 +13,7 @@ use crate::backfill::halt::{Halt, HaltReason};
 use crate::backfill::progress::{BackfillProgress, progress_of_or_empty};
 use crate::backfill::stats::{ThisRun, stats};
 use crate::backfill::walk::{self, Walk};
-use crate::backfill::worker::{self, BatchReport, WorkerContext};
+use crate::backfill::worker::{self, WorkerContext, WorkerNews};
 use crate::backfill::{BackfillEnd, BackfillJob, RunSettings, row_count};
 use crate::error::Result;
 use crate::events::Event;
@@ -34,8 +34,8 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
     let walk = walk.as_ref();
     let mut run_settings = RunSettings::new(job.spec, job.overrides, job.lock_timeout);
     let (rows, resumed) = worker_rows(&store, &job, walk, run_settings.workers).await?;
-    keep_recorded_workers(&job, &rows, &mut run_settings);
-    let before = announce(&job, walk, &rows);
+    keep_recorded_workers(&job, walk, &rows, &mut run_settings);
+    announce(&job, walk, &rows, run_settings.workers);
     let halt = Halt::default();
     let ctx = WorkerContext {
         connection: job.connection,
@@ -53,7 +53,26 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
         vacuums: 0,
         vacuum_time: Duration::ZERO,
     };
-    let results = fan_out(&job, &store, &ctx, &rows, &before, &mut this_run).await;
+    let mut stages: Vec<u32> = rows.iter().map(|r| walk.stage(&r.key_columns)).collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let mut results = Vec::new();
+    for stage in stages {
+        if halt.is_set() || store.lost_fence().is_some() || results.iter().any(Result::is_err) {
+            break;
+        }
+        // Each stage starts from the counts the stages before it left.
+        let rows = store.backfill_workers(job.plan, job.phase).await?;
+        let before = progress_of_or_empty(&rows);
+        let stage_rows: Vec<WorkerRow> = rows
+            .into_iter()
+            .filter(|r| walk.stage(&r.key_columns) == stage && !r.done)
+            .collect();
+        if stage_rows.is_empty() {
+            continue;
+        }
+        results = fan_out(&job, &store, &ctx, &stage_rows, &before, &mut this_run).await;
+    }
     if let Some(fence) = store.lost_fence() {
         job.reporter.report(Event::BackfillEnded {
             outcome: "stopped".to_string(),
@@ -104,13 +123,12 @@ async fn first_rows(store: &Store, walk: &dyn Walk, workers: u32) -> Result<Vec<
     let count = row_count(store, walk.table()).await?;
     let (estimate, source) = (count.rows, count.source());
     let ranges = walk.cut(store, workers, estimate).await?;
-    let count = ranges.len() as i64;
     Ok(ranges
         .into_iter()
         .enumerate()
         .map(|(i, range)| WorkerRow {
             worker: i as i32,
-            key_columns: walk.key_columns(),
+            key_columns: range.key_columns,
             range_start: range.start,
             range_end: range.end,
             cursor: None,
@@ -119,21 +137,27 @@ async fn first_rows(store: &Store, walk: &dyn Walk, workers: u32) -> Result<Vec<
             batches_done: 0,
             batch_ms_total: 0,
             batch_ms_max: 0,
-            rows_estimate: estimate / count,
+            rows_estimate: range.rows_estimate,
             estimate_source: source.to_string(),
             table_bytes_before: size.table_bytes,
             total_bytes_before: size.total_bytes,
             done: false,
             started_at: None,
             updated_at: None,
+            waiting: None,
         })
         .collect())
 }
 
 /// A resumed backfill keeps the ranges it started with: the rate ceiling is
 /// shared among that many workers.
-fn keep_recorded_workers(job: &BackfillJob<'_>, rows: &[WorkerRow], settings: &mut RunSettings) {
-    let recorded = rows.len() as u32;
+fn keep_recorded_workers(
+    job: &BackfillJob<'_>,
+    walk: &dyn Walk,
+    rows: &[WorkerRow],
+    settings: &mut RunSettings,
+) {
+    let recorded = widest_stage(walk, rows);
     if recorded != settings.workers {
         job.reporter.report(Event::Info {
             message: format!(
@@ -145,13 +169,24 @@ fn keep_recorded_workers(job: &BackfillJob<'_>, rows: &[WorkerRow], settings: &m
     }
 }
 
-/// Report the start and return the progress made by earlier runs.
-fn announce(job: &BackfillJob<'_>, walk: &dyn Walk, rows: &[WorkerRow]) -> BackfillProgress {
+/// The most ranges one stage runs at once: the run's workers.
+fn widest_stage(walk: &dyn Walk, rows: &[WorkerRow]) -> u32 {
+    let mut stages: Vec<u32> = rows.iter().map(|r| walk.stage(&r.key_columns)).collect();
+    stages.sort_unstable();
+    stages
+        .chunk_by(|a, b| a == b)
+        .map(|same| same.len() as u32)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Report the start, with the progress made by earlier runs.
+fn announce(job: &BackfillJob<'_>, walk: &dyn Walk, rows: &[WorkerRow], workers: u32) {
     let before = progress_of_or_empty(rows);
     job.reporter.report(Event::BackfillStarted {
         table: walk.table().display.clone(),
         key: walk.key_columns(),
-        workers: rows.len() as u32,
+        workers,
         total_estimate: before.rows_estimate.max(0) as u64,
         estimate_source: rows
             .first()
@@ -159,7 +194,6 @@ fn announce(job: &BackfillJob<'_>, walk: &dyn Walk, rows: &[WorkerRow]) -> Backf
             .unwrap_or_default(),
         rows_done_before: before.rows_scanned.max(0) as u64,
     });
-    before
 }
 
 /// One worker per range, followed and watched until the last one returns;
@@ -172,7 +206,7 @@ async fn fan_out(
     before: &BackfillProgress,
     this_run: &mut ThisRun,
 ) -> Vec<Result<()>> {
-    let (sender, receiver) = unbounded_channel::<BatchReport>();
+    let (sender, receiver) = unbounded_channel::<WorkerNews>();
     let finished = AtomicBool::new(false);
     let worker_runs: Vec<_> = rows
         .iter()
@@ -207,14 +241,24 @@ async fn follow(
     job: &BackfillJob<'_>,
     store: &Store,
     ctx: &WorkerContext<'_>,
-    mut receiver: UnboundedReceiver<BatchReport>,
+    mut receiver: UnboundedReceiver<WorkerNews>,
     before: &BackfillProgress,
     this_run: &mut ThisRun,
 ) {
     let estimate = before.rows_estimate.max(0) as u64;
     let mut done = before.rows_scanned.max(0) as u64;
     let mut batches = 0u64;
-    while let Some(report) = receiver.recv().await {
+    while let Some(news) = receiver.recv().await {
+        let report = match news {
+            WorkerNews::Batch(report) => report,
+            WorkerNews::Waiting { worker, reason } => {
+                job.reporter.report(Event::BackfillWaiting {
+                    worker: worker as u32,
+                    reason,
+                });
+                continue;
+            }
+        };
         let (rows, ms) = (
             report.rows_scanned.max(0) as u64,
             report.took.as_millis() as u64,

@@ -10,6 +10,7 @@
 
 mod coordinator;
 pub mod halt;
+pub mod health;
 mod progress;
 pub mod sizing;
 mod stats;
@@ -22,7 +23,7 @@ use crate::connect::ConnectionSettings;
 use crate::error::Result;
 use crate::events::Reporter;
 pub use crate::plan::BackfillOverrides;
-use crate::plan::BackfillSpec;
+use crate::plan::{BackfillSpec, tuning};
 use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::store::backfill::Table;
@@ -65,6 +66,12 @@ pub struct RunSettings {
     pub vacuum_every: Option<u64>,
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// Each batch's `synchronous_commit` (default off).
+    pub synchronous_commit: &'static str,
+    /// Wait before a batch while a standby replays further behind (None: never).
+    pub max_replica_lag: Option<Duration>,
+    /// Wait before a batch while the server writes more WAL per second.
+    pub max_wal_rate: Option<u64>,
 }
 
 /// Defaults: 100 ms batches of 100 to 200,000 keys, one worker.
@@ -101,6 +108,23 @@ impl RunSettings {
             // Far above the target: a batch this slow is split and retried.
             statement_timeout: (batch_time * 20)
                 .clamp(Duration::from_secs(2), Duration::from_secs(60)),
+            // Validated with the plan; a value that does not parse here
+            // (never) falls back to the safe side.
+            synchronous_commit: spec
+                .synchronous_commit
+                .as_deref()
+                .map(|v| tuning::synchronous_commit(v).unwrap_or("on"))
+                .unwrap_or("off"),
+            max_replica_lag: match spec.max_replica_lag.as_deref() {
+                None => Some(tuning::DEFAULT_MAX_REPLICA_LAG),
+                Some(text) => {
+                    tuning::max_replica_lag(text).unwrap_or(Some(tuning::DEFAULT_MAX_REPLICA_LAG))
+                }
+            },
+            max_wal_rate: spec
+                .max_wal_rate
+                .as_deref()
+                .and_then(|v| tuning::max_wal_rate(v).ok()),
         }
     }
 

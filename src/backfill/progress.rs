@@ -27,6 +27,9 @@ pub struct BackfillProgress {
     pub workers: usize,
     pub done: bool,
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why a worker waits before its next batch, while one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl BackfillProgress {
@@ -48,6 +51,9 @@ impl BackfillProgress {
         }
         if let Some(at) = self.updated_at {
             text.push_str(&format!(", last batch {}", timefmt::utc(&at)));
+        }
+        if let Some(waiting) = &self.waiting {
+            text.push_str(&format!("; {waiting}"));
         }
         text
     }
@@ -80,6 +86,7 @@ fn progress_of(rows: &[WorkerRow]) -> BackfillProgress {
         workers: rows.len(),
         done: rows.iter().all(|r| r.done),
         updated_at: updated,
+        waiting: rows.iter().find_map(|r| r.waiting.clone()),
     }
 }
 
@@ -144,7 +151,22 @@ mod tests {
             done: false,
             started_at: Some(at(started_ms)),
             updated_at: Some(at(updated_ms)),
+            waiting: None,
         }
+    }
+
+    #[test]
+    fn a_wait_shows_in_the_progress() {
+        let mut waiting = row(1, 400, 10, 2000);
+        waiting.waiting = Some("waiting for replica lag 7.2 s > 5 s".to_string());
+        let p = progress_of(&[row(0, 600, 0, 1500), waiting]);
+        assert!(
+            p.describe()
+                .ends_with("; waiting for replica lag 7.2 s > 5 s"),
+            "{}",
+            p.describe()
+        );
+        assert_eq!(progress_of(&[row(0, 600, 0, 1500)]).waiting, None);
     }
 
     #[test]

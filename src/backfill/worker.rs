@@ -8,6 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::backfill::RunSettings;
 use crate::backfill::halt::{Halt, HaltReason};
+use crate::backfill::health::{HealthGate, RECHECK};
 use crate::backfill::sizing::BatchSizer;
 use crate::backfill::walk::Walk;
 use crate::connect::ConnectionSettings;
@@ -17,6 +18,15 @@ use crate::store::backfill::{
     BatchDone, BatchFailure, BatchLimits, BatchRange, LOCK_LOST, WorkerRow,
 };
 use crate::store::locks::Fence;
+
+/// What a worker tells the coordinator.
+#[derive(Debug, Clone)]
+pub enum WorkerNews {
+    /// A batch committed.
+    Batch(BatchReport),
+    /// The worker waits for the server's health (Some: why), or goes on (None).
+    Waiting { worker: i32, reason: Option<String> },
+}
 
 /// What a worker tells the coordinator after each committed batch.
 #[derive(Debug, Clone)]
@@ -51,7 +61,7 @@ const MAX_RETRIES: u32 = 20;
 pub async fn work(
     ctx: &WorkerContext<'_>,
     row: WorkerRow,
-    reports: UnboundedSender<BatchReport>,
+    reports: UnboundedSender<WorkerNews>,
 ) -> Result<()> {
     if row.done {
         return Ok(());
@@ -72,13 +82,22 @@ pub async fn work(
         worker: row.worker,
         start: row.range_start.as_deref(),
         end: &row.range_end,
+        key_columns: &row.key_columns,
     };
     let limits = BatchLimits {
         lock_timeout: ctx.run_settings.lock_timeout,
         statement_timeout: ctx.run_settings.statement_timeout,
+        synchronous_commit: ctx.run_settings.synchronous_commit,
     };
     let mut walker = Walker::new(ctx, &row);
+    if row.waiting.is_some() {
+        // A wait an earlier run recorded and did not clear (it was killed).
+        let _ = store
+            .record_backfill_wait(ctx.plan, ctx.phase, row.worker, None)
+            .await;
+    }
     loop {
+        walker.wait_until_healthy(&store, &reports).await;
         if ctx.halt.is_set() {
             return Ok(());
         }
@@ -100,6 +119,8 @@ pub async fn work(
 struct Walker<'c, 'a> {
     ctx: &'c WorkerContext<'a>,
     worker: i32,
+    /// What the range's bounds and cursor hold, for messages.
+    key_columns: Vec<String>,
     /// For messages only: each batch continues after the recorded cursor.
     cursor: Option<Vec<String>>,
     sizer: BatchSizer,
@@ -107,6 +128,9 @@ struct Walker<'c, 'a> {
     retries: u32,
     started: Instant,
     scanned_this_run: i64,
+    health: HealthGate,
+    /// The server's health could not be read (said once, then not watched).
+    health_unreadable: bool,
 }
 
 impl<'c, 'a> Walker<'c, 'a> {
@@ -115,11 +139,65 @@ impl<'c, 'a> Walker<'c, 'a> {
         Walker {
             ctx,
             worker: row.worker,
+            key_columns: row.key_columns.clone(),
             cursor: row.cursor.clone().or_else(|| row.range_start.clone()),
             sizer: BatchSizer::new(settings.batch_time, settings.min_batch, settings.max_batch),
             retries: 0,
             started: Instant::now(),
             scanned_this_run: 0,
+            health: HealthGate::new(settings),
+            health_unreadable: false,
+        }
+    }
+
+    /// Before a batch: wait while a standby lags or the WAL rate is over
+    /// the limits, recording why for `orch status` and telling the
+    /// coordinator; return once the server is healthy or the run halts.
+    async fn wait_until_healthy(&mut self, store: &Store, news: &UnboundedSender<WorkerNews>) {
+        if !self.health.active() || self.health_unreadable {
+            return;
+        }
+        let ctx = self.ctx;
+        let mut waited = false;
+        loop {
+            let health = match store.server_health().await {
+                Ok(health) => health,
+                Err(e) => {
+                    tracing::warn!(
+                        "backfill worker {}: not watching the server's health: {e}",
+                        self.worker
+                    );
+                    self.health_unreadable = true;
+                    break;
+                }
+            };
+            let Some(reason) = self.health.verdict(health, Instant::now()) else {
+                break;
+            };
+            if !waited {
+                tracing::info!("backfill worker {}: {reason}", self.worker);
+            }
+            waited = true;
+            let _ = store
+                .record_backfill_wait(ctx.plan, ctx.phase, self.worker, Some(&reason))
+                .await;
+            let _ = news.send(WorkerNews::Waiting {
+                worker: self.worker,
+                reason: Some(reason),
+            });
+            ctx.halt.sleep(RECHECK).await;
+            if ctx.halt.is_set() {
+                break;
+            }
+        }
+        if waited {
+            let _ = store
+                .record_backfill_wait(ctx.plan, ctx.phase, self.worker, None)
+                .await;
+            let _ = news.send(WorkerNews::Waiting {
+                worker: self.worker,
+                reason: None,
+            });
         }
     }
 
@@ -129,7 +207,7 @@ impl<'c, 'a> Walker<'c, 'a> {
         done: BatchDone,
         size: i64,
         took: Duration,
-        reports: &UnboundedSender<BatchReport>,
+        reports: &UnboundedSender<WorkerNews>,
     ) -> bool {
         tracing::debug!(
             "backfill worker {}: {} keys asked, {} visited, {} updated in {} ms",
@@ -145,12 +223,12 @@ impl<'c, 'a> Walker<'c, 'a> {
         if let Some(last) = done.last {
             self.cursor = Some(last);
         }
-        let _ = reports.send(BatchReport {
+        let _ = reports.send(WorkerNews::Batch(BatchReport {
             worker: self.worker,
             rows_scanned: done.rows_scanned,
             took,
             size,
-        });
+        }));
         done.range_done
     }
 
@@ -209,7 +287,12 @@ impl<'c, 'a> Walker<'c, 'a> {
         Error::failed(format!(
             "backfill of {} failed in the batch {} (worker {}): {why}{}",
             walk.table().display,
-            walk.describe_batch(self.cursor.as_deref(), failure.last.as_deref(), size),
+            walk.describe_batch(
+                &self.key_columns,
+                self.cursor.as_deref(),
+                failure.last.as_deref(),
+                size
+            ),
             self.worker,
             failure.diagnostic
         ))

@@ -17,6 +17,8 @@ pub struct BackfillProgressView {
     started: Option<Instant>,
     last_line: Option<Instant>,
     rows_at_start: u64,
+    /// When the last line about a wait was logged, while one lasts.
+    last_wait_line: Option<Instant>,
 }
 
 impl BackfillProgressView {
@@ -80,6 +82,29 @@ impl BackfillProgressView {
         Some(format!(
             "backfill: {rows_done}/{total_estimate} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}, batch {batch_size} rows in {batch_ms} ms"
         ))
+    }
+
+    /// A worker waits for the server's health (`reason`), or goes on
+    /// (None): the bar's message, or a line when the wait starts, every few
+    /// seconds while it lasts, and when it ends.
+    pub fn waiting(&mut self, worker: u32, reason: Option<&str>) -> Option<String> {
+        if let Some(bar) = &self.bar {
+            bar.set_message(reason.map_or_else(String::new, |r| format!("worker {worker} {r}")));
+            return None;
+        }
+        match reason {
+            Some(reason) => {
+                if self.last_wait_line.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+                    return None;
+                }
+                self.last_wait_line = Some(Instant::now());
+                Some(format!("backfill: worker {worker} {reason}"))
+            }
+            None => self
+                .last_wait_line
+                .take()
+                .map(|_| format!("backfill: worker {worker} goes on")),
+        }
     }
 
     /// The backfill ended: the bar goes away.

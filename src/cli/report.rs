@@ -93,6 +93,12 @@ impl Reporter for HumanReporter {
                     err(&line);
                 }
             }
+            Event::BackfillWaiting { worker, reason } => {
+                let mut progress = self.progress.lock().unwrap();
+                if let Some(line) = progress.waiting(worker, reason.as_deref()) {
+                    err(&line);
+                }
+            }
             Event::BackfillEnded { summary, .. } => {
                 self.progress.lock().unwrap().finish();
                 self.out(&summary);

@@ -164,6 +164,41 @@ pub struct BackfillSpec {
     /// Run VACUUM on the table every N batches (default never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vacuum_every: Option<u64>,
+    /// How the table is walked: by key (default) or by pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<WalkKind>,
+    /// Pause before a batch while a standby's replay lag is over this
+    /// (default 10s; `off` never waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replica_lag: Option<String>,
+    /// Pause before a batch while the server writes WAL faster than this,
+    /// e.g. `32MB/s` (default no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wal_rate: Option<String>,
+    /// `synchronous_commit` of each batch's transaction (default `off`: a
+    /// batch lost in a crash is lost with its cursor and redone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_commit: Option<String>,
+}
+
+/// How a backfill walks its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalkKind {
+    /// Key ranges, in key order (an index walk per batch).
+    Key,
+    /// Ranges of pages (`ctid` ranges, a TID Range Scan per batch), then one
+    /// pass by key over the rows still matching `where`.
+    Physical,
+}
+
+impl WalkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WalkKind::Key => "key",
+            WalkKind::Physical => "physical",
+        }
+    }
 }
 
 /// How a sync phase keeps old and new columns in step (`docs/plan-format.md`,

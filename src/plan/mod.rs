@@ -16,7 +16,7 @@ pub mod validate;
 pub(crate) mod validator;
 
 pub use audit::AuditAction;
-pub use format::{BackfillOverrides, BackfillSpec, CheckSpec, PhaseKind, PlanSpec};
+pub use format::{BackfillOverrides, BackfillSpec, CheckSpec, PhaseKind, PlanSpec, WalkKind};
 pub use load::LoadedPlan;
 pub use ownership::{MigrationOwner, Owners};
 pub use set::PlanSet;

@@ -50,6 +50,66 @@ pub fn vacuum_every(n: u64) -> Result<u64, String> {
     }
 }
 
+/// The default `max_replica_lag`: a backfill never lets a standby fall
+/// further behind than this.
+pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(10);
+
+/// `max_replica_lag`: a duration of at least 100ms, or `off` (None).
+pub fn max_replica_lag(text: &str) -> Result<Option<Duration>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let lag = duration(text)
+        .map_err(|e| format!("max_replica_lag: {e}, or `off` to never wait for standbys"))?;
+    if lag < Duration::from_millis(100) {
+        return Err(
+            "max_replica_lag must be at least 100ms (or `off` to never wait for standbys)"
+                .to_string(),
+        );
+    }
+    Ok(Some(lag))
+}
+
+/// `max_wal_rate`: bytes per second, written `32MB/s` (kB, MB, GB: powers
+/// of 1024, as PostgreSQL's own settings).
+pub fn max_wal_rate(text: &str) -> Result<u64, String> {
+    let problem = || {
+        format!(
+            "max_wal_rate {text:?} is not a rate like 32MB/s (kB/s, MB/s or GB/s, at least 1MB/s)"
+        )
+    };
+    let amount = text.trim().strip_suffix("/s").ok_or_else(problem)?;
+    let (number, unit) = amount
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|at| amount.split_at(at))
+        .ok_or_else(problem)?;
+    let scale: u64 = match unit.trim() {
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return Err(problem()),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(problem)?;
+    if bytes < 1 << 20 {
+        return Err(problem());
+    }
+    Ok(bytes)
+}
+
+/// `synchronous_commit` of each batch: a value PostgreSQL takes.
+pub fn synchronous_commit(text: &str) -> Result<&'static str, String> {
+    ["off", "local", "remote_write", "on", "remote_apply"]
+        .into_iter()
+        .find(|v| *v == text.trim())
+        .ok_or_else(|| {
+            format!("synchronous_commit {text:?} is not one of off, local, remote_write, on, remote_apply")
+        })
+}
+
 /// A duration of the plan file or a flag: it names its unit (`100` alone
 /// is refused: milliseconds or seconds?).
 pub fn duration(text: &str) -> Result<Duration, String> {
@@ -71,5 +131,37 @@ mod tests {
         assert!(vacuum_every(0).is_err());
         assert!(duration("100").unwrap_err().contains("has no unit"));
         assert_eq!(duration("100ms"), Ok(ms(100)));
+    }
+
+    #[test]
+    fn health_limits() {
+        assert_eq!(max_replica_lag("5s"), Ok(Some(Duration::from_secs(5))));
+        assert_eq!(max_replica_lag("off"), Ok(None));
+        assert!(
+            max_replica_lag("50ms")
+                .unwrap_err()
+                .contains("at least 100ms")
+        );
+        assert!(max_replica_lag("5").unwrap_err().contains("has no unit"));
+        for (text, bytes) in [
+            ("32MB/s", 32 << 20),
+            ("2GB/s", 2 << 30),
+            ("4096kB/s", 4 << 20),
+        ] {
+            assert_eq!(max_wal_rate(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "32MB",
+            "32 MB/s/s",
+            "MB/s",
+            "512kB/s",
+            "3TB/s",
+            "-1MB/s",
+            "",
+        ] {
+            assert!(max_wal_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(synchronous_commit("on"), Ok("on"));
+        assert!(synchronous_commit("yes").is_err());
     }
 }

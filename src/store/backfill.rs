@@ -64,6 +64,8 @@ pub struct WorkerRow {
     pub done: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Why the worker waits before its next batch, while it does.
+    pub waiting: Option<String>,
 }
 
 /// Sizes of a table: heap only, and with indexes and TOAST.
@@ -83,8 +85,10 @@ pub struct BatchRange<'a> {
     /// The worker's range start, exclusive (None: the table's start); the
     /// batch starts after the recorded cursor when there is one.
     pub start: Option<&'a [String]>,
-    /// Inclusive upper bound of the worker's range.
+    /// Upper bound of the worker's range (inclusive, for the keyset walk).
     pub end: &'a [String],
+    /// What the range's `text[]` values are (the row's `key_columns`).
+    pub key_columns: &'a [String],
 }
 
 /// The timeouts of each batch's transaction.
@@ -93,6 +97,9 @@ pub struct BatchLimits {
     /// Row locks held by the application.
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// `off` unless the plan says otherwise: the batch and its cursor
+    /// commit together, so a commit a server crash loses is redone.
+    pub synchronous_commit: &'static str,
 }
 
 /// What one committed batch did.
@@ -131,6 +138,8 @@ pub const LOCK_LOST: &str = "OR001";
 pub(crate) enum BatchError {
     Db(tokio_postgres::Error),
     LockLost(Fence),
+    /// A bound or cursor the walk cannot read.
+    Bookkeeping(String),
 }
 
 impl From<tokio_postgres::Error> for BatchError {
@@ -245,7 +254,7 @@ impl Store {
             .query(
                 "SELECT worker, key_columns, range_start, range_end, cursor, rows_updated, rows_scanned, batches_done,
                         batch_ms_total, batch_ms_max, rows_estimate, estimate_source, table_bytes_before,
-                        total_bytes_before, done, started_at, updated_at
+                        total_bytes_before, done, started_at, updated_at, waiting
                  FROM orch.backfill_workers WHERE plan = $1 AND phase = $2 ORDER BY worker",
                 &[&plan, &phase],
             )
@@ -271,6 +280,7 @@ impl Store {
                 done: r.get(14),
                 started_at: r.get(15),
                 updated_at: r.get(16),
+                waiting: r.get(17),
             })
             .collect())
     }
@@ -389,9 +399,10 @@ impl Store {
         limits: BatchLimits,
     ) -> std::result::Result<Option<Vec<String>>, BatchError> {
         let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = off;",
+            "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = {};",
             limits.lock_timeout.as_millis(),
-            limits.statement_timeout.as_millis()
+            limits.statement_timeout.as_millis(),
+            limits.synchronous_commit
         );
         let client = self.client();
         client.batch_execute(&begin).await?;

@@ -11,8 +11,8 @@ use tokio_postgres::types::ToSql;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::backfill::{
-    BatchDone, BatchError, BatchLimits, BatchRange, BatchResult, CursorStatements, Table,
-    quote_ident,
+    BatchDone, BatchError, BatchFailure, BatchLimits, BatchRange, BatchResult, CursorStatements,
+    Table, quote_ident,
 };
 
 /// One key column and its SQL type (from `format_type`, so it is valid SQL).
@@ -297,6 +297,17 @@ impl Store {
             Ok(done) => Ok(done),
             Err(BatchError::Db(e)) => Err(self.abandon_batch(&e, batch_end).await),
             Err(BatchError::LockLost(fence)) => Err(self.abandon_fenced_batch(&fence).await),
+            Err(BatchError::Bookkeeping(message)) => {
+                self.rollback().await;
+                Err(BatchFailure {
+                    diagnostic: crate::error::PgDiagnostic {
+                        sqlstate: "XX000".to_string(),
+                        message,
+                        ..Default::default()
+                    },
+                    last: None,
+                })
+            }
         }
     }
 }

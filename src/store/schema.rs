@@ -2,11 +2,11 @@
 
 /// Bumped when the DDL below changes; recorded in `orch.meta`. A database
 /// an older orch created is brought up to date by `UPGRADES`.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The steps from each earlier version to the next: `(from, DDL)`. Each
 /// only adds, so an older orch's statements keep working on the tables.
-pub const UPGRADES: [(i32, &str); 3] = [
+pub const UPGRADES: [(i32, &str); 4] = [
     (
         1,
         "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
@@ -21,6 +21,10 @@ pub const UPGRADES: [(i32, &str); 3] = [
     (
         3,
         "ALTER TABLE orch.migrations ADD COLUMN IF NOT EXISTS locks jsonb;",
+    ),
+    (
+        4,
+        "ALTER TABLE orch.backfill_workers ADD COLUMN IF NOT EXISTS waiting text;",
     ),
 ];
 
@@ -130,6 +134,7 @@ CREATE TABLE IF NOT EXISTS orch.backfill_workers (
     -- later by the time it stood stopped (the rate in status is rows_scanned over that span)
     started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    waiting        text,                 -- why the worker waits before its next batch (replica lag, WAL rate)
     PRIMARY KEY (plan, phase, worker)   -- phase: the phase id, or "<id>@rerun" for `orch backfill PLAN PHASE`
 );
 

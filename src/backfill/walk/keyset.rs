@@ -5,7 +5,7 @@
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use crate::backfill::walk::{Walk, WorkerRange, WorkerWalk};
+use crate::backfill::walk::{Walk, WorkerRange, WorkerWalk, physical};
 use crate::error::{Error, Result};
 use crate::plan::BackfillSpec;
 use crate::store::Store;
@@ -14,7 +14,7 @@ use crate::store::keyset::{KeysetStatements, TableKey, batch_sql};
 
 /// A backfill walking its table by key.
 pub struct KeysetWalk {
-    key: TableKey,
+    pub(crate) key: TableKey,
     set: String,
     condition: Option<String>,
 }
@@ -30,7 +30,12 @@ impl KeysetWalk {
     }
 
     /// Split points at evenly spaced row offsets, then the last key.
-    async fn cut_at(&self, store: &Store, workers: u32, estimate: i64) -> Result<Vec<WorkerRange>> {
+    pub(crate) async fn cut_at(
+        &self,
+        store: &Store,
+        workers: u32,
+        estimate: i64,
+    ) -> Result<Vec<WorkerRange>> {
         let key = &self.key;
         let Some(last) = store.key_at(key, 0, true).await? else {
             return Ok(Vec::new());
@@ -48,11 +53,14 @@ impl KeysetWalk {
         }
         bounds.push(last);
         let mut start = None;
+        let count = bounds.len() as i64;
         Ok(bounds
             .into_iter()
             .map(|end| WorkerRange {
                 start: start.replace(end.clone()),
                 end,
+                key_columns: key.column_names(),
+                rows_estimate: estimate / count,
             })
             .collect())
     }
@@ -74,6 +82,15 @@ impl Walk for KeysetWalk {
     fn check_resume(&self, recorded: &[String]) -> Result<()> {
         if recorded == self.key.column_names() {
             return Ok(());
+        }
+        if physical::is_page_range(recorded) {
+            return Err(Error::refused(
+                format!(
+                    "the backfill of {} started with walk: physical (by pages) and the plan now says walk: key; set walk: physical again to resume it, or roll the phase back to start over",
+                    self.key.table.display
+                ),
+                None,
+            ));
         }
         Err(Error::refused(
             format!(
@@ -112,6 +129,7 @@ impl Walk for KeysetWalk {
 
     fn describe_batch(
         &self,
+        _key_columns: &[String],
         after: Option<&[String]>,
         end: Option<&[String]>,
         size: i64,
@@ -125,7 +143,7 @@ impl Walk for KeysetWalk {
 }
 
 /// The keyset statements prepared on one worker's connection.
-struct KeysetBatches(KeysetStatements);
+pub(crate) struct KeysetBatches(pub(crate) KeysetStatements);
 
 impl WorkerWalk for KeysetBatches {
     fn run_batch<'a>(

@@ -9,21 +9,26 @@
 //! touches.
 
 pub mod keyset;
+pub mod physical;
 
 use futures_util::future::BoxFuture;
 
 use crate::error::Result;
-use crate::plan::BackfillSpec;
+use crate::plan::{BackfillSpec, WalkKind};
 use crate::store::Store;
 use crate::store::backfill::{BatchLimits, BatchRange, BatchResult, Table};
 
 /// A worker's range as a walk cuts it, in the walk's own `text[]` form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRange {
-    /// Exclusive; None is the table's start.
+    /// Where the range starts (exclusive for keys); None is the table's start.
     pub start: Option<Vec<String>>,
-    /// Inclusive.
+    /// Where it ends (inclusive for keys, exclusive for pages).
     pub end: Vec<String>,
+    /// What `start`, `end` and the cursor hold (recorded in `key_columns`).
+    pub key_columns: Vec<String>,
+    /// The rows this range visits (for progress).
+    pub rows_estimate: i64,
 }
 
 /// How one backfill walks its table.
@@ -41,6 +46,13 @@ pub trait Walk: Send + Sync {
     /// Refuse to resume ranges cut by another walk, or over another key;
     /// `recorded` is their `key_columns`.
     fn check_resume(&self, recorded: &[String]) -> Result<()>;
+
+    /// Ranges run in stages, lowest first, each once every range of the
+    /// stage before is done; a range's stage follows from its
+    /// `key_columns`. One stage unless a walk says otherwise.
+    fn stage(&self, _key_columns: &[String]) -> u32 {
+        0
+    }
 
     /// Cut the table into at most `workers` disjoint ranges covering it as it
     /// is now (`rows_estimate` rows); none when it is empty.
@@ -60,8 +72,14 @@ pub trait Walk: Send + Sync {
 
     /// A batch in messages, from the cursor it starts after and the end it
     /// found, if any, else its `size`: `after key (id)=(4), through (id)=(9)`.
-    fn describe_batch(&self, after: Option<&[String]>, end: Option<&[String]>, size: i64)
-    -> String;
+    /// `key_columns` says what the values are (the range's).
+    fn describe_batch(
+        &self,
+        key_columns: &[String],
+        after: Option<&[String]>,
+        end: Option<&[String]>,
+        size: i64,
+    ) -> String;
 }
 
 /// A walk's batches, prepared on one worker's connection.
@@ -77,7 +95,10 @@ pub trait WorkerWalk: Send + Sync {
     ) -> BoxFuture<'a, BatchResult>;
 }
 
-/// The walk of a backfill phase.
+/// The walk of a backfill phase: `walk: key` (the default) or `physical`.
 pub async fn open(store: &Store, spec: &BackfillSpec) -> Result<Box<dyn Walk>> {
-    Ok(Box::new(keyset::KeysetWalk::open(store, spec).await?))
+    Ok(match spec.walk.unwrap_or(WalkKind::Key) {
+        WalkKind::Key => Box::new(keyset::KeysetWalk::open(store, spec).await?),
+        WalkKind::Physical => Box::new(physical::PhysicalWalk::open(store, spec).await?),
+    })
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::plan::format::{BackfillSpec, PhaseSpec};
+use crate::plan::format::{BackfillSpec, PhaseSpec, WalkKind};
 use crate::plan::kinds::KindRules;
 use crate::plan::load::phase_path;
 use crate::plan::tuning;
@@ -140,5 +140,25 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
     }
     if let Some(Err(e)) = spec.vacuum_every.map(tuning::vacuum_every) {
         v.at(i, &["backfill", "vacuum_every"], e);
+    }
+    if spec.walk == Some(WalkKind::Physical) && spec.condition.is_none() {
+        v.at(
+            i,
+            &["backfill", "walk"],
+            "walk: physical needs `where`: a row the backfill already updated may be met again on a later page, and its catch-up pass updates only the rows still matching `where` (or use walk: key)",
+        );
+    }
+    if let Some(Err(e)) = spec.max_replica_lag.as_deref().map(tuning::max_replica_lag) {
+        v.at(i, &["backfill", "max_replica_lag"], e);
+    }
+    if let Some(Err(e)) = spec.max_wal_rate.as_deref().map(tuning::max_wal_rate) {
+        v.at(i, &["backfill", "max_wal_rate"], e);
+    }
+    if let Some(Err(e)) = spec
+        .synchronous_commit
+        .as_deref()
+        .map(tuning::synchronous_commit)
+    {
+        v.at(i, &["backfill", "synchronous_commit"], e);
     }
 }
