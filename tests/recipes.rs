@@ -21,6 +21,8 @@ struct Stats {
     first_error: Option<String>,
     /// Rows the writers' INSERTs added.
     inserted: u64,
+    /// Rows the writers' UPDATEs changed.
+    updated: u64,
     /// Writes made as the new application version.
     new_ok: u64,
     longest: Duration,
@@ -73,6 +75,9 @@ impl Traffic {
                                         }
                                         if sql.starts_with("INSERT") {
                                             st.inserted += rows;
+                                        }
+                                        if sql.starts_with("UPDATE") {
+                                            st.updated += rows;
                                         }
                                     }
                                     Err(e) => {
@@ -288,19 +293,21 @@ fn set_not_null_under_writers() {
         ]
     );
     // The old version sometimes writes no note; the new one always does.
+    // The title says who inserted the row ('o' old, 'v' new) and n; an
+    // update writes 'u' || id.
     let traffic = Traffic::start(
         &s,
         2,
         Arc::new(|new, n| match (n % 2, new) {
             (0, false) => format!(
-                "INSERT INTO items (title, note) VALUES ('w{n}', {})",
+                "INSERT INTO items (title, note) VALUES ('o{n}', {})",
                 if n % 3 == 0 { "NULL" } else { "'n'" }
             ),
-            (0, true) => format!("INSERT INTO items (title, note) VALUES ('w{n}', 'new')"),
-            _ => format!(
-                "UPDATE items SET title = 'u{n}' WHERE id = {}",
-                n % 40_000 + 1
-            ),
+            (0, true) => format!("INSERT INTO items (title, note) VALUES ('v{n}', 'new')"),
+            _ => {
+                let id = n % 40_000 + 1;
+                format!("UPDATE items SET title = 'u{id}' WHERE id = {id}")
+            }
         }),
     );
     walk(&s, "items-note", &phases, &traffic, |_| {});
@@ -321,14 +328,29 @@ fn set_not_null_under_writers() {
         "0",
         "the check is gone"
     );
-    // The rows loaded with no note, and those the old version wrote without one.
-    let filled: i64 = value(&s, "SELECT count(*) FROM items WHERE note = '(none)'")
-        .parse()
-        .unwrap();
-    assert!(filled >= ROWS / 10, "{filled}");
+    // Every value right: the rows loaded with no note, and those the old
+    // version wrote without one, were filled; every other note is as written.
     assert_eq!(
-        value(&s, "SELECT count(*) FROM items WHERE note IS NULL"),
-        "0"
+        value(
+            &s,
+            &format!(
+                "SELECT count(*) FROM items WHERE NOT coalesce(CASE
+                   WHEN id <= {ROWS} THEN title IN ('t' || id, 'u' || id)
+                     AND note = CASE WHEN id % 10 = 0 THEN '(none)' ELSE 'n' END
+                   WHEN title LIKE 'o%' THEN
+                     note = CASE WHEN substr(title, 2)::bigint % 3 = 0 THEN '(none)' ELSE 'n' END
+                   ELSE title LIKE 'v%' AND note = 'new' END, false)"
+            )
+        ),
+        "0",
+        "a row has a wrong value"
+    );
+    assert!(
+        value(
+            &s,
+            &format!("SELECT count(*) FROM items WHERE note = '(none)' AND id > {ROWS}")
+        ) != "0",
+        "the old version's NULLs were filled too"
     );
 }
 
@@ -368,25 +390,27 @@ fn add_foreign_key_under_writers() {
         ]
     );
     // The old version sometimes writes an author that does not exist; the
-    // new one only existing authors.
+    // new one only existing authors. The title says who inserted the row
+    // ('o' old, 'v' new) and n; an update writes 'u' || id.
     let traffic = Traffic::start(
         &s,
         2,
         Arc::new(|new, n| match (n % 2, new) {
             (0, false) if n % 5 == 0 => {
                 format!(
-                    "INSERT INTO books (author_id, title) VALUES ({}, 'w{n}')",
+                    "INSERT INTO books (author_id, title) VALUES ({}, 'o{n}')",
                     100_000 + n % 7
                 )
             }
             (0, _) => format!(
-                "INSERT INTO books (author_id, title) VALUES ({}, 'w{n}')",
-                n % 1000 + 1
+                "INSERT INTO books (author_id, title) VALUES ({}, '{}{n}')",
+                n % 1000 + 1,
+                if new { 'v' } else { 'o' }
             ),
-            _ => format!(
-                "UPDATE books SET title = 'u{n}' WHERE id = {}",
-                n % 40_000 + 1
-            ),
+            _ => {
+                let id = n % 40_000 + 1;
+                format!("UPDATE books SET title = 'u{id}' WHERE id = {id}")
+            }
         }),
     );
     walk(&s, "books-author", &phases, &traffic, |id| {
@@ -401,6 +425,24 @@ fn add_foreign_key_under_writers() {
     });
     let stats = traffic.stop();
     assert_no_write_lost(&s, "add-foreign-key", "books", &stats);
+    // Every value right: as loaded or written, the old version's orphans
+    // set to NULL by the operator and no other author touched.
+    assert_eq!(
+        value(
+            &s,
+            &format!(
+                "SELECT count(*) FROM books WHERE NOT coalesce(CASE
+                   WHEN id <= {ROWS} THEN title IN ('b' || id, 'u' || id)
+                     AND author_id IS NOT DISTINCT FROM CASE WHEN id % 50 = 0 THEN NULL ELSE id % 1000 + 1 END
+                   WHEN title LIKE 'o%' AND substr(title, 2)::bigint % 5 = 0 THEN author_id IS NULL
+                   WHEN title LIKE 'o%' OR title LIKE 'v%' THEN
+                     author_id = substr(title, 2)::bigint % 1000 + 1
+                   END, false)"
+            )
+        ),
+        "0",
+        "a row has a wrong value"
+    );
     assert_eq!(
         value(
             &s,
@@ -455,9 +497,9 @@ fn add_unique_under_writers() {
         &s,
         2,
         Arc::new(|new, n| match (n % 2, new) {
-            (0, false) => format!("INSERT INTO accounts (email) VALUES ('w{n}@example.com')"),
+            (0, false) => format!("INSERT INTO accounts (email) VALUES ('o{n}@example.com')"),
             (0, true) => format!(
-                "INSERT INTO accounts (email) VALUES ('w{n}@example.com') ON CONFLICT DO NOTHING"
+                "INSERT INTO accounts (email) VALUES ('v{n}@example.com') ON CONFLICT DO NOTHING"
             ),
             _ => format!(
                 "UPDATE accounts SET visits = visits + 1 WHERE id = {}",
@@ -468,6 +510,25 @@ fn add_unique_under_writers() {
     walk(&s, "accounts-email", &phases, &traffic, |_| {});
     let stats = traffic.stop();
     assert_no_write_lost(&s, "add-unique", "accounts", &stats);
+    // Every value right: the emails as loaded or written, and every
+    // increment counted once.
+    assert_eq!(
+        value(
+            &s,
+            &format!(
+                "SELECT count(*) FROM accounts WHERE NOT coalesce(CASE
+                   WHEN id <= {ROWS} THEN email = 'user' || id || '@example.com'
+                   ELSE email ~ '^[ov][0-9]+@example[.]com$' AND visits = 0 END, false)"
+            )
+        ),
+        "0",
+        "a row has a wrong value"
+    );
+    assert_eq!(
+        value(&s, "SELECT sum(visits) FROM accounts"),
+        stats.updated.to_string(),
+        "every update counted once"
+    );
     assert_eq!(
         value(
             &s,
@@ -523,19 +584,40 @@ fn drop_column_under_writers() {
         Arc::new(|new, n| match (n % 2, new) {
             (0, false) => format!("INSERT INTO events (payload, legacy) VALUES ('w{n}', 'l{n}')"),
             (0, true) => format!("INSERT INTO events (payload) VALUES ('w{n}')"),
-            (_, false) => format!(
-                "UPDATE events SET payload = 'u{n}', legacy = 'u' WHERE id = {}",
-                n % 40_000 + 1
-            ),
-            (_, true) => format!(
-                "UPDATE events SET payload = 'u{n}' WHERE id = {}",
-                n % 40_000 + 1
-            ),
+            (_, false) => {
+                let id = n % 40_000 + 1;
+                format!("UPDATE events SET payload = 'u{id}', legacy = 'u' WHERE id = {id}")
+            }
+            (_, true) => {
+                let id = n % 40_000 + 1;
+                format!("UPDATE events SET payload = 'u{id}' WHERE id = {id}")
+            }
         }),
     );
     walk(&s, "drop-legacy", &phases, &traffic, |_| {});
     let stats = traffic.stop();
     assert_no_write_lost(&s, "drop-column", "events", &stats);
+    // Every value right: each payload as loaded, updated ('u' || id) or
+    // inserted ('w' || n, each n once).
+    assert_eq!(
+        value(
+            &s,
+            &format!(
+                "SELECT count(*) FROM events WHERE NOT coalesce(CASE
+                   WHEN id <= {ROWS} THEN payload IN ('p' || id, 'u' || id)
+                   ELSE payload ~ '^w[0-9]+$' END, false)"
+            )
+        ),
+        "0",
+        "a row has a wrong value"
+    );
+    assert_eq!(
+        value(
+            &s,
+            "SELECT count(DISTINCT payload) FROM events WHERE payload LIKE 'w%'"
+        ),
+        stats.inserted.to_string()
+    );
     assert_eq!(s.columns("events"), ["id", "payload", "created_at"]);
     assert_eq!(
         value(&s, "SELECT to_regclass('events_legacy_idx') IS NULL"),
