@@ -829,6 +829,113 @@ fn refusals_name_what_is_in_the_way() {
     assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 1);
 }
 
+/// Regression: a partitioned table was accepted, and its plan failed at
+/// CREATE INDEX CONCURRENTLY / NOT VALID, which PostgreSQL rejects there.
+#[test]
+fn every_recipe_refuses_a_partitioned_table() {
+    let s = project(
+        "CREATE TABLE authors (id bigserial PRIMARY KEY);
+         CREATE TABLE measures (id bigint NOT NULL, author_id bigint, note text, value int, lat numeric, lng numeric,
+                                created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, created_at))
+           PARTITION BY RANGE (created_at);
+         CREATE TABLE measures_2024 PARTITION OF measures FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');",
+        "INSERT INTO measures (id, note, created_at) VALUES (1, NULL, '2024-06-01')",
+    );
+    let cases: &[&[&str]] = &[
+        &[
+            "set-not-null",
+            "p",
+            "--table",
+            "measures",
+            "--column",
+            "note",
+            "--fill",
+            "''",
+        ],
+        &[
+            "add-foreign-key",
+            "p",
+            "--table",
+            "measures",
+            "--column",
+            "author_id",
+            "--references",
+            "authors.id",
+        ],
+        &[
+            "add-unique",
+            "p",
+            "--table",
+            "measures",
+            "--columns",
+            "id,note,created_at",
+        ],
+        &[
+            "drop-column",
+            "p",
+            "--table",
+            "measures",
+            "--column",
+            "note",
+        ],
+        &[
+            "rename-column",
+            "p",
+            "--table",
+            "measures",
+            "--column",
+            "note",
+            "--to",
+            "remark",
+        ],
+        &[
+            "change-type",
+            "p",
+            "--table",
+            "measures",
+            "--column",
+            "value",
+            "--to",
+            "bigint",
+        ],
+        &[
+            "replace-columns",
+            "p",
+            "--table",
+            "measures",
+            "--columns",
+            "lat,lng",
+            "--with",
+            "loc point",
+            "--using",
+            "point(lng, lat)",
+        ],
+    ];
+    for args in cases {
+        let mut all = vec!["plan", "new"];
+        all.extend_from_slice(args);
+        s.orch(&all)
+            .code(4)
+            .stderr_has("--table measures: measures is a partitioned table, which orch plan new does not support")
+            .stderr_has("CREATE INDEX CONCURRENTLY");
+    }
+    // A partition itself is a plain table: accepted.
+    s.orch(&[
+        "plan",
+        "new",
+        "set-not-null",
+        "p",
+        "--table",
+        "measures_2024",
+        "--column",
+        "note",
+        "--fill",
+        "''",
+    ])
+    .success();
+    assert_eq!(std::fs::read_dir(s.path("plans")).unwrap().count(), 1);
+}
+
 #[test]
 fn without_a_database_the_options_stand_in_for_the_catalog() {
     let s = Session::new();
