@@ -686,6 +686,33 @@ fn plan_new_never_overwrites_a_plan() {
     .stderr_has("a migration named third_add_note_check exists already");
     assert!(!s.path("plans/third.yaml").exists());
     assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 5);
+    // Regression: a started plan whose files were deleted still has its
+    // records in orch's state; a new plan of its name would be taken for it.
+    std::fs::remove_file(s.path("plans/items-note.yaml")).unwrap();
+    s.orch(&["advance", "other"]).success();
+    std::fs::remove_file(s.path("plans/other.yaml")).unwrap();
+    for entry in std::fs::read_dir(s.path("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("_other_") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    s.orch(&[
+        "plan",
+        "new",
+        "set-not-null",
+        "other",
+        "--table",
+        "items",
+        "--column",
+        "note",
+    ])
+    .code(4)
+    .stderr_has("plan other has records in orch's state already (orch.plans: started ")
+    .stderr_has("although its file is gone")
+    .stderr_has("choose another NAME; or, if plans/other.yaml should still be there, restore it");
+    assert!(!s.path("plans/other.yaml").exists());
+    assert_eq!(std::fs::read_dir(s.path("migrations")).unwrap().count(), 2);
 }
 
 #[test]
