@@ -454,9 +454,17 @@ impl Swap {
             kind: "deploy",
             title: self.gate.title.clone(),
             instructions: format!(
-                "{}\n\nThe check looks at {}.",
+                "{}\n\nThe check looks at {}.{}",
                 self.gate.instructions,
-                self.recent.describe()
+                self.recent.describe(),
+                if by_new_version {
+                    ""
+                } else {
+                    "\nIt proves that the new rows are in step (the trigger works),\n\
+                     not which version wrote them: the trigger keeps both sides in\n\
+                     step whichever did. Confirm once your deploy tool shows no\n\
+                     instance of the old version left."
+                }
             ),
             checks: vec![check(
                 if by_new_version {
