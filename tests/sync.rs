@@ -549,6 +549,27 @@ fn check_online_checks_the_table_columns_and_expressions_where_the_phase_runs() 
     s.orch(&["check", "--online"]).success().stdout_has(
         "phase 2 sync-loc: public.posts: its columns exist and its expressions compile; warning: lat of public.posts has a default, so on INSERT the trigger counts it as written",
     );
+    // Without down, an old column's default changes nothing (an insert that
+    // leaves the old side out is left alone either way): no warning.
+    let without_down = with_default.replace(
+        "      down:\n        lat: loc[1]\n        lng: loc[0]\n",
+        "",
+    );
+    assert_ne!(without_down, with_default);
+    s.plan("posts-sync.yaml", &without_down);
+    s.orch(&["check", "--online"])
+        .success()
+        .stdout_lacks("warning");
+    // A new column's default is warned about, with down or without: an
+    // insert of the old version would keep it instead of `up`.
+    let new_side = without_down
+        .replace("old: [lat, lng]", "old: [loc]")
+        .replace("new: [loc]", "new: [lat]")
+        .replace("loc: point(lng, lat)", "lat: loc[1]");
+    s.plan("posts-sync.yaml", &new_side);
+    s.orch(&["check", "--online"]).success().stdout_has(
+        "warning: lat of public.posts has a default, so on INSERT the trigger counts it as written",
+    );
     s.execute("ALTER TABLE posts ALTER COLUMN lat DROP DEFAULT");
 
     s.execute("ALTER TABLE posts ADD COLUMN lat2 float8 GENERATED ALWAYS AS (lat * 2) STORED");

@@ -59,6 +59,7 @@ pub async fn plan_new(
     let catalog = match connection {
         Some((settings, application_name)) => {
             let store = Store::open(settings, application_name).await?;
+            refuse_a_recorded_plan(&store, plan).await?;
             Some(read_catalog(&store, recipe).await?)
         }
         None => None,
@@ -135,6 +136,32 @@ fn write_all(
     })?;
     written.push(plan_path.to_path_buf());
     Ok(())
+}
+
+/// A plan whose file was deleted may still have records in orch's state
+/// (`orch.plans`, `orch.phases`): a new plan of that name would be read as
+/// that one, with its phases' states, so it is refused.
+async fn refuse_a_recorded_plan(store: &Store, plan: &str) -> Result<()> {
+    let Some((record, phases)) = store.plan_state(plan).await? else {
+        return Ok(());
+    };
+    Err(Error::refused(
+        format!(
+            "plan {plan} has records in orch's state already (orch.plans: started {} by {}{}, from {}; {} phase record(s) in orch.phases), although its file is gone: a new plan of that name would be taken for that one",
+            record.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            record.started_by,
+            match record.completed_at {
+                Some(at) => format!(", completed {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+                None => ", not completed".to_string(),
+            },
+            record.file,
+            phases.len()
+        ),
+        Some(format!(
+            "choose another NAME; or, if {} should still be there, restore it from version control (`orch status {plan}` shows where it stands)",
+            record.file
+        )),
+    ))
 }
 
 /// A plan's name is its file's name: lowercase letters, digits, `-`, `_`.

@@ -93,7 +93,7 @@ impl Recipe for ChangeType {
                 let carried = carry::carry(NAME, shape, c, &new, true, true)?;
                 if let Some(default) = &carried.default {
                     notes.push(format!(
-                        "{c} has the default {default}: `orch check --online` and `orch advance` warn that a synced column with a default counts as written on every insert; here that is what is wanted (the application writes only {c}, the trigger computes {new} from it), so that warning can be ignored. The contract gives {c} this default again{}",
+                        "{c} has the default {default}: the application writes only {c} (its default counts as written on insert), the trigger computes {new} from it. The contract gives {c} this default again{}",
                         match &carried.sequence {
                             Some(sequence) => format!(" and makes {sequence} the new column's"),
                             None => String::new(),
@@ -105,7 +105,7 @@ impl Recipe for ChangeType {
             None => {
                 let Some(from) = &self.from else {
                     return Err(Error::Usage(format!(
-                        "{NAME}: give --from TYPE ({c}'s type now, for the trigger's way back and the contract's down section); without a database orch cannot read it"
+                        "{NAME}: give --from TYPE ({c}'s type now, for the contract's down section); without a database orch cannot read it"
                     )));
                 };
                 notes.push(format!(
@@ -131,8 +131,12 @@ impl Recipe for ChangeType {
                 carried,
             }],
             up: vec![(new.clone(), up)],
-            down: vec![(c.clone(), format!("{}::{old_type}", names::ident(&new)))],
+            // Both versions write only C (the new one too, until the swap
+            // renames C_new to C): no write sets C_new alone, so the trigger
+            // needs no way back, and --using need not be invertible.
+            down: Vec::new(),
             relax: Vec::new(),
+            app_writes_new: false,
             recent,
             gate: Gate {
                 id: format!("deploy-{}-as-new-type", names::id_part(c)),
@@ -210,7 +214,15 @@ mod tests {
                 .unwrap_or_else(|| panic!("{statement} after {at}:\n{swap}"));
             at += found + statement.len();
         }
-        assert!(draft.notes[0].contains("can be ignored"));
+        assert!(
+            draft.notes[0].contains("The contract gives id this default again")
+                && !draft.notes[0].contains("ignored"),
+            "{}",
+            draft.notes[0]
+        );
+        // The application writes only id: the trigger has no way back.
+        let sync = draft.phases[1].raw.as_deref().unwrap();
+        assert!(!sync.contains("down:"), "{sync}");
         assert_checks_clean(&draft, "orders-id", SCHEMA);
     }
 
@@ -312,9 +324,7 @@ mod tests {
         .unwrap();
         let sync = draft.phases[1].raw.as_deref().unwrap();
         assert!(
-            sync.contains(
-                "up: {amount_new: \"amount / 100.0\"}, down: {amount: \"amount_new::integer\"}"
-            ),
+            sync.contains("up: {amount_new: \"amount / 100.0\"}") && !sync.contains("down:"),
             "{sync}"
         );
         assert_checks_clean(&draft, "orders-amount", SCHEMA);

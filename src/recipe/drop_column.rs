@@ -298,6 +298,14 @@ impl Recipe for DropColumn {
                     format!("SELECT count(*) > 0\nFROM {}", recent.rows(&tsql, "*")),
                 ),
             }],
+            checks: vec![check(
+                &format!("{c} is gone"),
+                format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute\n                   WHERE attrelid = to_regclass({}) AND attname = {} AND NOT attisdropped)",
+                    names::literal(&tsql),
+                    names::literal(c)
+                ),
+            )],
             rollback_loses: Some(format!(
                 "the values of {c} are deleted with the column; a forced rollback re-creates {c} ({type_name}) EMPTY and nullable"
             )),

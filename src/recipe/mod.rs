@@ -49,12 +49,26 @@ pub trait Recipe {
 }
 
 /// The table `name` in `catalog`, or a refusal saying it does not exist.
+/// The table a recipe changes (`--table`) may not be partitioned: the
+/// plans build indexes CONCURRENTLY, attach them with ADD CONSTRAINT ...
+/// USING INDEX and add constraints NOT VALID, all of which PostgreSQL
+/// rejects on a partitioned table.
 pub fn table<'a>(catalog: &'a Catalog, option: &str, name: &str) -> Result<&'a TableShape> {
-    catalog.tables.get(name).ok_or_else(|| {
+    let shape = catalog.tables.get(name).ok_or_else(|| {
         Error::Usage(format!(
             "{option} {name}: no such table in the database (check the name and the search_path)"
         ))
-    })
+    })?;
+    if option == "--table" && shape.partitioned {
+        return Err(Error::refused(
+            format!(
+                "{option} {name}: {} is a partitioned table, which orch plan new does not support: its plans build indexes with CREATE INDEX CONCURRENTLY, attach them with ADD CONSTRAINT ... USING INDEX and add constraints NOT VALID, and PostgreSQL rejects each of these on a partitioned table",
+                shape.name
+            ),
+            Some("write the plan by hand: change each partition (a plan per partition works), then the partitioned table itself (an index built ON ONLY it and its partitions' indexes attached, a constraint added once every partition has it)".into()),
+        ));
+    }
+    Ok(shape)
 }
 
 /// The column `column` of `shape`, or an error naming the option.

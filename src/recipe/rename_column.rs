@@ -105,6 +105,7 @@ impl Recipe for RenameColumn {
             up: vec![(to.clone(), names::ident(c))],
             down: vec![(c.clone(), names::ident(to))],
             relax: Vec::new(),
+            app_writes_new: true,
             recent,
             gate: Gate {
                 id: format!("deploy-uses-{}", names::id_part(to)),

@@ -265,6 +265,7 @@ impl Recipe for ReplaceColumns {
             up: vec![(new.clone(), self.using.clone())],
             down: self.reverse.clone(),
             relax,
+            app_writes_new: true,
             recent,
             gate: Gate {
                 id: format!("deploy-uses-{}", names::id_part(new)),

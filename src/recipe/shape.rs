@@ -24,6 +24,8 @@ pub struct TableShape {
     /// Views and materialized views that read this table, with the columns
     /// they read.
     pub views: Vec<ViewShape>,
+    /// A partitioned table (`relkind = 'p'`): every recipe refuses it.
+    pub partitioned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

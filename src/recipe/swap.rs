@@ -58,6 +58,11 @@ pub struct Swap {
     /// Old columns whose NOT NULL the expand migration drops (without
     /// `down` the new version leaves them out).
     pub relax: Vec<String>,
+    /// Whether the new application version writes the new columns
+    /// (rename, replace) or, like the old one, only the old columns until
+    /// the contract swaps the new ones in under their names (change-type:
+    /// no write of the new side alone, so no `down`).
+    pub app_writes_new: bool,
     pub recent: Recent,
     pub gate: Gate,
     /// The contract phase's id and migration suffix.
@@ -222,7 +227,9 @@ impl Swap {
                  waits for the running writes, under lock_timeout). From now on a\n\
                  write of {old_shown} also sets {up_shown}{}. The running version\n\
                  needs no change. Confirm once the check passes.",
-                if self.down.is_empty() {
+                if !self.app_writes_new {
+                    format!(". The application writes only {old_shown} until the contract\nswaps {new_shown} in under its name, so no way back is needed")
+                } else if self.down.is_empty() {
                     ". There is no way back from the new columns, so once the new\nversion writes only them, the old version must no longer read\nthe rows it writes".to_string()
                 } else {
                     format!(", and a write of {new_shown} alone sets {down_shown}")
@@ -419,7 +426,8 @@ impl Swap {
         }
 
         // 6. The deploy gate.
-        let in_step = if self.down.is_empty() {
+        let by_new_version = self.down.is_empty() && self.app_writes_new;
+        let in_step = if by_new_version {
             let mut conditions: Vec<String> = self
                 .new
                 .iter()
@@ -446,12 +454,20 @@ impl Swap {
             kind: "deploy",
             title: self.gate.title.clone(),
             instructions: format!(
-                "{}\n\nThe check looks at {}.",
+                "{}\n\nThe check looks at {}.{}",
                 self.gate.instructions,
-                self.recent.describe()
+                self.recent.describe(),
+                if by_new_version {
+                    ""
+                } else {
+                    "\nIt proves that the new rows are in step (the trigger works),\n\
+                     not which version wrote them: the trigger keeps both sides in\n\
+                     step whichever did. Confirm once your deploy tool shows no\n\
+                     instance of the old version left."
+                }
             ),
             checks: vec![check(
-                if self.down.is_empty() {
+                if by_new_version {
                     "new rows are written by the new version"
                 } else {
                     "new rows have both sides in step"

@@ -8,7 +8,7 @@
 
 use crate::migration::source::NewMigration;
 use crate::recipe::DraftPhase;
-use crate::recipe::draft::check;
+use crate::recipe::draft::{DraftCheck, check};
 use crate::recipe::names::{self, ident, literal, table_sql};
 use crate::recipe::shape::ConstraintKind;
 use crate::recipe::swap::{NewColumn, Swap, schema_qualified};
@@ -196,6 +196,7 @@ impl Swap {
                     .join("\n   AND "),
             ),
         };
+        let scans = contract_checks.len() != self.new.len();
         let phase = DraftPhase {
             id: self.contract_id.clone(),
             kind: "migration",
@@ -203,13 +204,23 @@ impl Swap {
             title: self.contract_title.clone(),
             migration: Some(names::id_part(&self.contract_id).replace('-', "_")),
             instructions: format!(
-                "One transaction, a moment of ACCESS EXCLUSIVE on {t}, no scan and\n\
-                 no rewrite: orch drops the sync trigger, then {}. The\n\
-                 guard first checks that no row still has {new_shown} to copy. It\n\
-                 cannot be undone: a forced rollback re-creates {old_shown} empty.",
-                steps.join(", ")
+                "One transaction, no rewrite: orch drops the sync trigger, then {}.\n\
+                 The guard first checks that no row still has {new_shown} to copy,\n\
+                 and again after the statements, under the transaction's ACCESS\n\
+                 EXCLUSIVE lock on {t}: {} It cannot be undone: a forced rollback\n\
+                 re-creates {old_shown} empty.",
+                steps.join(", "),
+                if scans {
+                    "that second run SCANS the table (no validated NOT NULL\n\
+                     check vouches for the new column), so reads and writes of\n\
+                     it wait for that scan."
+                } else {
+                    "the validated NOT NULL check answers from the catalog,\n\
+                     so the lock lasts a moment."
+                }
             ),
             guard: vec![guard],
+            checks: self.contract_result_checks(&regclass),
             rollback_loses: Some(self.rollback_loses()),
             ..DraftPhase::default()
         };
@@ -221,6 +232,71 @@ impl Swap {
             down_in_transaction: true,
         };
         (phase, migration)
+    }
+
+    /// What the contract leaves, checked after it: the old columns gone,
+    /// each new column under its final name and type, a carried sequence
+    /// owned by it, its key and unique constraints there, and no sync
+    /// trigger left on the table.
+    fn contract_result_checks(&self, regclass: &str) -> Vec<DraftCheck> {
+        let finals: Vec<&str> = self.new.iter().map(|n| n.final_name()).collect();
+        let gone: Vec<String> = self
+            .old_names()
+            .iter()
+            .filter(|c| !finals.contains(&c.as_str()))
+            .map(|c| literal(c))
+            .collect();
+        let mut checks = Vec::new();
+        if !gone.is_empty() {
+            checks.push(check(
+                &format!("{} dropped", self.old_names().join(", ")),
+                format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute\n                   WHERE attrelid = to_regclass({regclass}) AND attname IN ({})\n                     AND NOT attisdropped)",
+                    gone.join(", ")
+                ),
+            ));
+        }
+        for n in &self.new {
+            let name = literal(n.final_name());
+            let mut conditions = vec![format!(
+                "(SELECT atttypid FROM pg_attribute\n         WHERE attrelid = to_regclass({regclass}) AND attname = {name} AND NOT attisdropped)\n        = {}::regtype",
+                literal(&n.type_name)
+            )];
+            if let Some(sequence) = &n.carried.sequence {
+                conditions.push(format!(
+                    "to_regclass(pg_get_serial_sequence({regclass}, {name})) = to_regclass({})",
+                    literal(sequence)
+                ));
+            }
+            for index in &n.carried.indexes {
+                conditions.push(match index.constraint {
+                    Some(kind) => format!(
+                        "EXISTS (SELECT 1 FROM pg_constraint\n               WHERE conrelid = to_regclass({regclass}) AND conname = {} AND contype = '{}')",
+                        literal(&index.final_name),
+                        if kind == ConstraintKind::PrimaryKey { 'p' } else { 'u' }
+                    ),
+                    None => format!(
+                        "EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid\n               WHERE i.indrelid = to_regclass({regclass}) AND c.relname = {} AND i.indisvalid)",
+                        literal(&index.final_name)
+                    ),
+                });
+            }
+            checks.push(check(
+                &format!(
+                    "{} is there, {}, with what it carries",
+                    n.final_name(),
+                    n.type_name
+                ),
+                format!("SELECT {}", conditions.join("\n   AND ")),
+            ));
+        }
+        checks.push(check(
+            "no sync trigger is left",
+            format!(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_trigger\n                   WHERE tgrelid = to_regclass({regclass}) AND tgname LIKE 'orch\\_sync\\_%')"
+            ),
+        ));
+        checks
     }
 
     /// What a forced rollback of the contract loses.

@@ -43,6 +43,7 @@ pub fn table_with(name: &str, columns: Vec<ColumnShape>) -> TableShape {
         name: name.into(),
         rows_estimate: Some(50_000),
         columns: all,
+        partitioned: false,
         indexes: vec![index(&format!("{name}_pkey"), &["id"], true, true)],
         constraints: vec![ConstraintShape {
             name: format!("{name}_pkey"),

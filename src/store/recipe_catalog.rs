@@ -53,7 +53,7 @@ impl Store {
         let client = self.client();
         let Some(head) = client
             .query_opt(
-                "SELECT c.oid::regclass::text, c.reltuples::float8 FROM pg_class c
+                "SELECT c.oid::regclass::text, c.reltuples::float8, c.relkind = 'p' FROM pg_class c
                  WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p')",
                 &[&name],
             )
@@ -166,6 +166,7 @@ impl Store {
             constraints,
             referenced_by,
             views,
+            partitioned: head.get(2),
         }))
     }
 

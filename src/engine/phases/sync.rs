@@ -146,14 +146,25 @@ async fn verify(store: &Store, plan: &LoadedPlan, index: usize) -> Result<SyncTa
     Ok(table)
 }
 
-/// Synced columns with a default: on INSERT the trigger cannot tell a
-/// default from a written value, so such a column always counts as
-/// written (docs/plan-format.md, "Sync").
+/// Synced columns whose default makes the trigger misbehave: on INSERT it
+/// cannot tell a default from a written value, so such a column always
+/// counts as written (docs/plan-format.md, "Sync"). That matters for
+/// - a `new` column with a default: an insert of the old version looks
+///   like it wrote both sides, and the new column keeps its default
+///   instead of `up`;
+/// - an `old` column with a default when the phase has `down`: an insert
+///   of the new version looks like it wrote both sides, and the old column
+///   keeps its default instead of `down`. Without `down` the trigger does
+///   nothing on such an insert either way, so the default changes nothing
+///   (and an insert of the old version, which writes the old side, gets
+///   the new side from `up`, as it should).
 fn defaults_warning(plan: &LoadedPlan, index: usize, table: &SyncTable) -> Option<String> {
     let spec = sync_spec(&plan.spec.phases[index]);
+    let old_matters = spec.down.is_some();
     let with_default: Vec<&str> = spec
         .old
         .iter()
+        .filter(|_| old_matters)
         .chain(&spec.new)
         .filter(|c| table.with_default.contains(c))
         .map(String::as_str)
