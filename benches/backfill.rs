@@ -293,6 +293,11 @@ async fn measure(
                 max_rows_per_second: None,
                 workers: Some(workers),
                 vacuum_every,
+                command: None,
+                reads: None,
+                writes: None,
+                max_errors: None,
+                command_timeout: None,
             };
             let stop = StopSignal::new();
             let job = BackfillJob {

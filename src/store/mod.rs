@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod blockers;
 pub mod bookkeeping;
 pub mod catalog;
+pub mod command;
 pub mod keyset;
 pub mod lock_probe;
 pub mod locks;

@@ -8,6 +8,7 @@
 //! coordinator and worker loop stay single, non-generic code that no new walk
 //! touches.
 
+pub mod command;
 pub mod keyset;
 
 use futures_util::future::BoxFuture;
@@ -79,5 +80,8 @@ pub trait WorkerWalk: Send + Sync {
 
 /// The walk of a backfill phase.
 pub async fn open(store: &Store, spec: &BackfillSpec) -> Result<Box<dyn Walk>> {
+    if spec.command.is_some() {
+        return Ok(Box::new(command::CommandWalk::open(store, spec).await?));
+    }
     Ok(Box::new(keyset::KeysetWalk::open(store, spec).await?))
 }
