@@ -183,6 +183,9 @@ pub enum Command {
         /// Exit 9 when a plan waits on the operator (gate open, done and unconfirmed, failed, paused, interrupted).
         #[arg(long)]
         exit_code: bool,
+        /// List the rows a command backfill's program rejected or left out (needs PLAN).
+        #[arg(long, requires = "plan")]
+        errors: bool,
     },
     /// Run the next phase of a plan, if the phase before it is confirmed.
     Advance {

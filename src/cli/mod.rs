@@ -101,7 +101,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             plan,
             json,
             exit_code,
-        } => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+            errors,
+        } => match (errors, plan.as_deref()) {
+            (true, Some(plan)) => plans::status_errors(&ctx, plan, json).await,
+            _ => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+        },
         args::Command::Advance {
             plan,
             dry_run,

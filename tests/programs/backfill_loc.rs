@@ -109,7 +109,7 @@ fn main() {
             if options.slow_ms > 0 {
                 std::thread::sleep(Duration::from_millis(options.slow_ms));
             }
-            let crash = options.crash_every.is_some_and(|n| batches % n == 0);
+            let crash = options.crash_every.is_some_and(|n| batches.is_multiple_of(n));
             for (i, row) in pending.drain(..).enumerate() {
                 if crash && i > 0 {
                     let _ = out.flush();
