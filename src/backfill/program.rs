@@ -85,9 +85,10 @@ impl Program {
         }
         let input = input(rows, columns.reads);
         let limit = self.timeout;
-        let running = self.running.as_mut().ok_or_else(|| {
-            ProgramError::Failed("the program is not running".to_string())
-        })?;
+        let running = self
+            .running
+            .as_mut()
+            .ok_or_else(|| ProgramError::Failed("the program is not running".to_string()))?;
         let exchange = exchange(running, &input, rows, columns.writes);
         let result = match tokio::time::timeout(limit, exchange).await {
             Ok(Ok(answers)) => return Ok(answers),
@@ -113,8 +114,7 @@ impl Program {
             Ok(Some(status)) => Some(status),
             _ => {
                 // It may be exiting after a crash: a moment to say how.
-                match tokio::time::timeout(Duration::from_millis(200), running.child.wait()).await
-                {
+                match tokio::time::timeout(Duration::from_millis(200), running.child.wait()).await {
                     Ok(Ok(status)) => Some(status),
                     _ => None,
                 }
@@ -407,11 +407,17 @@ mod tests {
                 ]),
             ),
             (
-                &[r#"{"key": [1], "set": {"loc": null}}"#, r#"{"end_of_batch": true}"#],
+                &[
+                    r#"{"key": [1], "set": {"loc": null}}"#,
+                    r#"{"end_of_batch": true}"#,
+                ],
                 Ok(vec![Answer::Set(vec![None]), Answer::LeftOut]),
             ),
             (
-                &[r#"{"key": ["1"], "set": {"other": "x"}}"#, r#"{"end_of_batch": true}"#],
+                &[
+                    r#"{"key": ["1"], "set": {"other": "x"}}"#,
+                    r#"{"end_of_batch": true}"#,
+                ],
                 Ok(vec![
                     Answer::Rejected(
                         "the program set column \"other\", which is not in writes (loc)".into(),
@@ -419,9 +425,15 @@ mod tests {
                     Answer::LeftOut,
                 ]),
             ),
-            (&[r#"{"key": ["3"], "set": {"loc": "x"}}"#], Err("which is not in the batch")),
+            (
+                &[r#"{"key": ["3"], "set": {"loc": "x"}}"#],
+                Err("which is not in the batch"),
+            ),
             (&["hello"], Err("line 1 of its answer is not JSON")),
-            (&[r#"{"key": ["1"]}"#], Err("neither a \"set\" object nor an \"error\"")),
+            (
+                &[r#"{"key": ["1"]}"#],
+                Err("neither a \"set\" object nor an \"error\""),
+            ),
         ];
         for (lines, expected) in cases {
             let mut answers = Answers::new(&rows, &writes);

@@ -53,10 +53,7 @@ impl BackfillProgress {
             ));
         }
         if self.rows_rejected > 0 || self.rows_left_out > 0 {
-            text.push_str(&format!(
-                ", {} rejected by the program",
-                self.rows_rejected
-            ));
+            text.push_str(&format!(", {} rejected by the program", self.rows_rejected));
             if self.rows_left_out > 0 {
                 text.push_str(&format!(" and {} left out", self.rows_left_out));
             }

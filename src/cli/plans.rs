@@ -167,9 +167,17 @@ fn errors_text(plan: &str, phases: &[crate::engine::backfill_errors::PhaseErrors
             let key = if phase.key_columns.is_empty() {
                 format!("({})", row.key.join(", "))
             } else {
-                format!("({})=({})", phase.key_columns.join(", "), row.key.join(", "))
+                format!(
+                    "({})=({})",
+                    phase.key_columns.join(", "),
+                    row.key.join(", ")
+                )
             };
-            let kind = if row.kind == "left_out" { "left out" } else { row.kind.as_str() };
+            let kind = if row.kind == "left_out" {
+                "left out"
+            } else {
+                row.kind.as_str()
+            };
             let _ = writeln!(
                 out,
                 "  key {key}  {kind}: {}  (worker {}, {})",
@@ -180,7 +188,11 @@ fn errors_text(plan: &str, phases: &[crate::engine::backfill_errors::PhaseErrors
         }
         let listed = phase.rows.len() as i64;
         if listed < phase.rejected + phase.left_out {
-            let _ = writeln!(out, "  ... and {} more", phase.rejected + phase.left_out - listed);
+            let _ = writeln!(
+                out,
+                "  ... and {} more",
+                phase.rejected + phase.left_out - listed
+            );
         }
     }
     if phases.iter().any(|p| p.rejected + p.left_out > 0) {

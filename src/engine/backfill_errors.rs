@@ -36,10 +36,15 @@ pub struct RowErrorView {
 
 /// The errors of every command backfill phase of `status`'s plan, oldest
 /// first.
-pub async fn backfill_errors(workspace: &Workspace, status: &PlanStatus) -> Result<Vec<PhaseErrors>> {
+pub async fn backfill_errors(
+    workspace: &Workspace,
+    status: &PlanStatus,
+) -> Result<Vec<PhaseErrors>> {
     let mut out = Vec::new();
     for phase in &status.phases {
-        let Some(spec) = &phase.backfill else { continue };
+        let Some(spec) = &phase.backfill else {
+            continue;
+        };
         if spec.command.is_none() {
             continue;
         }

@@ -137,7 +137,11 @@ fn unnest(first: usize, names: &[String]) -> String {
     let params: Vec<String> = (0..names.len())
         .map(|i| format!("${}::text[]", first + i))
         .collect();
-    format!("unnest({}) AS orch_v({})", params.join(", "), names.join(", "))
+    format!(
+        "unnest({}) AS orch_v({})",
+        params.join(", "),
+        names.join(", ")
+    )
 }
 
 fn names(prefix: &str, n: usize) -> Vec<String> {

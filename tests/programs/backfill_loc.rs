@@ -12,6 +12,10 @@
 //!   --pid-file PATH    write its pid to PATH (the tests kill -9 it)
 //!   --leave-out-odd    answer nothing for rows with an odd first key
 //!   --log PATH         append a line per batch: its row count
+//!   --lenient-if-exists PATH
+//!                      while PATH exists (relative to where it runs: the
+//!                      project's root), clamp an out-of-range latitude
+//!                      instead of rejecting the row (the "fixed" program)
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -27,6 +31,7 @@ struct Options {
     pid_file: Option<String>,
     leave_out_odd: bool,
     log: Option<String>,
+    lenient_if_exists: Option<String>,
 }
 
 fn options() -> Options {
@@ -41,6 +46,7 @@ fn options() -> Options {
             "--pid-file" => options.pid_file = args.next(),
             "--leave-out-odd" => options.leave_out_odd = true,
             "--log" => options.log = args.next(),
+            "--lenient-if-exists" => options.lenient_if_exists = args.next(),
             other => {
                 eprintln!("unknown option {other:?}");
                 std::process::exit(64);
@@ -58,12 +64,16 @@ fn number(text: Option<String>) -> u64 {
 }
 
 /// The answer for one row: its new `loc`, or why not.
-fn answer(key: &Value, row: &Value) -> Value {
+fn answer(key: &Value, row: &Value, lenient: bool) -> Value {
     let field = |name: &str| row.get(name).and_then(Value::as_str);
     let (Some(lat), Some(lng)) = (field("lat"), field("lng")) else {
         return json!({"key": key, "set": {"loc": null}});
     };
     match (lat.parse::<f64>(), lng.parse::<f64>()) {
+        (Ok(lat_value), Ok(_)) if lenient && !(-90.0..=90.0).contains(&lat_value) => {
+            let clamped = lat_value.clamp(-90.0, 90.0);
+            json!({"key": key, "set": {"loc": format!("({lng},{clamped})")}})
+        }
         (Ok(lat_value), Ok(_)) if !(-90.0..=90.0).contains(&lat_value) => {
             json!({"key": key, "error": format!("latitude {lat} is out of range")})
         }
@@ -96,7 +106,10 @@ fn main() {
         if value.get("end_of_batch") == Some(&Value::Bool(true)) {
             batches += 1;
             if let Some(path) = &options.log
-                && let Ok(mut log) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+                && let Ok(mut log) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
             {
                 let _ = writeln!(log, "{}", pending.len());
             }
@@ -109,7 +122,13 @@ fn main() {
             if options.slow_ms > 0 {
                 std::thread::sleep(Duration::from_millis(options.slow_ms));
             }
-            let crash = options.crash_every.is_some_and(|n| batches.is_multiple_of(n));
+            let lenient = options
+                .lenient_if_exists
+                .as_ref()
+                .is_some_and(|path| std::path::Path::new(path).exists());
+            let crash = options
+                .crash_every
+                .is_some_and(|n| batches.is_multiple_of(n));
             for (i, row) in pending.drain(..).enumerate() {
                 if crash && i > 0 {
                     let _ = out.flush();
@@ -125,7 +144,7 @@ fn main() {
                 if options.leave_out_odd && odd {
                     continue;
                 }
-                let _ = writeln!(out, "{}", answer(key, &row["row"]));
+                let _ = writeln!(out, "{}", answer(key, &row["row"], lenient));
             }
             if crash {
                 eprintln!("loc: crashing at the end of batch {batches}");

@@ -19,9 +19,7 @@ use crate::error::{Error, PgDiagnostic, Result};
 use crate::plan::BackfillSpec;
 use crate::store::Store;
 use crate::store::backfill::{BatchFailure, BatchLimits, BatchRange, BatchResult, Table};
-use crate::store::command::{
-    BatchSource, CommandShape, CommandStatements, ReadBatch, command_sql,
-};
+use crate::store::command::{BatchSource, CommandShape, CommandStatements, ReadBatch, command_sql};
 use crate::store::keyset::{KeyColumn, TableKey};
 
 /// Starts of the program for one batch before the phase fails.
@@ -114,12 +112,16 @@ fn find_columns(
     names
         .iter()
         .map(|name| {
-            columns.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
-                Error::failed(format!(
-                    "{field} names column {name}, which {} does not have",
-                    key.table.display
-                ))
-            })
+            columns
+                .iter()
+                .find(|c| &c.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::failed(format!(
+                        "{field} names column {name}, which {} does not have",
+                        key.table.display
+                    ))
+                })
         })
         .collect()
 }
@@ -249,7 +251,7 @@ impl CommandBatches {
             *progressed |= outcome.requeued.len() as i64 != batch.visited;
         }
         if !outcome.requeued.is_empty() {
-            tracing::debug!(
+            tracing::info!(
                 "backfill worker {}: {} rows changed while the program ran; queued for another pass",
                 range.worker,
                 outcome.requeued.len()
@@ -267,7 +269,9 @@ impl CommandBatches {
             );
         }
         if outcome.rejected_total > walk.max_errors as i64 {
-            return Err(self.over_max_errors(store, range, outcome.rejected_total).await);
+            return Err(self
+                .over_max_errors(store, range, outcome.rejected_total)
+                .await);
         }
         Ok(outcome.done)
     }
@@ -377,7 +381,12 @@ impl CommandBatches {
     }
 
     /// The phase is over `max_errors`: how many, and the first few.
-    async fn over_max_errors(&self, store: &Store, range: &BatchRange<'_>, total: i64) -> BatchFailure {
+    async fn over_max_errors(
+        &self,
+        store: &Store,
+        range: &BatchRange<'_>,
+        total: i64,
+    ) -> BatchFailure {
         let first = store
             .backfill_errors(range.plan, range.phase, ERRORS_SHOWN)
             .await

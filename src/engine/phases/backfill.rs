@@ -14,12 +14,12 @@ use crate::error::{Error, Result};
 use crate::events::{Event, NamedSql, WouldDo};
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::load::phase_path;
-use crate::yaml_locate::PathSeg;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
 use crate::plan::{AuditAction, LoadedPlan};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::timefmt;
+use crate::yaml_locate::PathSeg;
 
 pub(crate) struct BackfillPhase;
 

@@ -179,7 +179,10 @@ fn validate_command(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             "set and command are mutually exclusive: give set (SQL) or command (a program), not both",
         );
     }
-    if command.first().is_none_or(|program| program.trim().is_empty()) {
+    if command
+        .first()
+        .is_none_or(|program| program.trim().is_empty())
+    {
         v.at(
             i,
             &["backfill", "command"],
@@ -191,7 +194,14 @@ fn validate_command(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             v.at(
                 i,
                 &["backfill", field],
-                format!("a command backfill lists its {field}: the columns the program {}", if field == "reads" { "is given" } else { "may set" }),
+                format!(
+                    "a command backfill lists its {field}: the columns the program {}",
+                    if field == "reads" {
+                        "is given"
+                    } else {
+                        "may set"
+                    }
+                ),
             );
             continue;
         };
@@ -209,7 +219,10 @@ fn validate_command(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             } else if columns[..j].contains(column) {
                 v.at_path(path, format!("column {column:?} is listed twice"));
             } else if field == "writes" && spec.key.as_ref().is_some_and(|k| k.contains(column)) {
-                v.at_path(path, format!("column {column:?} is the walk's key, which a backfill cannot change"));
+                v.at_path(
+                    path,
+                    format!("column {column:?} is the walk's key, which a backfill cannot change"),
+                );
             }
         }
     }
