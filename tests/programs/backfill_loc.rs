@@ -11,14 +11,15 @@
 //!   --fail-at-start    write a message to stderr and exit 2 before reading
 //!   --pid-file PATH    write its pid to PATH (the tests kill -9 it)
 //!   --leave-out-odd    answer nothing for rows with an odd first key
-//!   --log PATH         append a line per batch: its row count
+//!   --log PATH         append a line per batch: its rows and the microseconds
+//!                      from its first line in to its last line out
 //!   --lenient-if-exists PATH
 //!                      while PATH exists (relative to where it runs: the
 //!                      project's root), clamp an out-of-range latitude
 //!                      instead of rejecting the row (the "fixed" program)
 
 use std::io::{BufRead, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -97,22 +98,18 @@ fn main() {
     let mut out = stdout.lock();
     let mut pending: Vec<Value> = Vec::new();
     let mut batches: u64 = 0;
+    let mut batch_started: Option<Instant> = None;
     for line in stdin.lock().lines() {
         let Ok(line) = line else { return };
+        let started = *batch_started.get_or_insert_with(Instant::now);
         let Ok(value) = serde_json::from_str::<Value>(&line) else {
             eprintln!("loc: not JSON: {line}");
             std::process::exit(65);
         };
         if value.get("end_of_batch") == Some(&Value::Bool(true)) {
             batches += 1;
-            if let Some(path) = &options.log
-                && let Ok(mut log) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-            {
-                let _ = writeln!(log, "{}", pending.len());
-            }
+            batch_started = None;
+            let rows = pending.len();
             if options.hang {
                 eprintln!("loc: thinking very hard");
                 loop {
@@ -152,6 +149,14 @@ fn main() {
             }
             let _ = writeln!(out, "{}", json!({"end_of_batch": true}));
             let _ = out.flush();
+            if let Some(path) = &options.log
+                && let Ok(mut log) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+            {
+                let _ = writeln!(log, "{rows} {}", started.elapsed().as_micros());
+            }
         } else {
             pending.push(value);
         }
