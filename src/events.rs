@@ -224,6 +224,10 @@ pub enum Event {
         batch_ms: u64,
         batch_size: u64,
         total_estimate: u64,
+        /// A command backfill's rows its program rejected or left out so
+        /// far (recounted about once a second).
+        #[serde(skip_serializing_if = "is_zero")]
+        rows_rejected: u64,
     },
     /// Backfill: the run ended (finished, paused or interrupted).
     BackfillEnded {
@@ -250,4 +254,8 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn report(&self, _event: Event) {}
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
