@@ -117,6 +117,8 @@ fn command_backfill_fills_rows_and_records_the_rejected_ones() {
     json.success().stdout_has("\"rejected\": 4");
     s.orch(&["checklist", "fill"])
         .success()
+        .stdout_has("- command: `")
+        .stdout_has("- reads `lat, lng`, writes `loc`, at most 10 rejected rows")
         .stdout_has("4 rejected by the program");
 }
 

@@ -176,6 +176,35 @@ impl Program {
     }
 }
 
+/// When the worker is done with its program: its stdin closes, and it has
+/// a moment to exit on its own (flushing what it keeps) before it is killed.
+impl Drop for Program {
+    fn drop(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        let Running {
+            mut child, stdin, ..
+        } = running;
+        drop(stdin);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if tokio::time::timeout(EXIT_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+            });
+        }
+        // Without a runtime the child is killed as it is dropped.
+    }
+}
+
+/// How long a program has to exit once its input is closed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 /// A batch's input: a line per row, then the end of the batch.
 fn input(rows: &[ReadRow], reads: &[String]) -> Vec<u8> {
     let mut text = String::new();
