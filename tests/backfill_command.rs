@@ -326,8 +326,9 @@ fn a_hanging_program_is_stopped_and_never_hangs_orch() {
     s.orch(&["advance", "fill"])
         .code(1)
         .stderr_has("did not answer within 1.0 s (command_timeout) for 3 batches in a row")
-        .stderr_has("thinking very hard");
-    // Each timed-out batch was retried smaller.
+        .stderr_has("thinking very hard")
+        // The first two were retried, with a new program.
+        .stderr_has("stopped, and the batch is retried smaller");
     let pid = program_pid(&s).unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
@@ -435,4 +436,34 @@ fn command_plans_are_checked_naming_file_line_and_field() {
     s.orch(&["check", "--online"])
         .code(3)
         .stderr_has("plans/fill.yaml:10:21: phases[0].backfill.writes[1]: writes names column geohash, which public.posts does not have");
+}
+
+// Guards against going round forever: rows the application rewrites faster
+// than the program answers can never be written without a stale value.
+#[test]
+fn a_pass_that_makes_no_progress_fails_naming_the_rows() {
+    let s = Session::new();
+    posts(&s, 5, 0);
+    plan(&s, &["--slow-ms", "300"], "");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // The application rewrites every row every few ms.
+    let run = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let writer = s.db.connect();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer.execute("UPDATE posts SET lng = lng + 1");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let run = s.orch(&["advance", "fill"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        run
+    });
+    run.code(1)
+        .stderr_has("made no progress: each changed again before its write")
+        .stderr_has("(id)=(1)");
+    assert_eq!(
+        number(&s, "SELECT count(*) FROM posts WHERE loc IS NOT NULL"),
+        0
+    );
 }
