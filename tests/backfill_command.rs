@@ -120,6 +120,13 @@ fn command_backfill_fills_rows_and_records_the_rejected_ones() {
         .stdout_has("- command: `")
         .stdout_has("- reads `lat, lng`, writes `loc`, at most 10 rejected rows")
         .stdout_has("4 rejected by the program");
+    // An old application instance wrote rows without loc afterwards: the
+    // re-run fills them with the same program.
+    s.execute("UPDATE posts SET loc = NULL WHERE id % 100 = 1");
+    s.orch(&["backfill", "fill", "fill"])
+        .success()
+        .stdout_has("backfill finished");
+    assert_eq!(wrong_rows(&s), 0);
 }
 
 #[test]

@@ -307,6 +307,13 @@ impl Store {
             )
             .await
             .map_err(|e| Error::db("cannot clear the backfill's cursors", e))?;
+        // A command backfill's rejected rows and queue go with them.
+        for sql in super::command::CLEAR {
+            self.client()
+                .execute(sql, &[&plan, &phase, &phase])
+                .await
+                .map_err(|e| Error::db("cannot clear the backfill's rejected rows", e))?;
+        }
         Ok(())
     }
 

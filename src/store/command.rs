@@ -5,6 +5,7 @@
 //! (`orch.backfill_queue`), and the rows the program rejected or left out
 //! (`orch.backfill_errors`).
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -509,7 +510,7 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let mut updated: Vec<Vec<String>> = Vec::new();
+        let mut updated: HashSet<Vec<String>> = HashSet::new();
         if !set.is_empty() {
             let keys: Vec<Vec<String>> = set.iter().map(|(r, _)| r.key.clone()).collect();
             let mut columns = key_columns(&keys, k);
@@ -530,8 +531,8 @@ impl Store {
         }
         let requeued: Vec<Vec<String>> = set
             .iter()
+            .filter(|(r, _)| !updated.contains(&r.key))
             .map(|(r, _)| r.key.clone())
-            .filter(|key| !updated.contains(key))
             .collect();
         if !requeued.is_empty() {
             let columns = key_columns(&requeued, k);
