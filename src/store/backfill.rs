@@ -308,7 +308,7 @@ impl Store {
             .await
             .map_err(|e| Error::db("cannot clear the backfill's cursors", e))?;
         // A command backfill's rejected rows and queue go with them.
-        for sql in super::command::CLEAR {
+        for sql in super::backfill_errors::CLEAR {
             self.client()
                 .execute(sql, &[&plan, &phase, &phase])
                 .await

@@ -226,7 +226,7 @@ impl Store {
                         )
                         .await?;
                     // A command backfill's rejected rows and its queue go with it.
-                    for sql in super::command::CLEAR {
+                    for sql in super::backfill_errors::CLEAR {
                         client
                             .execute(sql, &[plan, phase, &super::backfill::rerun_key(phase)])
                             .await?;

@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
@@ -18,17 +17,8 @@ use crate::store::backfill::{
     BatchDone, BatchError, BatchFailure, BatchLimits, BatchRange, CursorStatements, Table,
     quote_ident,
 };
+use crate::store::backfill_errors::MESSAGE_CAP;
 use crate::store::keyset::{KeyColumn, TableKey};
-
-/// Forget a phase's (and its re-run's) rejected rows and queue: `$1` plan,
-/// `$2` phase, `$3` the re-run's key.
-pub const CLEAR: [&str; 2] = [
-    "DELETE FROM orch.backfill_errors WHERE plan = $1 AND phase IN ($2, $3)",
-    "DELETE FROM orch.backfill_queue WHERE plan = $1 AND phase IN ($2, $3)",
-];
-
-/// A message the program gave is kept up to this many characters.
-pub const MESSAGE_CAP: i32 = 1000;
 
 /// What a command backfill reads and writes of its table.
 #[derive(Debug, Clone)]
@@ -92,18 +82,6 @@ pub struct WriteOutcome {
     pub requeued: Vec<Vec<String>>,
     /// Rows the program rejected, over the whole phase.
     pub rejected_total: i64,
-}
-
-/// A row the program rejected or left out, for `orch status PLAN --errors`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RowError {
-    pub phase: String,
-    pub worker: i32,
-    pub key: Vec<String>,
-    /// `rejected` or `left_out`.
-    pub kind: String,
-    pub message: String,
-    pub recorded_at: DateTime<Utc>,
 }
 
 /// The statements of one command backfill, prepared on a worker's connection.
@@ -263,14 +241,15 @@ pub fn command_sql(shape: &CommandShape) -> CommandSql {
     error_names.extend(["orch_kind".to_string(), "orch_message".to_string()]);
     let record_errors = format!(
         "INSERT INTO orch.backfill_errors (plan, phase, worker, key, kind, message)
-         SELECT ${}, ${}, ${}, {queue_key}, orch_v.orch_kind, left(orch_v.orch_message, {MESSAGE_CAP}) FROM {}
+         SELECT ${}, ${}, ${}, {queue_key}, orch_v.orch_kind, left(orch_v.orch_message, {cap}) FROM {}
          ON CONFLICT (plan, phase, key) DO UPDATE
            SET worker = excluded.worker, kind = excluded.kind, message = excluded.message,
                recorded_at = clock_timestamp()",
         k + 3,
         k + 4,
         k + 5,
-        unnest(1, &error_names)
+        unnest(1, &error_names),
+        cap = MESSAGE_CAP
     );
     CommandSql {
         read_walk,
@@ -596,107 +575,6 @@ impl Store {
             rejected_total,
         })
     }
-
-    /// The first `limit` rows of a phase's queue for `worker`, for messages.
-    pub async fn queued_keys(
-        &self,
-        plan: &str,
-        phase: &str,
-        worker: i32,
-        limit: i64,
-    ) -> Result<Vec<Vec<String>>> {
-        let rows = self
-            .client()
-            .query(
-                "SELECT key FROM orch.backfill_queue WHERE plan = $1 AND phase = $2 AND worker = $3
-                 ORDER BY pass DESC, key LIMIT $4",
-                &[&plan, &phase, &worker, &limit],
-            )
-            .await
-            .map_err(|e| Error::db("cannot read the backfill's queue", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Rows a command backfill's program rejected or left out (the first
-    /// `limit`, oldest first) and how many there are of each kind.
-    pub async fn backfill_errors(
-        &self,
-        plan: &str,
-        phase: &str,
-        limit: i64,
-    ) -> Result<(Vec<RowError>, ErrorCounts)> {
-        if !self.schema_exists().await? {
-            return Ok((Vec::new(), ErrorCounts::default()));
-        }
-        let client = self.client();
-        let rows = client
-            .query(
-                "SELECT phase, worker, key, kind, message, recorded_at FROM orch.backfill_errors
-                 WHERE plan = $1 AND phase = $2 ORDER BY recorded_at, key LIMIT $3",
-                &[&plan, &phase, &limit],
-            )
-            .await
-            .map_err(|e| Error::db("cannot read the backfill's rejected rows", e))?;
-        let counts = client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE kind = 'rejected'), count(*) FILTER (WHERE kind = 'left_out')
-                 FROM orch.backfill_errors WHERE plan = $1 AND phase = $2",
-                &[&plan, &phase],
-            )
-            .await
-            .map_err(|e| Error::db("cannot count the backfill's rejected rows", e))?;
-        Ok((
-            rows.iter()
-                .map(|r| RowError {
-                    phase: r.get(0),
-                    worker: r.get(1),
-                    key: r.get(2),
-                    kind: r.get(3),
-                    message: r.get(4),
-                    recorded_at: r.get(5),
-                })
-                .collect(),
-            ErrorCounts {
-                rejected: counts.get(0),
-                left_out: counts.get(1),
-            },
-        ))
-    }
-
-    /// Give a resumed command backfill its rejected and left-out rows again:
-    /// they move to the queue (each to its worker, whose range is then not
-    /// done), in one transaction. Returns how many moved.
-    pub async fn requeue_backfill_errors(&self, plan: &str, phase: &str) -> Result<u64> {
-        if !self.schema_exists().await? {
-            return Ok(0);
-        }
-        let sql = "WITH moved AS (
-                       DELETE FROM orch.backfill_errors WHERE plan = $1 AND phase = $2
-                       RETURNING worker, key
-                   ), queued AS (
-                       INSERT INTO orch.backfill_queue (plan, phase, worker, key, pass)
-                       SELECT $1, $2, worker, key, 1 FROM moved
-                       ON CONFLICT (plan, phase, key) DO NOTHING
-                       RETURNING worker
-                   ), reopened AS (
-                       UPDATE orch.backfill_workers SET done = false
-                       WHERE plan = $1 AND phase = $2 AND worker IN (SELECT worker FROM moved)
-                   )
-                   SELECT count(*) FROM moved";
-        let row = self
-            .client()
-            .query_one(sql, &[&plan, &phase])
-            .await
-            .map_err(|e| Error::db("cannot queue the rejected rows again", e))?;
-        Ok(row.get::<_, i64>(0) as u64)
-    }
-}
-
-/// How many rows a phase's program rejected, and left out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ErrorCounts {
-    pub rejected: i64,
-    pub left_out: i64,
 }
 
 fn matching(rows: &[tokio_postgres::Row]) -> Vec<ReadRow> {

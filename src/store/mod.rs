@@ -2,6 +2,7 @@
 //! The engine calls these functions; it never formats SQL.
 
 pub mod backfill;
+pub mod backfill_errors;
 pub mod blockers;
 pub mod bookkeeping;
 pub mod catalog;
