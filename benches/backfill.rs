@@ -319,6 +319,11 @@ async fn measure(
                 max_replica_lag: None,
                 max_wal_rate: None,
                 synchronous_commit: None,
+                command: None,
+                reads: None,
+                writes: None,
+                max_errors: None,
+                command_timeout: None,
             };
             let stop = StopSignal::new();
             let job = BackfillJob {

@@ -224,6 +224,10 @@ pub enum Event {
         batch_ms: u64,
         batch_size: u64,
         total_estimate: u64,
+        /// A command backfill's rows its program rejected or left out so
+        /// far (recounted about once a second).
+        #[serde(skip_serializing_if = "is_zero")]
+        rows_rejected: u64,
     },
     /// Backfill: a worker waits before its next batch for the server's
     /// health (`reason`, e.g. `waiting for replica lag 7.2 s > 5 s`), or
@@ -257,4 +261,8 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn report(&self, _event: Event) {}
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

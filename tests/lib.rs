@@ -5,6 +5,7 @@ mod support;
 
 mod adopt_formats;
 mod backfill;
+mod backfill_command;
 mod bad_files;
 mod check;
 mod cli;

@@ -248,6 +248,7 @@ async fn follow(
     let estimate = before.rows_estimate.max(0) as u64;
     let mut done = before.rows_scanned.max(0) as u64;
     let mut batches = 0u64;
+    let mut rejected = RejectedCount::new(job);
     while let Some(news) = receiver.recv().await {
         let report = match news {
             WorkerNews::Batch(report) => report,
@@ -273,12 +274,45 @@ async fn follow(
             batch_ms: ms,
             batch_size: report.size as u64,
             total_estimate: estimate.max(done),
+            rows_rejected: rejected.now(store).await,
         });
         if let Some(every) = ctx.run_settings.vacuum_every
             && batches.is_multiple_of(every)
         {
             vacuum(job, store, ctx.walk, this_run).await;
         }
+    }
+}
+
+/// A command backfill's rejected and left-out rows for the progress line,
+/// recounted at most once a second (always 0 for a `set` backfill).
+struct RejectedCount<'j> {
+    job: Option<&'j BackfillJob<'j>>,
+    count: u64,
+    counted: Option<Instant>,
+}
+
+impl<'j> RejectedCount<'j> {
+    fn new(job: &'j BackfillJob<'j>) -> Self {
+        RejectedCount {
+            job: job.spec.command.as_ref().map(|_| job),
+            count: 0,
+            counted: None,
+        }
+    }
+
+    async fn now(&mut self, store: &Store) -> u64 {
+        let Some(job) = self.job else { return 0 };
+        if self
+            .counted
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.counted = Some(Instant::now());
+            if let Ok((_, counts)) = store.backfill_errors(job.plan, job.phase, 0).await {
+                self.count = (counts.rejected + counts.left_out).max(0) as u64;
+            }
+        }
+        self.count
     }
 }
 

@@ -11,6 +11,7 @@
 mod coordinator;
 pub mod halt;
 pub mod health;
+pub mod program;
 mod progress;
 pub mod sizing;
 mod stats;
@@ -230,4 +231,43 @@ pub async fn measure_table(store: &Store, spec: &BackfillSpec) -> Result<Option<
         return Ok(None);
     };
     Ok(Some(row_count(store, &table).await?))
+}
+
+/// A `reads` or `writes` column a command backfill's table lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingColumn {
+    /// `reads` or `writes`.
+    pub field: &'static str,
+    /// Its place in that list.
+    pub index: usize,
+    pub message: String,
+}
+
+/// For `orch check --online`: the first `reads` or `writes` column of a
+/// command backfill that its table does not have (None for a `set`
+/// backfill, or when all are there).
+pub async fn missing_command_column(
+    store: &Store,
+    spec: &BackfillSpec,
+) -> Result<Option<MissingColumn>> {
+    if spec.command.is_none() {
+        return Ok(None);
+    }
+    let table = store.backfill_table(&spec.table).await?;
+    let columns = store.table_columns(&table).await?;
+    for (field, names) in [("reads", &spec.reads), ("writes", &spec.writes)] {
+        for (index, name) in names.iter().flatten().enumerate() {
+            if !columns.iter().any(|c| &c.name == name) {
+                return Ok(Some(MissingColumn {
+                    field,
+                    index,
+                    message: format!(
+                        "{field} names column {name}, which {} does not have",
+                        table.display
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(None)
 }

@@ -25,6 +25,12 @@ pub struct BackfillProgress {
     /// failed). The one time base of its rate, wherever it is shown.
     pub running_ms: i64,
     pub workers: usize,
+    /// Rows a command backfill's program rejected, and left out (listed by
+    /// `orch status PLAN --errors`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_rejected: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_left_out: i64,
     pub done: bool,
     pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Why a worker waits before its next batch, while one does.
@@ -49,6 +55,12 @@ impl BackfillProgress {
                 self.rows_per_second
             ));
         }
+        if self.rows_rejected > 0 || self.rows_left_out > 0 {
+            text.push_str(&format!(", {} rejected by the program", self.rows_rejected));
+            if self.rows_left_out > 0 {
+                text.push_str(&format!(" and {} left out", self.rows_left_out));
+            }
+        }
         if let Some(at) = self.updated_at {
             text.push_str(&format!(", last batch {}", timefmt::utc(&at)));
         }
@@ -65,7 +77,15 @@ pub async fn progress(store: &Store, plan: &str, phase: &str) -> Result<Option<B
     if rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(progress_of(&rows)))
+    let mut progress = progress_of(&rows);
+    let (_, errors) = store.backfill_errors(plan, phase, 0).await?;
+    progress.rows_rejected = errors.rejected;
+    progress.rows_left_out = errors.left_out;
+    Ok(Some(progress))
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 fn progress_of(rows: &[WorkerRow]) -> BackfillProgress {
@@ -84,6 +104,8 @@ fn progress_of(rows: &[WorkerRow]) -> BackfillProgress {
         rows_per_second: rate(scanned, running_ms),
         running_ms,
         workers: rows.len(),
+        rows_rejected: 0,
+        rows_left_out: 0,
         done: rows.iter().all(|r| r.done),
         updated_at: updated,
         waiting: rows.iter().find_map(|r| r.waiting.clone()),

@@ -178,6 +178,9 @@ pub enum Command {
         exit_code: bool,
         #[command(flatten)]
         fleet: FleetArgs,
+        /// List the rows a command backfill's program rejected or left out (needs PLAN).
+        #[arg(long, requires = "plan")]
+        errors: bool,
     },
     /// Run the next phase of a plan, if the phase before it is confirmed.
     Advance {

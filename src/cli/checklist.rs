@@ -198,7 +198,22 @@ fn phase(
         if let Some(key) = &backfill.key {
             let _ = writeln!(out, "    - key: `({})`", key.join(", "));
         }
-        let _ = writeln!(out, "    - set: `{}`", one_line(&backfill.set));
+        match &backfill.command {
+            None => {
+                let _ = writeln!(out, "    - set: `{}`", one_line(&backfill.set));
+            }
+            Some(command) => {
+                let list = |c: &Option<Vec<String>>| c.clone().unwrap_or_default().join(", ");
+                let _ = writeln!(out, "    - command: `{}`", one_line(&command.join(" ")));
+                let _ = writeln!(
+                    out,
+                    "    - reads `{}`, writes `{}`, at most {} rejected rows",
+                    list(&backfill.reads),
+                    list(&backfill.writes),
+                    backfill.max_errors.unwrap_or(0)
+                );
+            }
+        }
         match &backfill.condition {
             Some(condition) => {
                 let _ = writeln!(out, "    - where: `{}`", one_line(condition));

@@ -133,14 +133,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
             exit_code,
             fleet,
+            errors,
         } => match &fleet.targets {
             Some(group) if exit_code => Err(Error::Usage(format!(
                 "--exit-code is for one database; with --targets {group}, `status --json` has every target's state"
             ))),
+            Some(group) if errors => Err(Error::Usage(format!(
+                "--errors is for one database; run `orch status PLAN --errors` against each target of {group}"
+            ))),
             Some(group) => {
                 self::fleet_status::status(&ctx, plan.as_deref(), json, &fleet, group).await
             }
-            None => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+            None => match (errors, plan.as_deref()) {
+                (true, Some(plan)) => plans::status_errors(&ctx, plan, json).await,
+                _ => plans::status(&ctx, plan.as_deref(), json, exit_code).await,
+            },
         },
         args::Command::Advance {
             plan,

@@ -128,6 +128,82 @@ pub async fn status(ctx: &Context, plan: Option<&str>, json: bool, exit_code: bo
     Ok(())
 }
 
+/// `orch status PLAN --errors`: the rows its command backfills' programs
+/// rejected or left out.
+pub async fn status_errors(ctx: &Context, plan: &str, json: bool) -> Result<()> {
+    let workspace = ctx.workspace("status").await?;
+    if !workspace.knows_plan(plan).await? {
+        return Err(workspace.unknown_plan(plan).await?);
+    }
+    let statuses = plan_statuses(&workspace, Some(plan)).await?;
+    let Some(status) = statuses.first() else {
+        return Err(workspace.unknown_plan(plan).await?);
+    };
+    let phases = crate::engine::backfill_errors::backfill_errors(&workspace, status).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&phases)
+            .map_err(|e| Error::failed(format!("cannot encode JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    print!("{}", errors_text(plan, &phases));
+    Ok(())
+}
+
+/// The rejected and left-out rows of each command backfill phase, for people.
+fn errors_text(plan: &str, phases: &[crate::engine::backfill_errors::PhaseErrors]) -> String {
+    use std::fmt::Write as _;
+    if phases.is_empty() {
+        return format!("plan {plan} has no backfill phase that runs a command\n");
+    }
+    let mut out = String::new();
+    for phase in phases {
+        let _ = writeln!(
+            out,
+            "phase {} {}: {} rows rejected by the program, {} left out",
+            phase.position, phase.phase, phase.rejected, phase.left_out
+        );
+        for row in &phase.rows {
+            let key = if phase.key_columns.is_empty() {
+                format!("({})", row.key.join(", "))
+            } else {
+                format!(
+                    "({})=({})",
+                    phase.key_columns.join(", "),
+                    row.key.join(", ")
+                )
+            };
+            let kind = if row.kind == "left_out" {
+                "left out"
+            } else {
+                row.kind.as_str()
+            };
+            let _ = writeln!(
+                out,
+                "  key {key}  {kind}: {}  (worker {}, {})",
+                row.message,
+                row.worker,
+                crate::timefmt::utc(&row.recorded_at)
+            );
+        }
+        let listed = phase.rows.len() as i64;
+        if listed < phase.rejected + phase.left_out {
+            let _ = writeln!(
+                out,
+                "  ... and {} more",
+                phase.rejected + phase.left_out - listed
+            );
+        }
+    }
+    if phases.iter().any(|p| p.rejected + p.left_out > 0) {
+        let _ = writeln!(
+            out,
+            "once the program is fixed, `orch advance {plan}` (or `orch backfill {plan} PHASE` for a finished phase) tries these rows again"
+        );
+    }
+    out
+}
+
 fn print_status(
     ctx: &Context,
     plan: Option<&str>,

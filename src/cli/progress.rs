@@ -50,7 +50,13 @@ impl BackfillProgressView {
         batch_ms: u64,
         batch_size: u64,
         total_estimate: u64,
+        rows_rejected: u64,
     ) -> Option<String> {
+        let rejected = if rows_rejected > 0 {
+            format!(", {rows_rejected} rows rejected or left out by the program")
+        } else {
+            String::new()
+        };
         let elapsed = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let rate = (rows_done - self.rows_at_start.min(rows_done)) as f64 / elapsed.max(0.001);
         if let Some(bar) = &self.bar {
@@ -59,7 +65,7 @@ impl BackfillProgressView {
             }
             bar.set_position(rows_done);
             bar.set_message(format!(
-                "{rate:.0} rows/s, batch {batch_size} rows in {batch_ms} ms"
+                "{rate:.0} rows/s, batch {batch_size} rows in {batch_ms} ms{rejected}"
             ));
             return None;
         }
@@ -80,7 +86,7 @@ impl BackfillProgressView {
             "-".to_string()
         };
         Some(format!(
-            "backfill: {rows_done}/{total_estimate} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}, batch {batch_size} rows in {batch_ms} ms"
+            "backfill: {rows_done}/{total_estimate} rows ({pct:.0}%), {rate:.0} rows/s, ETA {eta}, batch {batch_size} rows in {batch_ms} ms{rejected}"
         ))
     }
 
@@ -120,5 +126,25 @@ impl BackfillProgressView {
             Some(bar) => bar.suspend(print),
             None => print(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_counts_the_rows_a_program_rejected() {
+        let mut view = BackfillProgressView::default();
+        view.start(1000, 0, false);
+        let line = view.batch(100, 40, 100, 1000, 7).unwrap();
+        assert!(
+            line.ends_with("batch 100 rows in 40 ms, 7 rows rejected or left out by the program"),
+            "{line}"
+        );
+        let mut view = BackfillProgressView::default();
+        view.start(1000, 0, false);
+        let line = view.batch(100, 40, 100, 1000, 0).unwrap();
+        assert!(line.ends_with("batch 100 rows in 40 ms"), "{line}");
     }
 }

@@ -85,11 +85,17 @@ impl Reporter for HumanReporter {
                 batch_ms,
                 batch_size,
                 total_estimate,
+                rows_rejected,
                 ..
             } => {
                 let mut progress = self.progress.lock().unwrap();
-                if let Some(line) = progress.batch(rows_done, batch_ms, batch_size, total_estimate)
-                {
+                if let Some(line) = progress.batch(
+                    rows_done,
+                    batch_ms,
+                    batch_size,
+                    total_estimate,
+                    rows_rejected,
+                ) {
                     err(&line);
                 }
             }

@@ -4,6 +4,7 @@
 
 pub mod adopt;
 pub mod attention;
+pub mod backfill_errors;
 pub mod baseline;
 pub mod checks;
 pub mod dirty;

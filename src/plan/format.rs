@@ -139,8 +139,27 @@ pub struct BackfillSpec {
     /// not-null key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<Vec<String>>,
-    /// The SET list, e.g. `loc = point(lng, lat)`.
+    /// The SET list, e.g. `loc = point(lng, lat)`; empty when the phase
+    /// runs a `command` instead (exactly one of the two is given).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub set: String,
+    /// A program (argv, no shell) that computes each batch's new values
+    /// (docs/backfill.md, "A backfill with your own program").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// With `command`: the columns the program is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<String>>,
+    /// With `command`: the columns the program may set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<Vec<String>>,
+    /// With `command`: rows the program may reject before the phase fails
+    /// (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<u64>,
+    /// With `command`: how long the program may take over one batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout: Option<String>,
     /// Only rows matching this condition are updated.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,

@@ -317,6 +317,13 @@ impl Store {
             )
             .await
             .map_err(|e| Error::db("cannot clear the backfill's cursors", e))?;
+        // A command backfill's rejected rows and queue go with them.
+        for sql in super::backfill_errors::CLEAR {
+            self.client()
+                .execute(sql, &[&plan, &phase, &phase])
+                .await
+                .map_err(|e| Error::db("cannot clear the backfill's rejected rows", e))?;
+        }
         Ok(())
     }
 

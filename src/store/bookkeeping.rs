@@ -225,6 +225,12 @@ impl Store {
                             &[plan, phase, &super::backfill::rerun_key(phase)],
                         )
                         .await?;
+                    // A command backfill's rejected rows and its queue go with it.
+                    for sql in super::backfill_errors::CLEAR {
+                        client
+                            .execute(sql, &[plan, phase, &super::backfill::rerun_key(phase)])
+                            .await?;
+                    }
                 }
             }
         }

@@ -2,9 +2,11 @@
 //! The engine calls these functions; it never formats SQL.
 
 pub mod backfill;
+pub mod backfill_errors;
 pub mod blockers;
 pub mod bookkeeping;
 pub mod catalog;
+pub mod command;
 pub mod fleet;
 pub mod health;
 pub mod keyset;

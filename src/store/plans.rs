@@ -205,6 +205,17 @@ impl Store {
                     &[&plan, &first_pending],
                 )
                 .await?;
+            for table in ["orch.backfill_errors", "orch.backfill_queue"] {
+                self.client()
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE plan = $1 AND phase IN
+                               (SELECT id FROM orch.phases WHERE plan = $1 AND position >= $2)"
+                        ),
+                        &[&plan, &first_pending],
+                    )
+                    .await?;
+            }
             self.client()
                 .execute(
                     "DELETE FROM orch.phases WHERE plan = $1 AND position >= $2",

@@ -2,11 +2,11 @@
 
 /// Bumped when the DDL below changes; recorded in `orch.meta`. A database
 /// an older orch created is brought up to date by `UPGRADES`.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The steps from each earlier version to the next: `(from, DDL)`. Each
 /// only adds, so an older orch's statements keep working on the tables.
-pub const UPGRADES: [(i32, &str); 4] = [
+pub const UPGRADES: [(i32, &str); 5] = [
     (
         1,
         "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
@@ -26,7 +26,31 @@ pub const UPGRADES: [(i32, &str); 4] = [
         4,
         "ALTER TABLE orch.backfill_workers ADD COLUMN IF NOT EXISTS waiting text;",
     ),
+    (5, COMMAND_BACKFILL_TABLES),
 ];
+
+/// A command backfill's rows the program rejected or left out, and the rows
+/// it must visit again (changed by the application while the program ran).
+const COMMAND_BACKFILL_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS orch.backfill_errors (
+    plan       text NOT NULL,
+    phase      text NOT NULL,
+    worker     int NOT NULL,
+    key        text[] NOT NULL,           -- the row's key, as text
+    kind       text NOT NULL,             -- rejected (the program said why) | left_out (no answer)
+    message    text NOT NULL,             -- capped at 1000 characters
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (plan, phase, key)
+);
+CREATE TABLE IF NOT EXISTS orch.backfill_queue (
+    plan       text NOT NULL,
+    phase      text NOT NULL,
+    worker     int NOT NULL,
+    key        text[] NOT NULL,           -- a row a command backfill must visit again
+    pass       int NOT NULL,              -- the pass that will visit it (the walk is pass 1)
+    PRIMARY KEY (plan, phase, key)
+);
+CREATE INDEX IF NOT EXISTS backfill_queue_worker ON orch.backfill_queue (plan, phase, worker, pass);";
 
 /// Advisory lock (two-int form) classid shared by all orch locks: "orch".
 pub const LOCK_CLASS: i32 = 0x6f72_6368;
@@ -112,6 +136,26 @@ CREATE TABLE IF NOT EXISTS orch.check_results (
     PRIMARY KEY (plan, phase, check_name)
 );
 
+CREATE TABLE IF NOT EXISTS orch.backfill_errors (
+    plan       text NOT NULL,
+    phase      text NOT NULL,
+    worker     int NOT NULL,
+    key        text[] NOT NULL,           -- the row's key, as text
+    kind       text NOT NULL,             -- rejected (the program said why) | left_out (no answer)
+    message    text NOT NULL,             -- capped at 1000 characters
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (plan, phase, key)
+);
+CREATE TABLE IF NOT EXISTS orch.backfill_queue (
+    plan       text NOT NULL,
+    phase      text NOT NULL,
+    worker     int NOT NULL,
+    key        text[] NOT NULL,           -- a row a command backfill must visit again
+    pass       int NOT NULL,              -- the pass that will visit it (the walk is pass 1)
+    PRIMARY KEY (plan, phase, key)
+);
+CREATE INDEX IF NOT EXISTS backfill_queue_worker ON orch.backfill_queue (plan, phase, worker, pass);
+
 CREATE TABLE IF NOT EXISTS orch.backfill_workers (
     plan           text NOT NULL,
     phase          text NOT NULL,
@@ -169,5 +213,10 @@ mod tests {
         let froms: Vec<i32> = UPGRADES.iter().map(|(from, _)| *from).collect();
         let expected: Vec<i32> = (1..SCHEMA_VERSION).collect();
         assert_eq!(froms, expected);
+    }
+
+    #[test]
+    fn a_new_schema_has_what_the_upgrade_adds() {
+        assert!(CREATE.contains(COMMAND_BACKFILL_TABLES.trim()));
     }
 }

@@ -8,6 +8,7 @@
 //! coordinator and worker loop stay single, non-generic code that no new walk
 //! touches.
 
+pub mod command;
 pub mod keyset;
 pub mod physical;
 
@@ -97,6 +98,9 @@ pub trait WorkerWalk: Send + Sync {
 
 /// The walk of a backfill phase: `walk: key` (the default) or `physical`.
 pub async fn open(store: &Store, spec: &BackfillSpec) -> Result<Box<dyn Walk>> {
+    if spec.command.is_some() {
+        return Ok(Box::new(command::CommandWalk::open(store, spec).await?));
+    }
     Ok(match spec.walk.unwrap_or(WalkKind::Key) {
         WalkKind::Key => Box::new(keyset::KeysetWalk::open(store, spec).await?),
         WalkKind::Physical => Box::new(physical::PhysicalWalk::open(store, spec).await?),

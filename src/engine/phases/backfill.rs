@@ -19,6 +19,7 @@ use crate::plan::{AuditAction, LoadedPlan};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::timefmt;
+use crate::yaml_locate::PathSeg;
 
 pub(crate) struct BackfillPhase;
 
@@ -72,6 +73,16 @@ impl PhaseWork for BackfillPhase {
     ) -> BoxFuture<'a, Option<Result<String>>> {
         Box::pin(async move {
             let spec = plan.spec.phases[index].backfill.as_ref()?;
+            match backfill::missing_command_column(store, spec).await {
+                Ok(Some(missing)) => {
+                    let mut field = phase_path(index, &["backfill", missing.field]);
+                    field.push(PathSeg::Index(missing.index));
+                    return Some(Err(plan.error_at(&field, missing.message)));
+                }
+                Err(e) if waited_too_long(&e) => return Some(Err(e)),
+                // The table's own problem is said below, at `table`.
+                Ok(None) | Err(_) => {}
+            }
             let field = phase_path(index, &["backfill", "table"]);
             Some(backfill::check_table(store, spec).await.map_err(|e| {
                 // A wait is the preview's, not the plan's: kept as it is.
@@ -125,7 +136,6 @@ async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Result<WouldDo> 
             "key".to_string(),
             format!("({})", walk.key_columns().join(", ")),
         ),
-        ("set".to_string(), backfill_spec.set.clone()),
         (
             "where".to_string(),
             backfill_spec
@@ -134,6 +144,33 @@ async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Result<WouldDo> 
                 .unwrap_or_else(|| "(none: every row)".to_string()),
         ),
     ];
+    match &backfill_spec.command {
+        None => facts.insert(2, ("set".to_string(), backfill_spec.set.clone())),
+        Some(command) => {
+            let list = |c: &Option<Vec<String>>| c.clone().unwrap_or_default().join(", ");
+            let timeout = backfill_spec
+                .command_timeout
+                .as_deref()
+                .and_then(|t| timefmt::parse_duration(t).ok())
+                .unwrap_or_else(|| walk::command::default_timeout(settings.batch_time));
+            facts.splice(
+                2..2,
+                [
+                    ("command".to_string(), command.join(" ")),
+                    ("reads".to_string(), list(&backfill_spec.reads)),
+                    ("writes".to_string(), list(&backfill_spec.writes)),
+                    (
+                        "max errors".to_string(),
+                        backfill_spec.max_errors.unwrap_or(0).to_string(),
+                    ),
+                    (
+                        "command timeout".to_string(),
+                        format!("{} per batch", timefmt::duration(timeout)),
+                    ),
+                ],
+            );
+        }
+    }
     let rows = backfill::row_estimate(store, table).await?;
     let progress = backfill::progress(store, dry.plan.name(), &spec.id).await?;
     match &rows {
@@ -206,6 +243,21 @@ async fn run(engine: &PlanEngine<'_>, step: Step<'_>) -> Result<()> {
     engine
         .record_phase(plan.name(), running.clone(), action, json!({}))
         .await?;
+    if backfill_spec.command.is_some() {
+        // Rows the program rejected or left out before get another try
+        // (the program may have been fixed since).
+        let again = engine
+            .store
+            .requeue_backfill_errors(plan.name(), &spec.id)
+            .await?;
+        if again > 0 {
+            engine.reporter.report(Event::Info {
+                message: format!(
+                    "{again} rows the program rejected or left out before are tried again"
+                ),
+            });
+        }
+    }
     let job = BackfillJob {
         connection: engine.store.settings(),
         plan: plan.name(),

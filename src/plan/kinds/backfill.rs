@@ -24,7 +24,7 @@ impl KindRules for BackfillRules {
             None => v.at(
                 i,
                 &["backfill"],
-                "a backfill phase needs a backfill section (table, set, where)",
+                "a backfill phase needs a backfill section (table, set or command, where)",
             ),
             Some(spec) => validate_spec(v, i, spec),
         }
@@ -80,8 +80,10 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             }
         }
     }
+    validate_command(v, i, spec);
+    let set = (spec.command.is_none()).then_some(&spec.set);
     let fragments = [
-        ("set", Some(&spec.set), Fragment::Assignments),
+        ("set", set, Fragment::Assignments),
         ("where", spec.condition.as_ref(), Fragment::Expression),
     ];
     for (field, fragment, kind) in fragments {
@@ -148,6 +150,13 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             "walk: physical needs `where`: a row the backfill already updated may be met again on a later page, and its catch-up pass updates only the rows still matching `where` (or use walk: key)",
         );
     }
+    if spec.walk == Some(WalkKind::Physical) && spec.command.is_some() {
+        v.at(
+            i,
+            &["backfill", "walk"],
+            "walk: physical is for `set`; a backfill with `command` walks by key (its writes compare each row's `reads` by key)",
+        );
+    }
     if let Some(Err(e)) = spec.max_replica_lag.as_deref().map(tuning::max_replica_lag) {
         v.at(i, &["backfill", "max_replica_lag"], e);
     }
@@ -160,5 +169,102 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
         .map(tuning::synchronous_commit)
     {
         v.at(i, &["backfill", "synchronous_commit"], e);
+    }
+}
+
+/// `set` or `command` (exactly one), and what only a command takes.
+fn validate_command(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
+    let Some(command) = &spec.command else {
+        let only_with_command = [
+            ("reads", spec.reads.is_some()),
+            ("writes", spec.writes.is_some()),
+            ("max_errors", spec.max_errors.is_some()),
+            ("command_timeout", spec.command_timeout.is_some()),
+        ];
+        for (field, given) in only_with_command {
+            if given {
+                v.at(
+                    i,
+                    &["backfill", field],
+                    format!("{field} goes with command (a program computing the values); this backfill has set"),
+                );
+            }
+        }
+        if spec.set.trim().is_empty() {
+            v.at(
+                i,
+                &["backfill"],
+                "a backfill needs set (an SQL SET list) or command (a program that computes the values)",
+            );
+        }
+        return;
+    };
+    if !spec.set.is_empty() {
+        v.at(
+            i,
+            &["backfill", "command"],
+            "set and command are mutually exclusive: give set (SQL) or command (a program), not both",
+        );
+    }
+    if command
+        .first()
+        .is_none_or(|program| program.trim().is_empty())
+    {
+        v.at(
+            i,
+            &["backfill", "command"],
+            "command is the program's argv, e.g. [\"python3\", \"scripts/loc.py\"], and its first item names the program",
+        );
+    }
+    for (field, columns) in [("reads", &spec.reads), ("writes", &spec.writes)] {
+        let Some(columns) = columns else {
+            v.at(
+                i,
+                &["backfill", field],
+                format!(
+                    "a command backfill lists its {field}: the columns the program {}",
+                    if field == "reads" {
+                        "is given"
+                    } else {
+                        "may set"
+                    }
+                ),
+            );
+            continue;
+        };
+        if field == "writes" && columns.is_empty() {
+            v.at(i, &["backfill", field], "writes lists at least one column");
+        }
+        for (j, column) in columns.iter().enumerate() {
+            let mut path = phase_path(i, &["backfill", field]);
+            path.push(PathSeg::Index(j));
+            if !valid_identifier(column) {
+                v.at_path(
+                    path,
+                    format!("{column:?} is not a valid column name (lowercase identifier)"),
+                );
+            } else if columns[..j].contains(column) {
+                v.at_path(path, format!("column {column:?} is listed twice"));
+            } else if field == "writes" && spec.key.as_ref().is_some_and(|k| k.contains(column)) {
+                v.at_path(
+                    path,
+                    format!("column {column:?} is the walk's key, which a backfill cannot change"),
+                );
+            }
+        }
+    }
+    if let Some(text) = &spec.command_timeout
+        && let Err(e) = tuning::duration(text).and_then(command_timeout)
+    {
+        v.at(i, &["backfill", "command_timeout"], e);
+    }
+}
+
+/// A program gets between 100ms and 1h per batch.
+fn command_timeout(d: Duration) -> Result<Duration, String> {
+    if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) {
+        Ok(d)
+    } else {
+        Err("command_timeout must be between 100ms and 1h".to_string())
     }
 }
