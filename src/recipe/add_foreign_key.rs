@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::migration::source::NewMigration;
-use crate::recipe::draft::check;
+use crate::recipe::draft::{check, constraint_is_there};
 use crate::recipe::names::{self, ident, literal, table_sql};
 use crate::recipe::shape::ConstraintKind;
 use crate::recipe::{
@@ -295,12 +295,11 @@ impl Recipe for AddForeignKey {
                  are checked from now on. Confirm once it is there."
             ),
             guard: vec![no_orphans.clone()],
-            checks: vec![check(
-                &format!("{constraint} is there"),
-                format!(
-                    "SELECT EXISTS (SELECT 1 FROM pg_constraint\n              WHERE conrelid = to_regclass({regclass}) AND conname = {})",
-                    literal(&constraint)
-                ),
+            checks: vec![constraint_is_there(
+                format!("{constraint} is there"),
+                &regclass,
+                &constraint,
+                None,
             )],
             ..DraftPhase::default()
         });

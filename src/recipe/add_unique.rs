@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::migration::source::NewMigration;
-use crate::recipe::draft::check;
+use crate::recipe::draft::{check, constraint_is_there};
 use crate::recipe::names::{self, ident, list, literal, table_sql};
 use crate::recipe::{
     Catalog, Draft, DraftMigration, DraftPhase, Probe, Recipe, column, refuse, table,
@@ -255,12 +255,11 @@ impl Recipe for AddUnique {
                  (e.g. INSERT ... ON CONFLICT ({listed}))."
             ),
             guard: vec![index_valid],
-            checks: vec![check(
-                &format!("the unique constraint {constraint} is there"),
-                format!(
-                    "SELECT EXISTS (SELECT 1 FROM pg_constraint\n              WHERE conrelid = to_regclass({regclass}) AND conname = {} AND contype = 'u')",
-                    literal(&constraint)
-                ),
+            checks: vec![constraint_is_there(
+                format!("the unique constraint {constraint} is there"),
+                &regclass,
+                &constraint,
+                Some('u'),
             )],
             ..DraftPhase::default()
         });

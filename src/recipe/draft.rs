@@ -41,6 +41,26 @@ pub fn check(name: &str, sql: impl Into<String>) -> DraftCheck {
     }
 }
 
+/// The check that constraint `constraint` exists on the table `regclass`
+/// (an SQL literal naming it), of `contype` when given.
+pub fn constraint_is_there(
+    name: String,
+    regclass: &str,
+    constraint: &str,
+    contype: Option<char>,
+) -> DraftCheck {
+    let kind = contype
+        .map(|c| format!(" AND contype = '{c}'"))
+        .unwrap_or_default();
+    check(
+        &name,
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint\n              WHERE conrelid = to_regclass({regclass}) AND conname = {}{kind})",
+            crate::recipe::names::literal(constraint)
+        ),
+    )
+}
+
 /// A backfill phase's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DraftBackfill {

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::migration::source::NewMigration;
-use crate::recipe::draft::{DraftBackfill, check};
+use crate::recipe::draft::{DraftBackfill, check, constraint_is_there};
 use crate::recipe::names::{self, ident, literal, table_sql};
 use crate::recipe::{
     Catalog, Draft, DraftMigration, DraftPhase, Probe, Recent, Recipe, column, refuse, table,
@@ -224,12 +224,11 @@ impl Recipe for SetNotNull {
                  a moment of ACCESS EXCLUSIVE on {t}, no scan. From now on every\n\
                  insert and update is checked. Confirm once it is there."
             ),
-            checks: vec![check(
-                &format!("{constraint} is there"),
-                format!(
-                    "SELECT EXISTS (SELECT 1 FROM pg_constraint\n              WHERE conrelid = to_regclass({regclass}) AND conname = {})",
-                    literal(&constraint)
-                ),
+            checks: vec![constraint_is_there(
+                format!("{constraint} is there"),
+                &regclass,
+                &constraint,
+                None,
             )],
             ..DraftPhase::default()
         });

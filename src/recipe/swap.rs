@@ -11,7 +11,7 @@
 
 use crate::migration::source::NewMigration;
 use crate::recipe::carry::Carried;
-use crate::recipe::draft::{DraftBackfill, check, sync_mapping};
+use crate::recipe::draft::{DraftBackfill, check, constraint_is_there, sync_mapping};
 use crate::recipe::names::{self, ident, literal, table_sql};
 use crate::recipe::{Draft, DraftMigration, DraftPhase, Recent};
 
@@ -307,12 +307,11 @@ impl Swap {
                      from now on; the trigger fills {c} before the check runs. Confirm\n\
                      once it is there."
                 ),
-                checks: vec![check(
-                    &format!("{cons} is there"),
-                    format!(
-                        "SELECT EXISTS (SELECT 1 FROM pg_constraint\n              WHERE conrelid = to_regclass({regclass}) AND conname = {})",
-                        literal(&cons)
-                    ),
+                checks: vec![constraint_is_there(
+                    format!("{cons} is there"),
+                    &regclass,
+                    &cons,
+                    None,
                 )],
                 ..DraftPhase::default()
             });
