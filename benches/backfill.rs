@@ -1,13 +1,14 @@
 //! Benchmark: filling `posts.loc = point(lng, lat)` on a posts table of
 //! 1,000,000 rows, in the same run: one big UPDATE, the tutorial's batching
 //! loop, and orch's backfill (the library code `orch advance` runs) walking
-//! by key and by pages (`walk: physical`), each with 1 and 2 workers, with
-//! and without a VACUUM every 10 batches. Each contender gets a freshly
-//! loaded, vacuumed table on a durable (fsync on) throwaway server; median
-//! of 3 runs.
+//! by key (making room, the default, and in one pass) and by pages (`walk:
+//! physical`), each with 1 and 2 workers, with VACUUM off and `auto` (the
+//! default). Each contender gets a freshly loaded, vacuumed table on a
+//! durable (fsync on) throwaway server; median of 3 runs.
 //!
 //!     cargo bench --bench backfill            # or: -- --rows 5000000 --runs 1 --no-tutorial
 //!     cargo bench --bench backfill -- --only physical   # the single UPDATE and contenders whose name has "physical"
+//!     cargo bench --bench backfill -- --vacuum off,auto,5,20   # the VACUUM paces to compare
 //!
 //! Uses the server at DATABASE_URL instead when that is set.
 
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use orch::connect::ConnectionSettings;
 use orch::pg_server::{ServerOptions, database_url_or_throwaway};
 use orch::{
-    BackfillEnd, BackfillJob, BackfillOverrides, BackfillSpec, Silent, StopSignal, Store, WalkKind,
-    run_backfill,
+    BackfillEnd, BackfillJob, BackfillOverrides, BackfillSpec, Silent, StopSignal, Store,
+    VacuumEvery, WalkKind, run_backfill,
 };
 
 struct Args {
@@ -27,6 +28,9 @@ struct Args {
     no_tutorial: bool,
     /// Only the single UPDATE and the contenders whose name contains this.
     only: Option<String>,
+    /// The `vacuum_every` values each orch contender runs with: `off`,
+    /// `auto` (the default) or a number of batches.
+    vacuum: Vec<Vacuum>,
 }
 
 fn args() -> Args {
@@ -35,6 +39,7 @@ fn args() -> Args {
         runs: 3,
         no_tutorial: false,
         only: None,
+        vacuum: vec![Vacuum::Off, Vacuum::Auto],
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -43,10 +48,34 @@ fn args() -> Args {
             "--runs" => args.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             "--no-tutorial" => args.no_tutorial = true,
             "--only" => args.only = it.next(),
+            "--vacuum" => {
+                args.vacuum = it
+                    .next()
+                    .and_then(|v| v.split(',').map(Vacuum::parse).collect())
+                    .expect("--vacuum off|auto|N[,...]")
+            }
             _ => {}
         }
     }
     args
+}
+
+/// A contender's `vacuum_every`.
+#[derive(Clone, Copy, PartialEq)]
+enum Vacuum {
+    Off,
+    Auto,
+    Every(u64),
+}
+
+impl Vacuum {
+    fn parse(text: &str) -> Option<Vacuum> {
+        match text {
+            "off" => Some(Vacuum::Off),
+            "auto" => Some(Vacuum::Auto),
+            n => n.parse().ok().map(Vacuum::Every),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -62,7 +91,10 @@ struct Orch {
     walk: WalkKind,
     workers: u32,
     /// VACUUM every N batches (to show its effect on bloat).
-    vacuum_every: Option<u64>,
+    vacuum: Vacuum,
+    /// The key walk's `make_room` (set either way; its default depends on
+    /// the workers).
+    make_room: bool,
 }
 
 impl Contender {
@@ -75,11 +107,17 @@ impl Contender {
                     1 => "1 worker".to_string(),
                     n => format!("{n} workers"),
                 };
-                let vacuum = o
-                    .vacuum_every
-                    .map(|n| format!(", VACUUM every {n}"))
-                    .unwrap_or_default();
-                format!("orch {} walk, {workers}{vacuum}", o.walk.name())
+                let vacuum = match o.vacuum {
+                    Vacuum::Off => ", VACUUM off".to_string(),
+                    Vacuum::Auto => ", VACUUM auto".to_string(),
+                    Vacuum::Every(n) => format!(", VACUUM every {n}"),
+                };
+                let passes = match (o.walk, o.make_room) {
+                    (WalkKind::Key, true) => " (making room)",
+                    (WalkKind::Key, false) => " (one pass)",
+                    _ => "",
+                };
+                format!("orch {} walk{passes}, {workers}{vacuum}", o.walk.name())
             }
         }
     }
@@ -126,13 +164,18 @@ fn main() {
         args.rows, args.runs
     );
     let mut contenders = vec![Contender::SingleUpdate, Contender::TutorialLoop];
-    for walk in [WalkKind::Key, WalkKind::Physical] {
-        for vacuum_every in [None, Some(10)] {
+    for (walk, make_room) in [
+        (WalkKind::Key, true),
+        (WalkKind::Key, false),
+        (WalkKind::Physical, false),
+    ] {
+        for &vacuum in &args.vacuum {
             for workers in [1, 2] {
                 contenders.push(Contender::Orch(Orch {
                     walk,
                     workers,
-                    vacuum_every,
+                    vacuum,
+                    make_room,
                 }));
             }
         }
@@ -314,8 +357,13 @@ async fn measure(
                 pause: None,
                 max_rows_per_second: None,
                 workers: Some(o.workers),
-                vacuum_every: o.vacuum_every,
+                vacuum_every: Some(match o.vacuum {
+                    Vacuum::Off => VacuumEvery::Word("off".to_string()),
+                    Vacuum::Auto => VacuumEvery::Word("auto".to_string()),
+                    Vacuum::Every(n) => VacuumEvery::Batches(n),
+                }),
                 walk: Some(o.walk),
+                make_room: (o.walk == WalkKind::Key).then_some(o.make_room),
                 max_replica_lag: None,
                 max_wal_rate: None,
                 synchronous_commit: None,
@@ -340,6 +388,14 @@ async fn measure(
             };
             match run_backfill(job).await.unwrap() {
                 BackfillEnd::Finished(stats) => {
+                    eprintln!(
+                        "    {} batches, {:.0} ms in batches, {} ms in VACUUM ({} of them), {} ms in all",
+                        stats.batches,
+                        stats.batch_ms_mean * stats.batches as f64,
+                        stats.vacuum_ms,
+                        stats.vacuums,
+                        stats.elapsed_ms
+                    );
                     m.batch_p50_ms = Some(stats.batch_ms_p50);
                     m.batch_max_ms = Some(stats.batch_ms_max);
                 }

@@ -154,6 +154,7 @@ async fn measure(settings: &ConnectionSettings, args: &Args, command: bool) -> M
         max_errors: None,
         command_timeout: None,
         walk: None,
+        make_room: None,
         max_replica_lag: None,
         max_wal_rate: None,
         synchronous_commit: None,

@@ -215,6 +215,7 @@ const BACKFILL_FIELDS: &[&str] = &[
     "max_rows_per_second",
     "workers",
     "vacuum_every",
+    "make_room",
     "bogus",
 ];
 

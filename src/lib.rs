@@ -73,7 +73,7 @@ pub use backfill::{
     BackfillEnd, BackfillJob, BackfillOverrides, BackfillStats, run as run_backfill,
 };
 pub use events::{Event, Reporter, Silent};
-pub use plan::{BackfillSpec, WalkKind};
+pub use plan::{BackfillSpec, VacuumEvery, WalkKind};
 pub use stop::StopSignal;
 pub use store::Store;
 

@@ -518,7 +518,7 @@ fn a_schema_2_database_is_read_as_it_is_and_upgraded_by_the_next_write() {
         .stderr_has("recorded as dirty");
     assert_eq!(
         s.value("SELECT schema_version FROM orch.meta").as_deref(),
-        Some("6")
+        Some("7")
     );
     assert_eq!(
         s.query("SELECT version::text, state, origin FROM orch.migrations ORDER BY version"),

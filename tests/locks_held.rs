@@ -193,7 +193,7 @@ fn a_schema_3_database_is_read_as_it_is_and_upgraded_by_the_next_write() {
     s.orch(&["migrate", "up"]).success();
     assert_eq!(
         s.value("SELECT schema_version FROM orch.meta").as_deref(),
-        Some("6")
+        Some("7")
     );
     assert_eq!(
         locks(&s, 2),

@@ -799,7 +799,7 @@ fn corpus() -> Vec<Broken> {
         Broken {
             name: "unknown backfill field",
             yaml: "plan: broken\nphases:\n  - id: a\n    kind: backfill\n    title: t\n    backfill:\n      table: posts\n      set: a = 1\n      batch: 100\n",
-            error: "plans/broken.yaml:9:7: phases[0].backfill.batch: unknown field (expected one of table, key, set, command, reads, writes, max_errors, command_timeout, where, batch_time, min_batch, max_batch, pause, max_rows_per_second, workers, vacuum_every, walk, max_replica_lag, max_wal_rate, synchronous_commit)",
+            error: "plans/broken.yaml:9:7: phases[0].backfill.batch: unknown field (expected one of table, key, set, command, reads, writes, max_errors, command_timeout, where, batch_time, min_batch, max_batch, pause, max_rows_per_second, workers, vacuum_every, walk, make_room, max_replica_lag, max_wal_rate, synchronous_commit)",
         },
         Broken {
             name: "check without sql",

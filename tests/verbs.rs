@@ -226,7 +226,7 @@ fn a_schema_1_database_is_upgraded_and_still_read() {
     s.orch(&["confirm", "small", "--by", "a"]).success();
     assert_eq!(
         s.value("SELECT schema_version FROM orch.meta").as_deref(),
-        Some("6")
+        Some("7")
     );
     s.orch(&["advance", "small"]).success();
     assert_eq!(

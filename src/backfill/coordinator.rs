@@ -17,6 +17,7 @@ use crate::backfill::worker::{self, WorkerContext, WorkerNews};
 use crate::backfill::{BackfillEnd, BackfillJob, RunSettings, row_count};
 use crate::error::Result;
 use crate::events::Event;
+use crate::plan::tuning::{AUTO_MIN_ROWS, AUTO_SHARE, VacuumPace};
 use crate::store::Store;
 use crate::store::backfill::WorkerRow;
 
@@ -30,9 +31,9 @@ pub async fn run(job: BackfillJob<'_>) -> Result<BackfillEnd> {
     )
     .await?;
     store.adopt_fences(&job.fences);
+    let mut run_settings = RunSettings::new(job.spec, job.overrides, job.lock_timeout);
     let walk = walk::open(&store, job.spec).await?;
     let walk = walk.as_ref();
-    let mut run_settings = RunSettings::new(job.spec, job.overrides, job.lock_timeout);
     let (rows, resumed) = worker_rows(&store, &job, walk, run_settings.workers).await?;
     keep_recorded_workers(&job, walk, &rows, &mut run_settings);
     announce(&job, walk, &rows, run_settings.workers);
@@ -236,7 +237,7 @@ async fn fan_out(
     results
 }
 
-/// Report each committed batch, and VACUUM every `vacuum_every` batches.
+/// Report each committed batch, and VACUUM at the run's pace.
 async fn follow(
     job: &BackfillJob<'_>,
     store: &Store,
@@ -248,6 +249,8 @@ async fn follow(
     let estimate = before.rows_estimate.max(0) as u64;
     let mut done = before.rows_scanned.max(0) as u64;
     let mut batches = 0u64;
+    // Rows visited since the last VACUUM (`vacuum_every: auto`).
+    let mut since_vacuum = 0u64;
     let mut rejected = RejectedCount::new(job);
     while let Some(news) = receiver.recv().await {
         let report = match news {
@@ -276,9 +279,16 @@ async fn follow(
             total_estimate: estimate.max(done),
             rows_rejected: rejected.now(store).await,
         });
-        if let Some(every) = ctx.run_settings.vacuum_every
-            && batches.is_multiple_of(every)
-        {
+        since_vacuum += rows;
+        let due = match ctx.run_settings.vacuum {
+            VacuumPace::Off => false,
+            VacuumPace::Batches(every) => batches.is_multiple_of(every),
+            VacuumPace::Auto => {
+                estimate >= AUTO_MIN_ROWS && since_vacuum as f64 >= AUTO_SHARE * estimate as f64
+            }
+        };
+        if due {
+            since_vacuum = 0;
             vacuum(job, store, ctx.walk, this_run).await;
         }
     }

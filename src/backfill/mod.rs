@@ -64,7 +64,7 @@ pub struct RunSettings {
     pub pause: Duration,
     /// The ceiling for all workers together.
     pub max_rows_per_second: Option<f64>,
-    pub vacuum_every: Option<u64>,
+    pub vacuum: tuning::VacuumPace,
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
     /// Each batch's `synchronous_commit` (default off).
@@ -104,7 +104,15 @@ impl RunSettings {
                 .or_else(|| duration(&spec.pause))
                 .unwrap_or(Duration::ZERO),
             max_rows_per_second: max_rate.map(|r| r as f64),
-            vacuum_every: overrides.vacuum_every.or(spec.vacuum_every),
+            // Validated with the plan; a value that does not parse here
+            // (never) means no VACUUM.
+            vacuum: overrides.vacuum_every.unwrap_or_else(|| {
+                spec.vacuum_every
+                    .as_ref()
+                    .map_or(tuning::VacuumPace::Auto, |v| {
+                        tuning::vacuum_pace(v).unwrap_or(tuning::VacuumPace::Off)
+                    })
+            }),
             lock_timeout,
             // Far above the target: a batch this slow is split and retried.
             statement_timeout: (batch_time * 20)

@@ -535,9 +535,9 @@ pub struct BackfillArgs {
     /// At most this many rows per second (at least 1).
     #[arg(long, value_name = "ROWS", value_parser = |s: &str| number(s).and_then(tuning::max_rows_per_second))]
     pub max_rate: Option<u64>,
-    /// VACUUM the table every N batches (at least 1).
-    #[arg(long, value_name = "N", value_parser = |s: &str| number(s).and_then(tuning::vacuum_every))]
-    pub vacuum_every: Option<u64>,
+    /// VACUUM the table every N batches (at least 1), auto or off.
+    #[arg(long, value_name = "N|auto|off", value_parser = tuning::vacuum_arg)]
+    pub vacuum_every: Option<tuning::VacuumPace>,
 }
 
 impl BackfillArgs {

@@ -180,12 +180,22 @@ pub struct BackfillSpec {
     /// Parallel workers on disjoint key ranges (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<u32>,
-    /// Run VACUUM on the table every N batches (default never).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vacuum_every: Option<u64>,
+    /// VACUUM the table every N batches, `auto` (the default: each time a
+    /// fifth of a big table's rows was visited) or `off`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "batches_or_word"
+    )]
+    pub vacuum_every: Option<VacuumEvery>,
     /// How the table is walked: by key (default) or by pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub walk: Option<WalkKind>,
+    /// The key walk updates each range in two halves, the first a batch
+    /// ahead, so the second half's new row versions fit on their own pages
+    /// (default true; docs/backfill.md, "Making room").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make_room: Option<bool>,
     /// Pause before a batch while a standby's replay lag is over this
     /// (default 10s; `off` never waits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,7 +257,32 @@ pub struct BackfillOverrides {
     pub batch_time: Option<Duration>,
     pub pause: Option<Duration>,
     pub max_rows_per_second: Option<u64>,
-    pub vacuum_every: Option<u64>,
+    pub vacuum_every: Option<crate::plan::tuning::VacuumPace>,
+}
+
+/// `vacuum_every` as written: a number of batches, or a word (`auto`,
+/// `off`; checked with the plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum VacuumEvery {
+    Batches(u64),
+    Word(String),
+}
+
+fn batches_or_word<'de, D>(deserializer: D) -> std::result::Result<Option<VacuumEvery>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<serde_yaml::Value>::deserialize(deserializer)? {
+        None | Some(serde_yaml::Value::Null) => Ok(None),
+        Some(serde_yaml::Value::String(word)) => Ok(Some(VacuumEvery::Word(word))),
+        Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some() => {
+            Ok(n.as_u64().map(VacuumEvery::Batches))
+        }
+        Some(_) => Err(serde::de::Error::custom(
+            "expected a number of batches, `auto` or `off`, e.g. `vacuum_every: 20`",
+        )),
+    }
 }
 
 /// A migration reference: a name, or a version written as a YAML number.

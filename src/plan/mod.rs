@@ -16,7 +16,9 @@ pub mod validate;
 pub(crate) mod validator;
 
 pub use audit::AuditAction;
-pub use format::{BackfillOverrides, BackfillSpec, CheckSpec, PhaseKind, PlanSpec, WalkKind};
+pub use format::{
+    BackfillOverrides, BackfillSpec, CheckSpec, PhaseKind, PlanSpec, VacuumEvery, WalkKind,
+};
 pub use load::LoadedPlan;
 pub use ownership::{MigrationOwner, Owners};
 pub use set::PlanSet;

@@ -42,11 +42,68 @@ pub fn max_rows_per_second(n: u64) -> Result<u64, String> {
     }
 }
 
+/// When a backfill VACUUMs its table between batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VacuumPace {
+    Off,
+    /// Every N batches (all workers' batches counted).
+    Batches(u64),
+    /// Each time the rows visited since the last VACUUM reach `AUTO_SHARE`
+    /// of the table's (estimated) rows, on a table of at least
+    /// `AUTO_MIN_ROWS` rows.
+    Auto,
+}
+
+/// `vacuum_every: auto` VACUUMs each time this share of the table was visited.
+pub const AUTO_SHARE: f64 = 0.2;
+/// Smaller tables are left to autovacuum.
+pub const AUTO_MIN_ROWS: u64 = 100_000;
+
+impl VacuumPace {
+    /// For messages: `every 20 batches`, `auto (...)`, `off`.
+    pub fn describe(self) -> String {
+        match self {
+            VacuumPace::Off => "off".to_string(),
+            VacuumPace::Batches(n) => format!("every {n} batches"),
+            VacuumPace::Auto => format!(
+                "auto: each time {:.0}% of the table's rows were visited, on tables of {AUTO_MIN_ROWS} rows or more",
+                AUTO_SHARE * 100.0
+            ),
+        }
+    }
+}
+
 pub fn vacuum_every(n: u64) -> Result<u64, String> {
     if n >= 1 {
         Ok(n)
     } else {
-        Err("vacuum_every must be at least 1 (leave it out to never vacuum)".to_string())
+        Err("vacuum_every must be at least 1 (or auto, or off)".to_string())
+    }
+}
+
+/// `vacuum_every` from the plan.
+pub fn vacuum_pace(every: &crate::plan::VacuumEvery) -> Result<VacuumPace, String> {
+    match every {
+        crate::plan::VacuumEvery::Batches(n) => vacuum_every(*n).map(VacuumPace::Batches),
+        crate::plan::VacuumEvery::Word(word) => vacuum_word(word),
+    }
+}
+
+/// `--vacuum-every` on the command line: N, auto or off.
+pub fn vacuum_arg(text: &str) -> Result<VacuumPace, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) => vacuum_every(n).map(VacuumPace::Batches),
+        Err(_) => vacuum_word(text.trim()),
+    }
+}
+
+fn vacuum_word(word: &str) -> Result<VacuumPace, String> {
+    match word {
+        "auto" => Ok(VacuumPace::Auto),
+        "off" => Ok(VacuumPace::Off),
+        other => Err(format!(
+            "vacuum_every {other:?} is not a number of batches, auto or off"
+        )),
     }
 }
 
@@ -129,6 +186,11 @@ mod tests {
         assert!(pause(Duration::ZERO).is_ok() && pause(MAX_PAUSE + ms(1)).is_err());
         assert!(max_rows_per_second(0).is_err() && max_rows_per_second(1).is_ok());
         assert!(vacuum_every(0).is_err());
+        assert_eq!(vacuum_arg("20"), Ok(VacuumPace::Batches(20)));
+        assert_eq!(vacuum_arg("auto"), Ok(VacuumPace::Auto));
+        assert_eq!(vacuum_arg("off"), Ok(VacuumPace::Off));
+        assert!(vacuum_arg("0").is_err());
+        assert!(vacuum_arg("sometimes").is_err());
         assert!(duration("100").unwrap_err().contains("has no unit"));
         assert_eq!(duration("100ms"), Ok(ms(100)));
     }

@@ -114,6 +114,9 @@ pub struct BatchDone {
     pub rows_updated: u64,
     /// True when the worker's range is exhausted.
     pub range_done: bool,
+    /// The key walk's range made room in ahead of the cursor (recorded as
+    /// `ahead`); None for every other walk.
+    pub ahead: Option<Vec<String>>,
 }
 
 /// A batch that PostgreSQL refused.
@@ -154,13 +157,13 @@ pub type BatchResult = std::result::Result<BatchDone, BatchFailure>;
 /// The recorded cursor is the truth, read under a row lock: a batch that a
 /// dead orch process sent before it died may still be committing; this waits
 /// for it and continues after its cursor, so no range is done twice.
-const CURSOR_LOCK: &str = "SELECT cursor FROM orch.backfill_workers WHERE plan = $1 AND phase = $2 AND worker = $3 FOR UPDATE";
+const CURSOR_LOCK: &str = "SELECT cursor, ahead FROM orch.backfill_workers WHERE plan = $1 AND phase = $2 AND worker = $3 FOR UPDATE";
 
 const CURSOR_UPDATE: &str = "
     UPDATE orch.backfill_workers
     SET cursor = coalesce($4, cursor), rows_updated = rows_updated + $5, rows_scanned = rows_scanned + $6,
         batches_done = batches_done + 1, batch_ms_total = batch_ms_total + $7,
-        batch_ms_max = greatest(batch_ms_max, $8), done = $9, updated_at = clock_timestamp()
+        batch_ms_max = greatest(batch_ms_max, $8), done = $9, ahead = $10, updated_at = clock_timestamp()
     WHERE plan = $1 AND phase = $2 AND worker = $3";
 
 /// The cursor row's statements, prepared once per worker connection.
@@ -405,6 +408,17 @@ impl Store {
         range: &BatchRange<'_>,
         limits: BatchLimits,
     ) -> std::result::Result<Option<Vec<String>>, BatchError> {
+        Ok(self.begin_batch_ahead(cursor, range, limits).await?.0)
+    }
+
+    /// `begin_batch`, with the recorded `ahead` (the key walk's range whose
+    /// first half of rows is done already).
+    pub(crate) async fn begin_batch_ahead(
+        &self,
+        cursor: &CursorStatements,
+        range: &BatchRange<'_>,
+        limits: BatchLimits,
+    ) -> std::result::Result<(Option<Vec<String>>, Option<Vec<String>>), BatchError> {
         let begin = format!(
             "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = {};",
             limits.lock_timeout.as_millis(),
@@ -416,11 +430,15 @@ impl Store {
         if let Some(fence) = self.lost_fence_in_transaction().await? {
             return Err(BatchError::LockLost(fence));
         }
-        let recorded: Option<Vec<String>> = client
+        let row = client
             .query_one(&cursor.lock, &[&range.plan, &range.phase, &range.worker])
-            .await?
-            .get(0);
-        Ok(recorded.or_else(|| range.start.map(<[String]>::to_vec)))
+            .await?;
+        let recorded: Option<Vec<String>> = row.get(0);
+        let ahead: Option<Vec<String>> = row.get(1);
+        Ok((
+            recorded.or_else(|| range.start.map(<[String]>::to_vec)),
+            ahead,
+        ))
     }
 
     /// Move the worker's cursor and counts by `done`, and commit the batch
@@ -435,7 +453,7 @@ impl Store {
         let elapsed_ms = started.elapsed().as_millis() as i64;
         let updated = done.rows_updated as i64;
         let elapsed_i32 = elapsed_ms.min(i64::from(i32::MAX)) as i32;
-        let params: [&(dyn ToSql + Sync); 9] = [
+        let params: [&(dyn ToSql + Sync); 10] = [
             &range.plan,
             &range.phase,
             &range.worker,
@@ -445,6 +463,7 @@ impl Store {
             &elapsed_ms,
             &elapsed_i32,
             &done.range_done,
+            &done.ahead,
         ];
         self.client().execute(&cursor.update, &params).await?;
         self.client().batch_execute("COMMIT").await

@@ -571,6 +571,7 @@ impl Store {
             rows_scanned: scanned,
             rows_updated: updated.len() as u64,
             range_done: at_end && queued == 0,
+            ahead: None,
         };
         self.commit_batch(&st.cursor, range, &done, started).await?;
         Ok(WriteOutcome {

@@ -3,6 +3,7 @@
 //! statements (built from quoted identifiers and the plan's `set`/`where`
 //! fragments, with every value bound) that walk one range in key order.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio_postgres::Statement;
@@ -59,9 +60,37 @@ pub struct KeysetStatements {
     probe: [Statement; 2],
     tail: [Statement; 2],
     update: [Statement; 2],
+    /// The first half of a range's rows (made room in), when the walk
+    /// makes room; the second half's update is always prepared, to finish
+    /// a range an earlier run made room in.
+    lead: Option<[Statement; 2]>,
+    complete: [Statement; 2],
+    /// This transaction's HOT updates of the table, so far.
+    hot_updates: Statement,
+    table_oid: i64,
+    /// Cleared once making room stops paying: a lead updates too few rows,
+    /// or the rest of a range is not updated in place.
+    leading: AtomicBool,
     cursor: CursorStatements,
     key_len: usize,
 }
+
+/// A lead that updates fewer rows than this share of its keys stops the
+/// worker's leads: with few rows to move the pages gain little room, and
+/// each range would be read twice.
+const LEAD_WORTH: f64 = 0.2;
+/// Finishing a range made room in with fewer HOT updates than this share
+/// of its rows stops the worker's leads: the pages did not get the room
+/// (their old versions could not be pruned yet: a transaction older than
+/// the lead still runs somewhere on the server, whatever its database).
+const ROOM_WORTH: f64 = 0.1;
+/// ... judged on at least this many rows.
+const ROOM_SAMPLE: u64 = 200;
+/// Ranges made room in before the oldest is finished: by then the
+/// transaction that made room is older than any batch another worker is
+/// running, so the pages can be pruned (one batch later, the other
+/// worker's batch in flight may have started before it committed).
+const ROOM_DEPTH: usize = 2;
 
 /// Text of the batch statements for a key, `set` and `where`. Each comes
 /// in two forms: from the start of the table, and after a cursor.
@@ -73,6 +102,27 @@ pub struct BatchSql {
     pub tail: [String; 2],
     /// The update of the batch's key range.
     pub update: [String; 2],
+    /// The update of the first half of the range's rows (`first_half`).
+    pub lead: [String; 2],
+    /// The update of the rest, once the first half is done.
+    pub complete: [String; 2],
+}
+
+/// A stable split of a table's rows in two halves by key: even keys for an
+/// integer key (rows loaded in key order alternate within each page), else
+/// the parity of the key's hash. Stable, so a range's second half is
+/// exactly the rows its first half left.
+pub fn first_half(key: &TableKey) -> String {
+    let columns: Vec<String> = key.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    match (&key.columns[..], &columns[..]) {
+        ([only], [column])
+            if ["smallint", "integer", "bigint"].contains(&only.sql_type.as_str()) =>
+        {
+            format!("({column} % 2 = 0)")
+        }
+        (_, [column]) => format!("((hashtext({column}::text) & 1) = 0)"),
+        _ => format!("((hashtext(ROW({})::text) & 1) = 0)", columns.join(", ")),
+    }
 }
 
 /// The batch statements' text (pure, so its SQL is pinned by unit tests).
@@ -95,6 +145,7 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> BatchSql
     let descending: Vec<String> = columns.iter().map(|c| format!("{c} DESC")).collect();
     let descending = descending.join(", ");
     let table = &key.table.qualified;
+    let half = first_half(key);
     // (lower bound, upper bound) conditions for both forms; `$1..$k` is the
     // cursor (after form only), then the upper bound.
     let range = |after: bool, upper: &str| -> String {
@@ -125,8 +176,20 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> BatchSql
                         (SELECT count(*) FROM {table} WHERE {range})"
             )
         }),
-        update: forms.map(|(after, hi, _)| {
-            format!("UPDATE {table} SET {set}\n WHERE {}{condition}", range(after, &hi))
+        update: forms
+            .clone()
+            .map(|(after, hi, _)| format!("UPDATE {table} SET {set}\n WHERE {}{condition}", range(after, &hi))),
+        lead: forms.clone().map(|(after, hi, _)| {
+            format!(
+                "UPDATE {table} SET {set}\n WHERE {}{condition} AND {half}",
+                range(after, &hi)
+            )
+        }),
+        complete: forms.map(|(after, hi, _)| {
+            format!(
+                "UPDATE {table} SET {set}\n WHERE {}{condition} AND NOT {half}",
+                range(after, &hi)
+            )
         }),
     }
 }
@@ -213,12 +276,32 @@ impl Store {
         key: &TableKey,
         set: &str,
         condition: Option<&str>,
+        make_room: bool,
     ) -> Result<KeysetStatements> {
         let sql = batch_sql(key, set, condition);
         let [probe_first, probe_next] = sql.probe;
         let [tail_first, tail_next] = sql.tail;
         let [update_first, update_next] = sql.update;
+        let [lead_first, lead_next] = sql.lead;
+        let [complete_first, complete_next] = sql.complete;
+        let lead = match make_room {
+            true => Some([
+                self.prepare_backfill(&lead_first).await?,
+                self.prepare_backfill(&lead_next).await?,
+            ]),
+            false => None,
+        };
         Ok(KeysetStatements {
+            lead,
+            complete: [
+                self.prepare_backfill(&complete_first).await?,
+                self.prepare_backfill(&complete_next).await?,
+            ],
+            leading: AtomicBool::new(make_room),
+            hot_updates: self
+                .prepare_backfill("SELECT pg_stat_get_xact_tuples_hot_updated($1::int8::oid)")
+                .await?,
+            table_oid: i64::from(key.table.oid),
             probe: [
                 self.prepare_backfill(&probe_first).await?,
                 self.prepare_backfill(&probe_next).await?,
@@ -236,9 +319,13 @@ impl Store {
         })
     }
 
-    /// One batch in one transaction: find the batch's last key (at most
-    /// `size` keys after the cursor), update the rows in that range, and
-    /// move the cursor, all committed together.
+    /// One batch in one transaction, with the cursor's move. A plain batch
+    /// finds its last key (at most `size` keys after the cursor) and
+    /// updates the rows in that range. A walk that makes room (`make_room`,
+    /// docs/backfill.md) updates the first half of the next `size` keys'
+    /// rows and records the range's end in `ahead`; `ROOM_DEPTH` batches
+    /// later it updates the rest of that range, whose pages now have room
+    /// for those rows' new versions, and the cursor moves to its end.
     pub async fn run_keyset_batch(
         &self,
         statements: &KeysetStatements,
@@ -250,43 +337,95 @@ impl Store {
         let client = self.client();
         let mut batch_end: Option<Vec<String>> = None;
         let result: std::result::Result<BatchDone, BatchError> = async {
-            let after = self.begin_batch(&statements.cursor, range, limits).await?;
-            let form = usize::from(after.is_some());
+            let (after, ahead) = self.begin_batch_ahead(&statements.cursor, range, limits).await?;
+            // The ranges made room in, in key order, each ending at a key.
+            let mut pending: Vec<Vec<String>> = ahead
+                .unwrap_or_default()
+                .chunks(statements.key_len.max(1))
+                .map(<[String]>::to_vec)
+                .collect();
+            // New keys start after the last range made room in.
+            let from = pending.last().cloned().or_else(|| after.clone());
+            let form = usize::from(from.is_some());
             let mut bounds: Vec<&(dyn ToSql + Sync)> = Vec::new();
-            if let Some(after) = &after {
-                bounds.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
+            if let Some(from) = &from {
+                bounds.extend(from.iter().map(|v| v as &(dyn ToSql + Sync)));
             }
             bounds.extend(range.end.iter().map(|v| v as &(dyn ToSql + Sync)));
             let mut probe_params = bounds.clone();
             probe_params.push(&size);
-            let (last_key, scanned, range_done): (Option<Vec<String>>, i64, bool) = match client
+            let next: Option<Vec<String>> = client
                 .query_opt(&statements.probe[form], &probe_params)
                 .await?
-            {
-                Some(row) => (Some(row.get(0)), size, false),
-                // Fewer than `size` keys left: the range's last batch.
-                None => {
-                    let row = client.query_one(&statements.tail[form], &bounds).await?;
-                    (row.get(0), row.get(1), true)
+                .map(|row| row.get(0));
+            let lead = match &statements.lead {
+                Some(lead) if next.is_some() && statements.leading.load(Ordering::Relaxed) => {
+                    Some(lead)
                 }
+                _ => None,
             };
-            batch_end.clone_from(&last_key);
             let mut updated = 0;
-            if let Some(hi) = &last_key {
-                debug_assert_eq!(hi.len(), statements.key_len);
-                let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-                if let Some(after) = &after {
-                    params.extend(after.iter().map(|v| v as &(dyn ToSql + Sync)));
+            let mut cursor_to = None;
+            // The rest of the oldest range made room in: the new cursor.
+            if !pending.is_empty() && (pending.len() >= ROOM_DEPTH || lead.is_none()) {
+                let end = pending.remove(0);
+                batch_end = Some(end.clone());
+                let params = between(after.as_deref(), &end);
+                let completed = client
+                    .execute(&statements.complete[usize::from(after.is_some())], &params)
+                    .await?;
+                updated += completed;
+                self.judge_room(statements, completed).await?;
+                cursor_to = Some(end);
+            }
+            let (mut walked, mut range_done) = (0, false);
+            match (lead, next) {
+                (Some(lead), Some(hi)) => {
+                    batch_end = Some(hi.clone());
+                    let moved = client.execute(&lead[form], &between(from.as_deref(), &hi)).await?;
+                    if (moved as f64) < LEAD_WORTH * size as f64 {
+                        tracing::info!(
+                            "making room stopped paying ({moved} rows of {size} keys to move): the next batches update whole ranges"
+                        );
+                        statements.leading.store(false, Ordering::Relaxed);
+                    }
+                    updated += moved;
+                    walked = size;
+                    pending.push(hi);
                 }
-                params.extend(hi.iter().map(|v| v as &(dyn ToSql + Sync)));
-                updated = client.execute(&statements.update[form], &params).await?;
+                // Ranges made room in are finished first, one a batch.
+                _ if !pending.is_empty() => {}
+                (_, Some(hi)) => {
+                    batch_end = Some(hi.clone());
+                    updated += client
+                        .execute(&statements.update[form], &between(from.as_deref(), &hi))
+                        .await?;
+                    walked = size;
+                    cursor_to = Some(hi);
+                }
+                // Fewer than `size` keys left: the range's last batch.
+                (_, None) => {
+                    let row = client.query_one(&statements.tail[form], &bounds).await?;
+                    let (last, count): (Option<Vec<String>>, i64) = (row.get(0), row.get(1));
+                    if let Some(last) = last {
+                        debug_assert_eq!(last.len(), statements.key_len);
+                        batch_end = Some(last.clone());
+                        updated += client
+                            .execute(&statements.update[form], &between(from.as_deref(), &last))
+                            .await?;
+                        cursor_to = Some(last);
+                    }
+                    walked = count;
+                    range_done = true;
+                }
             }
             let done = BatchDone {
-                last: last_key,
-                walked: scanned,
-                rows_scanned: scanned,
+                last: cursor_to,
+                walked,
+                rows_scanned: walked,
                 rows_updated: updated,
                 range_done,
+                ahead: (!pending.is_empty()).then(|| pending.concat()),
             };
             self.commit_batch(&statements.cursor, range, &done, started)
                 .await?;
@@ -310,6 +449,43 @@ impl Store {
             }
         }
     }
+}
+
+impl Store {
+    /// After finishing a range made room in (`completed` rows): stop making
+    /// room when too few of them were updated in place.
+    async fn judge_room(
+        &self,
+        statements: &KeysetStatements,
+        completed: u64,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        if completed < ROOM_SAMPLE || !statements.leading.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let hot: i64 = self
+            .client()
+            .query_one(&statements.hot_updates, &[&statements.table_oid])
+            .await?
+            .get(0);
+        if (hot as f64) < ROOM_WORTH * completed as f64 {
+            tracing::info!(
+                "making room stopped paying ({hot} of {completed} rows updated in place): the next batches update whole ranges"
+            );
+            statements.leading.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// The bound parameters of a key range: the lower bound's values (none
+/// from the table's start), then the upper bound's.
+fn between<'v>(lower: Option<&'v [String]>, upper: &'v [String]) -> Vec<&'v (dyn ToSql + Sync)> {
+    lower
+        .into_iter()
+        .flatten()
+        .chain(upper)
+        .map(|v| v as &(dyn ToSql + Sync))
+        .collect()
 }
 
 #[cfg(test)]
@@ -361,6 +537,42 @@ mod tests {
         assert_eq!(
             sql.update[1],
             "UPDATE \"public\".\"posts\" SET loc = point(lng, lat)\n WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) AND (loc IS NULL\n)"
+        );
+    }
+
+    #[test]
+    fn make_room_splits_a_range_in_two_stable_halves() {
+        let int = key(&[("id", "bigint")]);
+        assert_eq!(first_half(&int), "(\"id\" % 2 = 0)");
+        let sql = batch_sql(&int, "loc = point(lng, lat)", Some("loc IS NULL"));
+        assert_eq!(
+            sql.lead[1],
+            "UPDATE \"public\".\"posts\" SET loc = point(lng, lat)\n WHERE (\"id\") > (($1::text)::bigint) AND (\"id\") <= (($2::text)::bigint) AND (loc IS NULL\n) AND (\"id\" % 2 = 0)"
+        );
+        assert_eq!(
+            sql.complete[0],
+            "UPDATE \"public\".\"posts\" SET loc = point(lng, lat)\n WHERE (\"id\") <= (($1::text)::bigint) AND (loc IS NULL\n) AND NOT (\"id\" % 2 = 0)"
+        );
+        // Other keys split by the parity of the key's hash.
+        assert_eq!(
+            first_half(&key(&[("code", "text")])),
+            "((hashtext(\"code\"::text) & 1) = 0)"
+        );
+        assert_eq!(
+            first_half(&key(&[("tenant", "text"), ("n", "bigint")])),
+            "((hashtext(ROW(\"tenant\", \"n\")::text) & 1) = 0)"
+        );
+        // Without `where`, the halves still exclude each other.
+        let sql = batch_sql(&key(&[("id", "integer")]), "x = 1", None);
+        assert!(
+            sql.lead[0].ends_with("<= (($1::text)::integer) AND (\"id\" % 2 = 0)"),
+            "{}",
+            sql.lead[0]
+        );
+        assert!(
+            sql.complete[0].ends_with("AND NOT (\"id\" % 2 = 0)"),
+            "{}",
+            sql.complete[0]
         );
     }
 

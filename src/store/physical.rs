@@ -141,6 +141,7 @@ impl Store {
                 rows_scanned: visited,
                 rows_updated: updated,
                 range_done: to >= end,
+                ahead: None,
             };
             self.commit_batch(&statements.cursor, range, &done, started)
                 .await?;

@@ -2,11 +2,11 @@
 
 /// Bumped when the DDL below changes; recorded in `orch.meta`. A database
 /// an older orch created is brought up to date by `UPGRADES`.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// The steps from each earlier version to the next: `(from, DDL)`. Each
 /// only adds, so an older orch's statements keep working on the tables.
-pub const UPGRADES: [(i32, &str); 5] = [
+pub const UPGRADES: [(i32, &str); 6] = [
     (
         1,
         "ALTER TABLE orch.phases ADD COLUMN IF NOT EXISTS run_pid int;
@@ -27,6 +27,10 @@ pub const UPGRADES: [(i32, &str); 5] = [
         "ALTER TABLE orch.backfill_workers ADD COLUMN IF NOT EXISTS waiting text;",
     ),
     (5, COMMAND_BACKFILL_TABLES),
+    (
+        6,
+        "ALTER TABLE orch.backfill_workers ADD COLUMN IF NOT EXISTS ahead text[];",
+    ),
 ];
 
 /// A command backfill's rows the program rejected or left out, and the rows
@@ -179,6 +183,7 @@ CREATE TABLE IF NOT EXISTS orch.backfill_workers (
     started_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     waiting        text,                 -- why the worker waits before its next batch (replica lag, WAL rate)
+    ahead          text[],               -- key walk: the rows after cursor through ahead whose key is in the first half are done
     PRIMARY KEY (plan, phase, worker)   -- phase: the phase id, or "<id>@rerun" for `orch backfill PLAN PHASE`
 );
 

@@ -222,4 +222,16 @@ fn physical_needs_where_and_settings_are_checked() {
     s.orch(&["check"]).code(3).stderr_has(
         "phases[0].backfill.synchronous_commit: synchronous_commit \"sometimes\" is not one of off, local, remote_write, on, remote_apply",
     );
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            SUM_PLAN_SET,
+            SUM_PLAN_WHERE,
+            "      walk: physical\n      make_room: true\n",
+        ),
+    );
+    s.orch(&["check"])
+        .code(3)
+        .stderr_has("fill.yaml:11:18: phases[0].backfill.make_room: make_room is the key walk's");
 }

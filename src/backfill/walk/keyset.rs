@@ -17,6 +17,8 @@ pub struct KeysetWalk {
     pub(crate) key: TableKey,
     set: String,
     condition: Option<String>,
+    /// Update each range in two halves (`make_room`, default on).
+    make_room: bool,
 }
 
 impl KeysetWalk {
@@ -26,6 +28,7 @@ impl KeysetWalk {
             key: store.backfill_key(&spec.table, spec.key.as_deref()).await?,
             set: spec.set.clone(),
             condition: spec.condition.clone(),
+            make_room: spec.make_room.unwrap_or(true),
         })
     }
 
@@ -115,7 +118,12 @@ impl Walk for KeysetWalk {
     fn prepare<'a>(&'a self, store: &'a Store) -> BoxFuture<'a, Result<Box<dyn WorkerWalk>>> {
         async move {
             let statements = store
-                .prepare_keyset(&self.key, &self.set, self.condition.as_deref())
+                .prepare_keyset(
+                    &self.key,
+                    &self.set,
+                    self.condition.as_deref(),
+                    self.make_room,
+                )
                 .await?;
             Ok(Box::new(KeysetBatches(statements)) as Box<dyn WorkerWalk>)
         }

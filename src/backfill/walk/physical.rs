@@ -143,7 +143,7 @@ impl Walk for PhysicalWalk {
                 .prepare_pages(self.table(), &self.set, &self.condition)
                 .await?;
             let keys = store
-                .prepare_keyset(&self.keys.key, &self.set, Some(&self.condition))
+                .prepare_keyset(&self.keys.key, &self.set, Some(&self.condition), false)
                 .await?;
             Ok(Box::new(PhysicalBatches {
                 pages,

@@ -15,7 +15,7 @@ use crate::events::{Event, NamedSql, WouldDo};
 use crate::plan::format::{PhaseKind, PhaseSpec};
 use crate::plan::load::phase_path;
 use crate::plan::state::{PhaseCommand, PhaseState, transition};
-use crate::plan::{AuditAction, LoadedPlan};
+use crate::plan::{AuditAction, LoadedPlan, WalkKind};
 use crate::store::Store;
 use crate::store::bookkeeping::Bookkeeping;
 use crate::timefmt;
@@ -122,13 +122,13 @@ async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Result<WouldDo> 
         .as_ref()
         .expect("validated: backfill phases have a backfill");
     let store = engine.store;
-    let walk = walk::open(store, backfill_spec).await?;
-    let table = walk.table();
     let settings = RunSettings::new(
         backfill_spec,
         &engine.options.backfill,
         engine.options.policy.lock_timeout,
     );
+    let walk = walk::open(store, backfill_spec).await?;
+    let table = walk.table();
     let start = BatchSizer::new(settings.batch_time, settings.min_batch, settings.max_batch).size();
     let mut facts = vec![
         ("table".to_string(), table.display.clone()),
@@ -212,8 +212,17 @@ async fn describe(engine: &PlanEngine<'_>, dry: &DryRun<'_>) -> Result<WouldDo> 
     if let Some(rate) = settings.max_rows_per_second {
         facts.push(("max rows per second".to_string(), format!("{rate:.0}")));
     }
-    if let Some(every) = settings.vacuum_every {
-        facts.push(("vacuum".to_string(), format!("every {every} batches")));
+    facts.push(("vacuum".to_string(), settings.vacuum.describe()));
+    if backfill_spec.command.is_none()
+        && backfill_spec.walk.unwrap_or(WalkKind::Key) == WalkKind::Key
+    {
+        let room = match backfill_spec.make_room.unwrap_or(true) {
+            true => {
+                "yes: each range in two halves, two batches apart (the first half adds `AND` the key's half to the statement below)"
+            }
+            false => "no: each range in one pass",
+        };
+        facts.push(("make room".to_string(), room.to_string()));
     }
     Ok(WouldDo {
         what: format!(

@@ -140,7 +140,7 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
     if let Some(Err(e)) = spec.max_rows_per_second.map(tuning::max_rows_per_second) {
         v.at(i, &["backfill", "max_rows_per_second"], e);
     }
-    if let Some(Err(e)) = spec.vacuum_every.map(tuning::vacuum_every) {
+    if let Some(Err(e)) = spec.vacuum_every.as_ref().map(tuning::vacuum_pace) {
         v.at(i, &["backfill", "vacuum_every"], e);
     }
     if spec.walk == Some(WalkKind::Physical) && spec.condition.is_none() {
@@ -148,6 +148,15 @@ fn validate_spec(v: &mut Validator<'_>, i: usize, spec: &BackfillSpec) {
             i,
             &["backfill", "walk"],
             "walk: physical needs `where`: a row the backfill already updated may be met again on a later page, and its catch-up pass updates only the rows still matching `where` (or use walk: key)",
+        );
+    }
+    if spec.make_room == Some(true)
+        && (spec.walk == Some(WalkKind::Physical) || spec.command.is_some())
+    {
+        v.at(
+            i,
+            &["backfill", "make_room"],
+            "make_room is the key walk's (a `set` backfill with walk: key); leave it out here",
         );
     }
     if spec.walk == Some(WalkKind::Physical) && spec.command.is_some() {
