@@ -585,6 +585,66 @@ fn make_room_stops_when_the_pages_get_no_room() {
     );
 }
 
+// The default VACUUM pace: a table of 100,000 rows or more is vacuumed each
+// time a fifth of it was visited (so about 4 times), which keeps the growth
+// down; `vacuum_every: off` never vacuums, on the same table.
+#[test]
+fn vacuum_auto_is_the_default_on_big_tables_and_off_turns_it_off() {
+    let mut growth = Vec::new();
+    for (pace, extra) in [("auto", ""), ("off", "      vacuum_every: off\n")] {
+        let s = Session::new();
+        numbers_table(&s, 150_000);
+        s.execute("VACUUM t");
+        s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, extra));
+        s.orch(&["advance", "fill", "--dry-run"])
+            .success()
+            .stdout_has(if pace == "auto" {
+                "vacuum: auto: each time 20%"
+            } else {
+                "vacuum: off"
+            });
+        s.orch(&["advance", "fill"]).success();
+        assert_every_row_right_once(&s);
+        let result = s.value("SELECT result::text FROM orch.phases").unwrap();
+        let json: serde_json::Value = serde_json::from_str(&result).unwrap();
+        let vacuums = json["vacuums"].as_u64().unwrap();
+        match pace {
+            "auto" => assert!((3..=5).contains(&vacuums), "{vacuums} VACUUMs: {json:#}"),
+            _ => assert_eq!(vacuums, 0, "{json:#}"),
+        }
+        growth.push(json["table_growth_percent"].as_f64().unwrap());
+    }
+    assert!(
+        growth[0] < growth[1],
+        "VACUUM did not reduce the growth: {growth:?}"
+    );
+    // Small tables are left to autovacuum.
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    s.orch(&["advance", "fill"]).success();
+    assert_eq!(
+        s.value("SELECT result->>'vacuums' FROM orch.phases")
+            .as_deref(),
+        Some("0")
+    );
+    // A value that is no pace is refused at its own line and field.
+    for bad in ["-1", "1.5", "[1]", "sometimes", "0"] {
+        s.plan(
+            "fill.yaml",
+            &plan(
+                "t",
+                SUM_PLAN_SET,
+                SUM_PLAN_WHERE,
+                &format!("      vacuum_every: {bad}\n"),
+            ),
+        );
+        s.orch(&["check"])
+            .code(3)
+            .stderr_has("fill.yaml:10:21: phases[0].backfill.vacuum_every: vacuum_every ");
+    }
+}
+
 #[test]
 fn each_batch_continues_after_the_recorded_cursor() {
     // Guards against a batch of a dead orch process that commits after the
@@ -660,6 +720,34 @@ fn a_batch_over_its_statement_timeout_is_split_and_retried() {
         .stderr_has(
             "batch failed (canceling statement due to statement timeout), retry 1 with 250 keys",
         )
+        .stdout_has("backfill finished");
+    assert_every_row_right_once(&s);
+}
+
+// Guards against a range made room in that is too slow to finish in one
+// statement: the first half went fast (even keys), so the range is big,
+// and its rest (odd keys, 5 ms a row here) outlasts the statement timeout
+// every time. After a timeout the batches finish it a quarter at a time.
+#[test]
+fn a_range_made_room_in_too_slow_to_finish_is_finished_in_pieces() {
+    let s = Session::new();
+    numbers_table(&s, 3_000);
+    s.execute(
+        "CREATE FUNCTION slow_odd(id int, a int, b int) RETURNS int VOLATILE LANGUAGE plpgsql
+         AS $$ BEGIN IF id % 2 = 1 THEN PERFORM pg_sleep(0.005); END IF; RETURN a + b; END $$;",
+    );
+    s.plan(
+        "fill.yaml",
+        &plan(
+            "t",
+            "s = slow_odd(id, a, b), touched = touched + 1",
+            SUM_PLAN_WHERE,
+            "      make_room: true\n",
+        ),
+    );
+    s.orch(&["-v", "advance", "fill"])
+        .success()
+        .stderr_has("batch failed (canceling statement due to statement timeout)")
         .stdout_has("backfill finished");
     assert_every_row_right_once(&s);
 }

@@ -251,6 +251,9 @@ async fn follow(
     let mut batches = 0u64;
     // Rows visited since the last VACUUM (`vacuum_every: auto`).
     let mut since_vacuum = 0u64;
+    // VACUUM runs on a connection of its own: the watch for `orch pause`
+    // shares the coordinator's, and a VACUUM may take seconds.
+    let mut vacuum_store: Option<Store> = None;
     let mut rejected = RejectedCount::new(job);
     while let Some(news) = receiver.recv().await {
         let report = match news {
@@ -289,7 +292,7 @@ async fn follow(
         };
         if due {
             since_vacuum = 0;
-            vacuum(job, store, ctx.walk, this_run).await;
+            vacuum(job, &mut vacuum_store, ctx.walk, this_run).await;
         }
     }
 }
@@ -326,9 +329,27 @@ impl<'j> RejectedCount<'j> {
     }
 }
 
-/// VACUUM the table between batches; a failure is only a warning.
-async fn vacuum(job: &BackfillJob<'_>, store: &Store, walk: &dyn Walk, this_run: &mut ThisRun) {
+/// VACUUM the table between batches, on its own connection (opened at the
+/// first); a failure is only a warning.
+async fn vacuum(
+    job: &BackfillJob<'_>,
+    connection: &mut Option<Store>,
+    walk: &dyn Walk,
+    this_run: &mut ThisRun,
+) {
     let t = Instant::now();
+    if connection.is_none() {
+        let name = format!("orch backfill {} {} vacuum", job.plan, job.phase);
+        match Store::open(job.connection, &name).await {
+            Ok(store) => *connection = Some(store),
+            Err(e) => job.reporter.report(Event::Warning {
+                message: format!("VACUUM during the backfill: cannot connect: {e}"),
+            }),
+        }
+    }
+    let Some(store) = connection.as_ref() else {
+        return;
+    };
     if let Err(e) = store.vacuum(walk.table()).await {
         job.reporter.report(Event::Warning {
             message: format!("VACUUM during the backfill failed: {e}"),

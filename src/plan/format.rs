@@ -182,11 +182,7 @@ pub struct BackfillSpec {
     pub workers: Option<u32>,
     /// VACUUM the table every N batches, `auto` (the default: each time a
     /// fifth of a big table's rows was visited) or `off`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "batches_or_word"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vacuum_every: Option<VacuumEvery>,
     /// How the table is walked: by key (default) or by pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,29 +256,15 @@ pub struct BackfillOverrides {
     pub vacuum_every: Option<crate::plan::tuning::VacuumPace>,
 }
 
-/// `vacuum_every` as written: a number of batches, or a word (`auto`,
-/// `off`; checked with the plan).
+/// `vacuum_every` as written: a number of batches, a word (`auto`, `off`),
+/// or anything else YAML holds, refused with the plan's other errors (at
+/// the field's line, which a deserialization error would not name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum VacuumEvery {
     Batches(u64),
     Word(String),
-}
-
-fn batches_or_word<'de, D>(deserializer: D) -> std::result::Result<Option<VacuumEvery>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    match Option::<serde_yaml::Value>::deserialize(deserializer)? {
-        None | Some(serde_yaml::Value::Null) => Ok(None),
-        Some(serde_yaml::Value::String(word)) => Ok(Some(VacuumEvery::Word(word))),
-        Some(serde_yaml::Value::Number(n)) if n.as_u64().is_some() => {
-            Ok(n.as_u64().map(VacuumEvery::Batches))
-        }
-        Some(_) => Err(serde::de::Error::custom(
-            "expected a number of batches, `auto` or `off`, e.g. `vacuum_every: 20`",
-        )),
-    }
+    Other(serde_yaml::Value),
 }
 
 /// A migration reference: a name, or a version written as a YAML number.

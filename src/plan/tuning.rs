@@ -86,6 +86,9 @@ pub fn vacuum_pace(every: &crate::plan::VacuumEvery) -> Result<VacuumPace, Strin
     match every {
         crate::plan::VacuumEvery::Batches(n) => vacuum_every(*n).map(VacuumPace::Batches),
         crate::plan::VacuumEvery::Word(word) => vacuum_word(word),
+        crate::plan::VacuumEvery::Other(_) => {
+            Err("vacuum_every is a number of batches (at least 1), auto or off".to_string())
+        }
     }
 }
 

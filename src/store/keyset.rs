@@ -71,6 +71,9 @@ pub struct KeysetStatements {
     /// Cleared once making room stops paying: a lead updates too few rows,
     /// or the rest of a range is not updated in place.
     leading: AtomicBool,
+    /// Set by a batch over its statement timeout: the next batches finish
+    /// the oldest range made room in `size` keys at a time, until it is done.
+    capped: AtomicBool,
     cursor: CursorStatements,
     key_len: usize,
 }
@@ -110,18 +113,24 @@ pub struct BatchSql {
 
 /// A stable split of a table's rows in two halves by key: even keys for an
 /// integer key (rows loaded in key order alternate within each page), else
-/// the parity of the key's hash. Stable, so a range's second half is
-/// exactly the rows its first half left.
+/// the parity of the key's hash by its type's hash function (of the value,
+/// not of its text, which depends on session settings such as TimeZone).
+/// Stable, so a range's second half is exactly the rows its first half
+/// left, in any session.
 pub fn first_half(key: &TableKey) -> String {
     let columns: Vec<String> = key.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let hash = |column: &String| format!("hash_array(ARRAY[{column}])");
     match (&key.columns[..], &columns[..]) {
         ([only], [column])
             if ["smallint", "integer", "bigint"].contains(&only.sql_type.as_str()) =>
         {
             format!("({column} % 2 = 0)")
         }
-        (_, [column]) => format!("((hashtext({column}::text) & 1) = 0)"),
-        _ => format!("((hashtext(ROW({})::text) & 1) = 0)", columns.join(", ")),
+        (_, [column]) => format!("(({} & 1) = 0)", hash(column)),
+        _ => {
+            let each: Vec<String> = columns.iter().map(hash).collect();
+            format!("((hash_array(ARRAY[{}]) & 1) = 0)", each.join(", "))
+        }
     }
 }
 
@@ -284,6 +293,7 @@ impl Store {
         let [update_first, update_next] = sql.update;
         let [lead_first, lead_next] = sql.lead;
         let [complete_first, complete_next] = sql.complete;
+        let make_room = make_room && self.key_halves(key).await;
         let lead = match make_room {
             true => Some([
                 self.prepare_backfill(&lead_first).await?,
@@ -298,6 +308,7 @@ impl Store {
                 self.prepare_backfill(&complete_next).await?,
             ],
             leading: AtomicBool::new(make_room),
+            capped: AtomicBool::new(false),
             hot_updates: self
                 .prepare_backfill("SELECT pg_stat_get_xact_tuples_hot_updated($1::int8::oid)")
                 .await?,
@@ -366,8 +377,35 @@ impl Store {
             };
             let mut updated = 0;
             let mut cursor_to = None;
+            // After a statement timeout: the oldest range made room in, at
+            // most `size` keys of it, and nothing else.
+            if !pending.is_empty() && statements.capped.load(Ordering::Relaxed) {
+                let form = usize::from(after.is_some());
+                let params = between(after.as_deref(), &pending[0]);
+                let mut probe_params = params.clone();
+                probe_params.push(&size);
+                if let Some(row) = client.query_opt(&statements.probe[form], &probe_params).await? {
+                    let end: Vec<String> = row.get(0);
+                    batch_end = Some(end.clone());
+                    let updated = client
+                        .execute(&statements.complete[form], &between(after.as_deref(), &end))
+                        .await?;
+                    let done = BatchDone {
+                        last: Some(end),
+                        walked: 0,
+                        rows_scanned: 0,
+                        rows_updated: updated,
+                        range_done: false,
+                        ahead: Some(pending.concat()),
+                    };
+                    self.commit_batch(&statements.cursor, range, &done, started)
+                        .await?;
+                    return Ok(done);
+                }
+            }
             // The rest of the oldest range made room in: the new cursor.
             if !pending.is_empty() && (pending.len() >= ROOM_DEPTH || lead.is_none()) {
+                statements.capped.store(false, Ordering::Relaxed);
                 let end = pending.remove(0);
                 batch_end = Some(end.clone());
                 let params = between(after.as_deref(), &end);
@@ -434,7 +472,12 @@ impl Store {
         .await;
         match result {
             Ok(done) => Ok(done),
-            Err(BatchError::Db(e)) => Err(self.abandon_batch(&e, batch_end).await),
+            Err(BatchError::Db(e)) => {
+                if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+                    statements.capped.store(true, Ordering::Relaxed);
+                }
+                Err(self.abandon_batch(&e, batch_end).await)
+            }
             Err(BatchError::LockLost(fence)) => Err(self.abandon_fenced_batch(&fence).await),
             Err(BatchError::Bookkeeping(message)) => {
                 self.rollback().await;
@@ -452,6 +495,47 @@ impl Store {
 }
 
 impl Store {
+    /// Whether the key's values can be split in halves (`first_half`): a
+    /// key type without a hash function cannot, and the walk then updates
+    /// whole ranges (said at info level). Tried in a DO block whose handler
+    /// catches the error, so it is safe inside a transaction too (the
+    /// preview of `orch check --online`).
+    async fn key_halves(&self, key: &TableKey) -> bool {
+        let probe = format!(
+            "DO $orch$ BEGIN
+                 PERFORM {} FROM {} LIMIT 1;
+                 PERFORM set_config('orch.key_halves', 'yes', false);
+             EXCEPTION WHEN OTHERS THEN
+                 PERFORM set_config('orch.key_halves', SQLERRM, false);
+             END $orch$",
+            first_half(key),
+            key.table.qualified
+        );
+        let result = async {
+            self.client().batch_execute(&probe).await?;
+            let row = self
+                .client()
+                .query_one("SELECT current_setting('orch.key_halves')", &[])
+                .await?;
+            Ok::<String, tokio_postgres::Error>(row.get(0))
+        }
+        .await;
+        match result {
+            Ok(answer) if answer == "yes" => true,
+            Ok(why) => {
+                tracing::info!(
+                    "not making room in {}: its key cannot be split in halves ({why})",
+                    key.table.display
+                );
+                false
+            }
+            Err(e) => {
+                tracing::info!("not making room in {}: {e}", key.table.display);
+                false
+            }
+        }
+    }
+
     /// After finishing a range made room in (`completed` rows): stop making
     /// room when too few of them were updated in place.
     async fn judge_room(
@@ -553,14 +637,14 @@ mod tests {
             sql.complete[0],
             "UPDATE \"public\".\"posts\" SET loc = point(lng, lat)\n WHERE (\"id\") <= (($1::text)::bigint) AND (loc IS NULL\n) AND NOT (\"id\" % 2 = 0)"
         );
-        // Other keys split by the parity of the key's hash.
+        // Other keys split by the parity of their values' hash.
         assert_eq!(
             first_half(&key(&[("code", "text")])),
-            "((hashtext(\"code\"::text) & 1) = 0)"
+            "((hash_array(ARRAY[\"code\"]) & 1) = 0)"
         );
         assert_eq!(
             first_half(&key(&[("tenant", "text"), ("n", "bigint")])),
-            "((hashtext(ROW(\"tenant\", \"n\")::text) & 1) = 0)"
+            "((hash_array(ARRAY[hash_array(ARRAY[\"tenant\"]), hash_array(ARRAY[\"n\"])]) & 1) = 0)"
         );
         // Without `where`, the halves still exclude each other.
         let sql = batch_sql(&key(&[("id", "integer")]), "x = 1", None);
