@@ -32,6 +32,11 @@ fn numbers_table(s: &Session, n: u64) {
 const SUM_PLAN_SET: &str = "s = a + b, touched = touched + 1";
 const SUM_PLAN_WHERE: &str = "s IS DISTINCT FROM a + b";
 
+/// `fill.yaml`: fill `t.s` with `a + b` (with `extra` backfill settings).
+fn sum_plan(s: &Session, extra: &str) {
+    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, extra));
+}
+
 fn progress(s: &Session) -> (i64, i64, i64) {
     let row = &s.query(
         "SELECT coalesce(sum(rows_scanned), 0), coalesce(sum(rows_updated), 0), coalesce(sum(batches_done), 0) FROM orch.backfill_workers",
@@ -61,10 +66,7 @@ fn keys_with_gaps() {
     numbers_table(&s, 30_000);
     // Holes of every size, and a far-away tail.
     s.execute("DELETE FROM t WHERE id % 3 = 0 OR id BETWEEN 5000 AND 12000; UPDATE t SET id = id + 1000000000 WHERE id > 29000;");
-    s.plan(
-        "fill.yaml",
-        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      max_batch: 2000\n"),
-    );
+    sum_plan(&s, "      max_batch: 2000\n");
     s.orch(&["advance", "fill"])
         .success()
         .stdout_has("backfill finished");
@@ -199,10 +201,7 @@ fn slow_backfill_session_with(extra: &str) -> Session {
     let s = Session::new();
     numbers_table(&s, 20_000);
     let throttle = format!("      max_batch: 500\n      max_rows_per_second: 8000\n{extra}");
-    s.plan(
-        "fill.yaml",
-        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, &throttle),
-    );
+    sum_plan(&s, &throttle);
     s
 }
 
@@ -429,10 +428,7 @@ fn parallel_workers_cover_every_row_exactly_once() {
     let s = Session::new();
     numbers_table(&s, 30_000);
     s.execute("DELETE FROM t WHERE id BETWEEN 10000 AND 15000");
-    s.plan(
-        "fill.yaml",
-        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      max_batch: 2000\n"),
-    );
+    sum_plan(&s, "      max_batch: 2000\n");
     s.orch(&["advance", "fill", "--workers", "3"])
         .success()
         .stdout_has("with 3 worker(s)");
@@ -453,7 +449,7 @@ fn parallel_workers_cover_every_row_exactly_once() {
 fn a_locked_row_times_out_the_batch_which_retries_then_progresses() {
     let s = Session::new();
     numbers_table(&s, 5_000);
-    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    sum_plan(&s, "");
     let holder = s.db.connect();
     holder.execute("BEGIN; SELECT * FROM t WHERE id = 2500 FOR UPDATE;");
     let child = s.spawn(&["-v", "advance", "fill", "--lock-timeout", "100ms"]);
@@ -522,7 +518,7 @@ fn make_room_updates_the_second_half_of_each_range_in_place() {
              ALTER TABLE t SET (autovacuum_enabled = off);",
         );
         server.execute(db, "VACUUM ANALYZE t");
-        s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, extra));
+        sum_plan(&s, extra);
         let out = s
             .command(&["advance", "fill"])
             .env("DATABASE_URL", server.url(db))
@@ -569,10 +565,7 @@ fn make_room_stops_when_the_pages_get_no_room() {
     let other = TestDb::new();
     let blocker = other.connect();
     blocker.execute("BEGIN; CREATE TABLE held (x int);");
-    s.plan(
-        "fill.yaml",
-        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      make_room: true\n"),
-    );
+    sum_plan(&s, "      make_room: true\n");
     s.orch(&["-v", "advance", "fill"])
         .success()
         .stderr_has("making room stopped paying (0 of ");
@@ -595,7 +588,7 @@ fn vacuum_auto_is_the_default_on_big_tables_and_off_turns_it_off() {
         let s = Session::new();
         numbers_table(&s, 150_000);
         s.execute("VACUUM t");
-        s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, extra));
+        sum_plan(&s, extra);
         s.orch(&["advance", "fill", "--dry-run"])
             .success()
             .stdout_has(if pace == "auto" {
@@ -621,7 +614,7 @@ fn vacuum_auto_is_the_default_on_big_tables_and_off_turns_it_off() {
     // Small tables are left to autovacuum.
     let s = Session::new();
     numbers_table(&s, 20_000);
-    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    sum_plan(&s, "");
     s.orch(&["advance", "fill"]).success();
     assert_eq!(
         s.value("SELECT result->>'vacuums' FROM orch.phases")
@@ -630,15 +623,7 @@ fn vacuum_auto_is_the_default_on_big_tables_and_off_turns_it_off() {
     );
     // A value that is no pace is refused at its own line and field.
     for bad in ["-1", "1.5", "[1]", "sometimes", "0"] {
-        s.plan(
-            "fill.yaml",
-            &plan(
-                "t",
-                SUM_PLAN_SET,
-                SUM_PLAN_WHERE,
-                &format!("      vacuum_every: {bad}\n"),
-            ),
-        );
+        sum_plan(&s, &format!("      vacuum_every: {bad}\n"));
         s.orch(&["check"])
             .code(3)
             .stderr_has("fill.yaml:10:21: phases[0].backfill.vacuum_every: vacuum_every ");
@@ -829,14 +814,9 @@ fn a_failing_batch_fails_the_phase_naming_its_key_range_and_a_retry_resumes() {
 fn a_resumed_backfill_shares_its_rate_among_the_recorded_workers() {
     let s = Session::new();
     numbers_table(&s, 12_000);
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      max_batch: 200\n      max_rows_per_second: 3000\n",
-        ),
+    sum_plan(
+        &s,
+        "      max_batch: 200\n      max_rows_per_second: 3000\n",
     );
     let child = start_until(&s, 1_000, &["advance", "fill", "--workers", "4"]);
     s.orch(&["pause", "fill"]).success();
@@ -866,15 +846,7 @@ fn a_resumed_backfill_shares_its_rate_among_the_recorded_workers() {
 fn application_updates_wait_at_most_about_one_batch() {
     let s = Session::new();
     numbers_table(&s, 300_000);
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      batch_time: 50ms\n",
-        ),
-    );
+    sum_plan(&s, "      batch_time: 50ms\n");
     let mut child = start_until(&s, 1, &["advance", "fill"]);
     let backfill_started = std::time::Instant::now();
     // The application updates rows all over the table, one at a time,
@@ -917,7 +889,7 @@ fn application_updates_wait_at_most_about_one_batch() {
 fn a_deadlocked_batch_is_retried() {
     let s = Session::new();
     numbers_table(&s, 1_000);
-    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    sum_plan(&s, "");
     // The application holds row 900; the first batch (rows 1-1000; with
     // make_room, their even half) locks rows up to 898 and waits for it;
     // then the application asks for row 2.
@@ -1040,7 +1012,7 @@ fn views_and_system_catalogs_are_not_backfill_tables() {
 fn overrides_are_validated_like_the_plan_file() {
     let s = Session::new();
     numbers_table(&s, 20);
-    s.plan("fill.yaml", &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, ""));
+    sum_plan(&s, "");
     let cases: &[(&[&str], &str)] = &[
         (
             &["--max-rate", "0"],
@@ -1079,10 +1051,7 @@ fn overrides_are_validated_like_the_plan_file() {
         "nothing ran"
     );
     // The file's own durations name their unit too.
-    s.plan(
-        "fill.yaml",
-        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      batch_time: 100\n"),
-    );
+    sum_plan(&s, "      batch_time: 100\n");
     s.orch(&["check"])
         .code(3)
         .stderr_has("phases[0].backfill.batch_time: \"100\" has no unit; write 100s for seconds or 100ms for milliseconds");

@@ -44,7 +44,10 @@ fn a_terminated_lock_session_stops_the_backfill_and_a_second_process_takes_over(
     });
     assert!(started, "the backfill never committed a batch");
     let terminated = s.value(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'orch advance fill (tester) (lock)'",
+        // This test's database only: other tests run `orch advance fill` too
+        // (terminating their lock sessions failed them).
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = 'orch advance fill (tester) (lock)' AND datname = current_database()",
     );
     assert_eq!(terminated.as_deref(), Some("1"));
     let run = finish(first, &["advance", "fill"]);

@@ -461,8 +461,14 @@ fn the_posts_plan_across_three_servers_survives_one_stopped_mid_backfill() {
     assert!(updated_at_stop >= 300, "shard_b's backfill did not start");
     // The backfill commits its batches with synchronous_commit off (a batch
     // lost in a crash is lost with its cursor, and redone); one synchronous
-    // commit flushes the WAL of those seen so far, so they must survive.
-    shard_b.execute("shard_b", "SELECT txid_current()");
+    // commit flushes the WAL of those seen so far, so they must survive. It
+    // must write WAL: PostgreSQL does not flush at the commit of a
+    // transaction that wrote none (`SELECT txid_current()` did not, and the
+    // test failed when the WAL writer had not flushed yet).
+    shard_b.execute(
+        "shard_b",
+        "CREATE TABLE flush_marker (x int); INSERT INTO flush_marker VALUES (1)",
+    );
     shard_b.stop_immediate();
     let run = Run::from(child.wait_with_output().unwrap(), &["advance"]);
     assert_ne!(run.code, 0, "{run:?}");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{SUM_PLAN_SET, SUM_PLAN_WHERE, numbers_table, plan, progress, start_until, wrong_rows};
+use super::{numbers_table, progress, start_until, sum_plan, wrong_rows};
 use crate::support::{Session, finish, wait_until};
 
 const PHYSICAL: &str = "      walk: physical\n";
@@ -14,14 +14,9 @@ const PAGE: &str = "(ctid::text::point)[0]::int8";
 fn physical_session(extra: &str) -> Session {
     let s = Session::new();
     numbers_table(&s, 20_000);
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            &format!("{PHYSICAL}      max_batch: 500\n      max_rows_per_second: 8000\n{extra}"),
-        ),
+    sum_plan(
+        &s,
+        &format!("{PHYSICAL}      max_batch: 500\n      max_rows_per_second: 8000\n{extra}"),
     );
     s
 }
@@ -203,34 +198,18 @@ fn physical_needs_where_and_settings_are_checked() {
     s.orch(&["check"])
         .code(3)
         .stderr_has("fill.yaml:9:13: phases[0].backfill.walk: walk: physical needs `where`");
-    s.plan(
-        "fill.yaml",
-        &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, "      walk: pages\n"),
-    );
+    sum_plan(&s, "      walk: pages\n");
     s.orch(&["check"])
         .code(3)
         .stderr_has("fill.yaml:10:13: phases[0].backfill.walk: unknown walk \"pages\" (expected key or physical)");
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      walk: physical\n      synchronous_commit: sometimes\n",
-        ),
+    sum_plan(
+        &s,
+        "      walk: physical\n      synchronous_commit: sometimes\n",
     );
     s.orch(&["check"]).code(3).stderr_has(
         "phases[0].backfill.synchronous_commit: synchronous_commit \"sometimes\" is not one of off, local, remote_write, on, remote_apply",
     );
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      walk: physical\n      make_room: true\n",
-        ),
-    );
+    sum_plan(&s, "      walk: physical\n      make_room: true\n");
     s.orch(&["check"])
         .code(3)
         .stderr_has("fill.yaml:11:18: phases[0].backfill.make_room: make_room is the key walk's");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use orch::pg_server::{PgServer, PgStandby, ServerOptions};
 use tokio::runtime::Runtime;
 
-use super::{SUM_PLAN_SET, SUM_PLAN_WHERE, numbers_table, plan, progress, wrong_rows};
+use super::{SUM_PLAN_SET, SUM_PLAN_WHERE, numbers_table, plan, progress, sum_plan, wrong_rows};
 use crate::support::{Run, Session, finish, wait_until};
 
 /// A primary of its own (the shared test server has no standby) and a
@@ -175,15 +175,7 @@ fn a_wal_rate_over_its_limit_slows_the_backfill() {
     let s = Session::new();
     numbers_table(&s, 60_000);
     // Updating 60,000 rows writes several MB of WAL; at most 1 MB/s.
-    s.plan(
-        "fill.yaml",
-        &plan(
-            "t",
-            SUM_PLAN_SET,
-            SUM_PLAN_WHERE,
-            "      max_batch: 2000\n      max_wal_rate: 1MB/s\n",
-        ),
-    );
+    sum_plan(&s, "      max_batch: 2000\n      max_wal_rate: 1MB/s\n");
     let run: Run = s.orch(&["advance", "fill"]);
     run.success()
         .stderr_has("waiting for the WAL rate ")
