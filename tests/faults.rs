@@ -110,7 +110,7 @@ fn orphan(
     });
     let running = wait_until(Duration::from_secs(30), || {
         s.value(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application_name}' AND wait_event_type = 'Lock'"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application_name}' AND wait_event_type = 'Lock' AND datname = current_database()"
         ))
         .as_deref()
             == Some("1")
@@ -143,7 +143,7 @@ fn statements_left_by_a_killed_orch_are_waited_for_or_cancelled() {
     holder.execute("SELECT pg_advisory_lock(4242)");
     let left = orphan(&s, "orch advance small (tester)");
     let pid = s
-        .value("SELECT pid FROM pg_stat_activity WHERE application_name = 'orch advance small (tester)'")
+        .value("SELECT pid FROM pg_stat_activity WHERE application_name = 'orch advance small (tester)' AND datname = current_database()")
         .unwrap();
     s.orch(&["advance", "small", "--lock-wait", "300ms"])
         .code(5)

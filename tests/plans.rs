@@ -619,7 +619,7 @@ fn a_second_operator_is_told_who_holds_the_plan() {
     s.plan("small.yaml", SMALL_PLAN);
     let first = s.spawn(&["advance", "small"]);
     let holding = wait_until(Duration::from_secs(20), || {
-        s.value("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'orch advance small%(lock)'")
+        s.value("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'orch advance small%(lock)' AND datname = current_database()")
             .as_deref()
             == Some("1")
     });
