@@ -32,38 +32,22 @@ pub(crate) fn contract_drops(
     phases: &[PhaseRecord],
 ) -> Option<TriggerChange> {
     let contract = &plan.spec.phases[index].id;
-    let mut change = TriggerChange {
-        sql: String::new(),
-        records: Vec::new(),
-        triggers: Vec::new(),
-    };
-    let ran_before = phases
-        .iter()
-        .filter(|p| (p.position as usize) <= index && p.state.has_run());
-    for record in ran_before {
-        let Some(trigger) = SyncTriggerRecord::of(record).filter(|t| t.installed) else {
-            continue;
-        };
-        change.sql.push_str(&sync_trigger::drop_sql(&trigger));
-        let mut dropped = trigger.clone();
-        dropped.installed = false;
-        dropped.dropped_by = Some(contract.clone());
-        let mut row = record.clone();
-        row.result = Some(serde_json::to_value(&dropped).expect("a trigger record serialises"));
-        change.records.push(Bookkeeping::Phase(Box::new(row)));
-        change.records.push(engine.event(
-            plan.name(),
-            Some(&record.id),
-            AuditAction::TriggerDropped,
-            json!({
-                "trigger": trigger.trigger,
-                "table": format!("{}.{}", trigger.schema, trigger.table),
-                "by": contract,
-            }),
-        ));
-        change.triggers.push(trigger.trigger);
-    }
-    (!change.triggers.is_empty()).then_some(change)
+    change_triggers(
+        engine,
+        plan,
+        index,
+        phases,
+        AuditAction::TriggerDropped,
+        |_, trigger| {
+            if !trigger.installed {
+                return None;
+            }
+            let mut dropped = trigger.clone();
+            dropped.installed = false;
+            dropped.dropped_by = Some(contract.clone());
+            Some((sync_trigger::drop_sql(trigger), dropped))
+        },
+    )
 }
 
 /// The sync triggers contract phase `index` dropped: rolling it back
@@ -75,7 +59,44 @@ pub(crate) fn contract_restores(
     phases: &[PhaseRecord],
 ) -> Option<TriggerChange> {
     let contract = &plan.spec.phases[index].id;
-    let mut change = TriggerChange {
+    change_triggers(
+        engine,
+        plan,
+        index,
+        phases,
+        AuditAction::TriggerRestored,
+        |record, trigger| {
+            if trigger.installed || trigger.dropped_by.as_ref() != Some(contract) {
+                return None;
+            }
+            let spec = plan
+                .spec
+                .phases
+                .get(record.position as usize - 1)?
+                .sync
+                .as_ref()?;
+            let mut restored = trigger.clone();
+            restored.installed = true;
+            restored.dropped_by = None;
+            Some((sync_trigger::install_sql(&restored, spec), restored))
+        },
+    )
+}
+
+/// One walk for both: over the sync triggers of the phases up to `index`
+/// that ran, `change` says which to change (the SQL and the trigger's new
+/// record); each is recorded with an `action` event naming contract phase
+/// `index`. None when no trigger changes.
+fn change_triggers(
+    engine: &PlanEngine<'_>,
+    plan: &LoadedPlan,
+    index: usize,
+    phases: &[PhaseRecord],
+    action: AuditAction,
+    change: impl Fn(&PhaseRecord, &SyncTriggerRecord) -> Option<(String, SyncTriggerRecord)>,
+) -> Option<TriggerChange> {
+    let contract = &plan.spec.phases[index].id;
+    let mut out = TriggerChange {
         sql: String::new(),
         records: Vec::new(),
         triggers: Vec::new(),
@@ -84,39 +105,27 @@ pub(crate) fn contract_restores(
         .iter()
         .filter(|p| (p.position as usize) <= index && p.state.has_run());
     for record in ran_before {
-        let Some(trigger) = SyncTriggerRecord::of(record)
-            .filter(|t| !t.installed && t.dropped_by.as_ref() == Some(contract))
-        else {
+        let Some(trigger) = SyncTriggerRecord::of(record) else {
             continue;
         };
-        let Some(spec) = plan
-            .spec
-            .phases
-            .get(record.position as usize - 1)
-            .and_then(|p| p.sync.as_ref())
-        else {
+        let Some((sql, changed)) = change(record, &trigger) else {
             continue;
         };
-        let mut restored = trigger.clone();
-        restored.installed = true;
-        restored.dropped_by = None;
-        change
-            .sql
-            .push_str(&sync_trigger::install_sql(&restored, spec));
+        out.sql.push_str(&sql);
         let mut row = record.clone();
-        row.result = Some(serde_json::to_value(&restored).expect("a trigger record serialises"));
-        change.records.push(Bookkeeping::Phase(Box::new(row)));
-        change.records.push(engine.event(
+        row.result = Some(serde_json::to_value(&changed).expect("a trigger record serialises"));
+        out.records.push(Bookkeeping::Phase(Box::new(row)));
+        out.records.push(engine.event(
             plan.name(),
             Some(&record.id),
-            AuditAction::TriggerRestored,
+            action,
             json!({
                 "trigger": trigger.trigger,
                 "table": format!("{}.{}", trigger.schema, trigger.table),
                 "by": contract,
             }),
         ));
-        change.triggers.push(trigger.trigger);
+        out.triggers.push(trigger.trigger);
     }
-    (!change.triggers.is_empty()).then_some(change)
+    (!out.triggers.is_empty()).then_some(out)
 }
