@@ -554,6 +554,67 @@ fn make_room_updates_the_second_half_of_each_range_in_place() {
     }
 }
 
+// The key walk's updates read a range's pages in page order (a Bitmap Heap
+// Scan: no heap fetches through the index, which pg_stat_user_indexes counts
+// in idx_tup_fetch), but keep their index scans when `set` has a subquery
+// (it may look rows up by key). On a server of its own: the probes' index
+// only scans fetch from the heap too when a transaction elsewhere kept the
+// VACUUM from marking the pages all-visible.
+#[test]
+fn range_updates_read_pages_unless_set_has_a_subquery() {
+    let server = OwnServer::start();
+    for (i, (set, by_pages)) in [
+        (SUM_PLAN_SET, true),
+        ("s = (SELECT a + b), touched = touched + 1", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db = format!("case_{i}");
+        let db = db.as_str();
+        server.create_database(db);
+        server.execute(
+            db,
+            "CREATE TABLE t (id serial PRIMARY KEY, a int NOT NULL, b int NOT NULL, s int, touched int NOT NULL DEFAULT 0);
+             INSERT INTO t (a, b) SELECT g, g * 2 FROM generate_series(1, 20000) AS g;",
+        );
+        server.execute(db, "VACUUM ANALYZE t");
+        let s = Session::new();
+        s.plan("fill.yaml", &plan("t", set, SUM_PLAN_WHERE, ""));
+        let out = s
+            .command(&["advance", "fill"])
+            .env("DATABASE_URL", server.url(db))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let value = |sql: &str| server.value(db, sql).unwrap();
+        assert_eq!(
+            value("SELECT count(*) FROM t WHERE s IS DISTINCT FROM a + b OR touched <> 1"),
+            "0"
+        );
+        let mut fetched = 0i64;
+        wait_until(Duration::from_secs(20), || {
+            fetched = value(
+                "SELECT idx_tup_fetch FROM pg_stat_user_indexes WHERE indexrelname = 't_pkey'",
+            )
+            .parse()
+            .unwrap();
+            value("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 't'") == "20000"
+        });
+        if by_pages {
+            assert!(
+                fetched < 2_000,
+                "{set}: {fetched} rows fetched by index scans"
+            );
+        } else {
+            assert!(
+                fetched >= 20_000,
+                "{set}: only {fetched} rows fetched by index scans"
+            );
+        }
+    }
+}
+
 // Guards the fallback: while a transaction older than the batches runs (here
 // in another database), the pages cannot be pruned, so the rest of a range
 // is not updated in place; the walk notices after its first range and

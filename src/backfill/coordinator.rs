@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::backfill::halt::{Halt, HaltReason};
@@ -209,6 +210,7 @@ async fn fan_out(
 ) -> Vec<Result<()>> {
     let (sender, receiver) = unbounded_channel::<WorkerNews>();
     let finished = AtomicBool::new(false);
+    let ended = Notify::new();
     let worker_runs: Vec<_> = rows
         .iter()
         .map(|row| {
@@ -227,12 +229,14 @@ async fn fan_out(
     let workers = async {
         let results = join_all(worker_runs).await;
         finished.store(true, Ordering::SeqCst);
+        // The watch ends now, not at its next poll.
+        ended.notify_one();
         results
     };
     let (results, (), ()) = tokio::join!(
         workers,
         follow(job, store, ctx, receiver, before, this_run),
-        watch(job, store, ctx.halt, &finished)
+        watch(job, store, ctx.halt, &finished, &ended)
     );
     results
 }
@@ -362,9 +366,16 @@ async fn vacuum(
 /// Until the workers have finished: halt them on Ctrl-C, when an operator
 /// asks to pause (`orch pause`, polled every 200 ms), or when the plan's
 /// lock is lost (its watcher says so; seen within 200 ms).
-async fn watch(job: &BackfillJob<'_>, store: &Store, halt: &Halt, finished: &AtomicBool) {
+async fn watch(
+    job: &BackfillJob<'_>,
+    store: &Store,
+    halt: &Halt,
+    finished: &AtomicBool,
+    ended: &Notify,
+) {
     while !finished.load(Ordering::SeqCst) {
         tokio::select! {
+            () = ended.notified() => {}
             _ = job.stop.requested(), if !halt.is_set() => halt.set(HaltReason::Interrupted),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
                 if store.lost_fence().is_some() {

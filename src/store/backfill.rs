@@ -426,13 +426,19 @@ impl Store {
             limits.synchronous_commit
         );
         let client = self.client();
-        client.batch_execute(&begin).await?;
-        if let Some(fence) = self.lost_fence_in_transaction().await? {
+        // Sent together, run in this order (one round trip, not three); the
+        // fence's answer is read before anything is written.
+        let params: [&(dyn ToSql + Sync); 3] = [&range.plan, &range.phase, &range.worker];
+        let (begun, lost, row) = tokio::join!(
+            client.batch_execute(&begin),
+            self.lost_fence_in_transaction(),
+            client.query_one(&cursor.lock, &params),
+        );
+        begun?;
+        if let Some(fence) = lost? {
             return Err(BatchError::LockLost(fence));
         }
-        let row = client
-            .query_one(&cursor.lock, &[&range.plan, &range.phase, &range.worker])
-            .await?;
+        let row = row?;
         let recorded: Option<Vec<String>> = row.get(0);
         let ahead: Option<Vec<String>> = row.get(1);
         Ok((
@@ -465,8 +471,14 @@ impl Store {
             &done.range_done,
             &done.ahead,
         ];
-        self.client().execute(&cursor.update, &params).await?;
-        self.client().batch_execute("COMMIT").await
+        // Sent together: if the update fails, the COMMIT rolls back (and
+        // the update's error is returned).
+        let (moved, committed) = tokio::join!(
+            self.client().execute(&cursor.update, &params),
+            self.client().batch_execute("COMMIT")
+        );
+        moved?;
+        committed
     }
 
     /// Roll a batch back that may not commit: its process lost its lock.

@@ -35,11 +35,15 @@ const HEALTH: &str = "
 impl Store {
     /// Read the server's health (one query).
     pub async fn server_health(&self) -> Result<ServerHealth> {
-        let row = self
-            .client()
-            .query_one(HEALTH, &[])
-            .await
-            .map_err(|e| Error::db("cannot read the standbys' replay lag", e))?;
+        let row = async {
+            let health = self
+                .health
+                .get_or_try_init(|| self.client().prepare(HEALTH))
+                .await?;
+            self.client().query_one(health, &[]).await
+        }
+        .await
+        .map_err(|e| Error::db("cannot read the standbys' replay lag", e))?;
         let lag: f64 = row.get(0);
         Ok(ServerHealth {
             replica_lag: Duration::from_secs_f64(lag.max(0.0)),

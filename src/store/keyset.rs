@@ -76,6 +76,8 @@ pub struct KeysetStatements {
     capped: AtomicBool,
     cursor: CursorStatements,
     key_len: usize,
+    /// Plan the range updates without plain index scans (`by_pages`).
+    by_pages: bool,
 }
 
 /// A lead that updates fewer rows than this share of its keys stops the
@@ -174,7 +176,7 @@ pub fn batch_sql(key: &TableKey, set: &str, condition: Option<&str>) -> BatchSql
     BatchSql {
         probe: forms.clone().map(|(after, end, limit)| {
             format!(
-                "SELECT ARRAY[{as_text}] FROM {table} WHERE {} ORDER BY {cols} OFFSET ${limit}::int8 - 1 LIMIT 1",
+                "SELECT ARRAY[{as_text}] FROM (SELECT {cols} FROM {table} WHERE {} ORDER BY {cols} OFFSET ${limit}::int8 - 1 LIMIT 1) AS probe",
                 range(after, &end)
             )
         }),
@@ -265,9 +267,12 @@ impl Store {
             .map(|c| if last { format!("{c} DESC") } else { c.clone() })
             .collect();
         let as_text: Vec<String> = columns.iter().map(|c| format!("{c}::text")).collect();
+        // The key is made text in an outer query: in the inner one it would
+        // be made for every row the OFFSET skips.
         let sql = format!(
-            "SELECT ARRAY[{}] FROM {} ORDER BY {} OFFSET $1 LIMIT 1",
+            "SELECT ARRAY[{}] FROM (SELECT {} FROM {} ORDER BY {} OFFSET $1 LIMIT 1) AS at",
             as_text.join(", "),
+            columns.join(", "),
             key.table.qualified,
             order.join(", ")
         );
@@ -327,6 +332,7 @@ impl Store {
             ],
             cursor: self.prepare_cursor().await?,
             key_len: key.columns.len(),
+            by_pages: by_pages(set, condition),
         })
     }
 
@@ -363,18 +369,6 @@ impl Store {
                 bounds.extend(from.iter().map(|v| v as &(dyn ToSql + Sync)));
             }
             bounds.extend(range.end.iter().map(|v| v as &(dyn ToSql + Sync)));
-            let mut probe_params = bounds.clone();
-            probe_params.push(&size);
-            let next: Option<Vec<String>> = client
-                .query_opt(&statements.probe[form], &probe_params)
-                .await?
-                .map(|row| row.get(0));
-            let lead = match &statements.lead {
-                Some(lead) if next.is_some() && statements.leading.load(Ordering::Relaxed) => {
-                    Some(lead)
-                }
-                _ => None,
-            };
             let mut updated = 0;
             let mut cursor_to = None;
             // After a statement timeout: the oldest range made room in, at
@@ -387,8 +381,8 @@ impl Store {
                 if let Some(row) = client.query_opt(&statements.probe[form], &probe_params).await? {
                     let end: Vec<String> = row.get(0);
                     batch_end = Some(end.clone());
-                    let updated = client
-                        .execute(&statements.complete[form], &between(after.as_deref(), &end))
+                    let updated = self
+                        .update_range(statements, &statements.complete[form], &between(after.as_deref(), &end))
                         .await?;
                     let done = BatchDone {
                         last: Some(end),
@@ -403,24 +397,57 @@ impl Store {
                     return Ok(done);
                 }
             }
-            // The rest of the oldest range made room in: the new cursor.
-            if !pending.is_empty() && (pending.len() >= ROOM_DEPTH || lead.is_none()) {
-                statements.capped.store(false, Ordering::Relaxed);
-                let end = pending.remove(0);
-                batch_end = Some(end.clone());
-                let params = between(after.as_deref(), &end);
-                let completed = client
-                    .execute(&statements.complete[usize::from(after.is_some())], &params)
-                    .await?;
-                updated += completed;
-                self.judge_room(statements, completed).await?;
-                cursor_to = Some(end);
+            let leading = statements.lead.is_some() && statements.leading.load(Ordering::Relaxed);
+            // The rest of the oldest range made room in (the new cursor) is
+            // finished `ROOM_DEPTH` ranges later, or at once when no range
+            // is led (no lead, or no keys left to lead: known after the
+            // probe). Sent with the probe when known before it.
+            let oldest = pending.first().map(|end| between(after.as_deref(), end));
+            let complete = &statements.complete[usize::from(after.is_some())];
+            let complete_now = pending.len() >= ROOM_DEPTH || !leading;
+            let mut probe_params = bounds.clone();
+            probe_params.push(&size);
+            let probe = client.query_opt(&statements.probe[form], &probe_params);
+            let (next, mut completed) = match &oldest {
+                Some(params) if complete_now => {
+                    let (next, completed) =
+                        tokio::join!(probe, self.update_range(statements, complete, params));
+                    (next?, Some(completed?))
+                }
+                _ => (probe.await?, None),
+            };
+            let next: Option<Vec<String>> = next.map(|row| row.get(0));
+            if let (Some(params), None, None) = (&oldest, &completed, &next) {
+                completed = Some(self.update_range(statements, complete, params).await?);
             }
+            let lead = match &statements.lead {
+                Some(lead) if next.is_some() && leading => Some(lead),
+                _ => None,
+            };
+            let completed = match completed {
+                Some(completed) => {
+                    statements.capped.store(false, Ordering::Relaxed);
+                    let end = pending.remove(0);
+                    batch_end = Some(end.clone());
+                    cursor_to = Some(end);
+                    updated += completed;
+                    completed
+                }
+                None => 0,
+            };
+            // Whether that range got the room; sent with the next statement.
+            let judged = self.judge_room(statements, completed);
             let (mut walked, mut range_done) = (0, false);
             match (lead, next) {
                 (Some(lead), Some(hi)) => {
                     batch_end = Some(hi.clone());
-                    let moved = client.execute(&lead[form], &between(from.as_deref(), &hi)).await?;
+                    let params = between(from.as_deref(), &hi);
+                    let (judged, moved) = tokio::join!(
+                        judged,
+                        self.update_range(statements, &lead[form], &params)
+                    );
+                    judged?;
+                    let moved = moved?;
                     if (moved as f64) < LEAD_WORTH * size as f64 {
                         tracing::info!(
                             "making room stopped paying ({moved} rows of {size} keys to move): the next batches update whole ranges"
@@ -432,24 +459,26 @@ impl Store {
                     pending.push(hi);
                 }
                 // Ranges made room in are finished first, one a batch.
-                _ if !pending.is_empty() => {}
+                _ if !pending.is_empty() => judged.await?,
                 (_, Some(hi)) => {
+                    judged.await?;
                     batch_end = Some(hi.clone());
-                    updated += client
-                        .execute(&statements.update[form], &between(from.as_deref(), &hi))
+                    updated += self
+                        .update_range(statements, &statements.update[form], &between(from.as_deref(), &hi))
                         .await?;
                     walked = size;
                     cursor_to = Some(hi);
                 }
                 // Fewer than `size` keys left: the range's last batch.
                 (_, None) => {
+                    judged.await?;
                     let row = client.query_one(&statements.tail[form], &bounds).await?;
                     let (last, count): (Option<Vec<String>>, i64) = (row.get(0), row.get(1));
                     if let Some(last) = last {
                         debug_assert_eq!(last.len(), statements.key_len);
                         batch_end = Some(last.clone());
-                        updated += client
-                            .execute(&statements.update[form], &between(from.as_deref(), &last))
+                        updated += self
+                            .update_range(statements, &statements.update[form], &between(from.as_deref(), &last))
                             .await?;
                         cursor_to = Some(last);
                     }
@@ -495,6 +524,30 @@ impl Store {
 }
 
 impl Store {
+    /// Run one of a range's updates; with `by_pages`, planned without plain
+    /// index scans (the setting is the update's own: set before it and
+    /// back to the default after it, sent together with it).
+    async fn update_range(
+        &self,
+        statements: &KeysetStatements,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<u64, tokio_postgres::Error> {
+        let client = self.client();
+        if !statements.by_pages {
+            return client.execute(statement, params).await;
+        }
+        let (off, updated, back) = tokio::join!(
+            client.batch_execute("SET LOCAL enable_indexscan = off"),
+            client.execute(statement, params),
+            client.batch_execute("SET LOCAL enable_indexscan TO DEFAULT"),
+        );
+        off?;
+        let updated = updated?;
+        back?;
+        Ok(updated)
+    }
+
     /// Whether the key's values can be split in halves (`first_half`): a
     /// key type without a hash function cannot, and the walk then updates
     /// whole ranges (said at info level). Tried in a DO block whose handler
@@ -561,6 +614,22 @@ impl Store {
     }
 }
 
+/// Whether a range's updates are planned without plain index scans: a
+/// Bitmap Heap Scan reads the range's pages in page order, each once and
+/// all its rows together, where an Index Scan visits the heap row by row
+/// (about 5-8% of a batch's time on a freshly loaded table,
+/// docs/backfill.md). Not when `set` or `where` has a subquery: one that
+/// looks rows up by key, or takes the first by an index's order, needs its
+/// index scan.
+pub fn by_pages(set: &str, condition: Option<&str>) -> bool {
+    let has_select = |text: &str| {
+        text.to_ascii_lowercase()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == "select")
+    };
+    !has_select(set) && !condition.is_some_and(has_select)
+}
+
 /// The bound parameters of a key range: the lower bound's values (none
 /// from the table's start), then the upper bound's.
 fn between<'v>(lower: Option<&'v [String]>, upper: &'v [String]) -> Vec<&'v (dyn ToSql + Sync)> {
@@ -602,11 +671,11 @@ mod tests {
         );
         assert_eq!(
             sql.probe[0],
-            "SELECT ARRAY[\"id\"::text] FROM \"public\".\"posts\" WHERE (\"id\") <= (($1::text)::integer) ORDER BY \"id\" OFFSET $2::int8 - 1 LIMIT 1"
+            "SELECT ARRAY[\"id\"::text] FROM (SELECT \"id\" FROM \"public\".\"posts\" WHERE (\"id\") <= (($1::text)::integer) ORDER BY \"id\" OFFSET $2::int8 - 1 LIMIT 1) AS probe"
         );
         assert_eq!(
             sql.probe[1],
-            "SELECT ARRAY[\"id\"::text] FROM \"public\".\"posts\" WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) ORDER BY \"id\" OFFSET $3::int8 - 1 LIMIT 1"
+            "SELECT ARRAY[\"id\"::text] FROM (SELECT \"id\" FROM \"public\".\"posts\" WHERE (\"id\") > (($1::text)::integer) AND (\"id\") <= (($2::text)::integer) ORDER BY \"id\" OFFSET $3::int8 - 1 LIMIT 1) AS probe"
         );
         assert!(
             sql.tail[1].contains("ORDER BY \"id\" DESC LIMIT 1"),
@@ -661,12 +730,27 @@ mod tests {
     }
 
     #[test]
+    fn range_updates_read_pages_unless_a_fragment_has_a_subquery() {
+        assert!(by_pages("loc = point(lng, lat)", Some("loc IS NULL")));
+        assert!(by_pages("selected = true", Some("selector IS NULL")));
+        assert!(!by_pages(
+            "name = (SELECT name FROM users u WHERE u.id = t.user_id)",
+            None
+        ));
+        assert!(!by_pages(
+            "x = 1",
+            Some("EXISTS (\nselect 1 FROM other o WHERE o.id = t.id)")
+        ));
+    }
+
+    #[test]
     fn composite_keys_compare_as_rows() {
         let sql = batch_sql(&key(&[("tenant", "text"), ("n", "bigint")]), "x = 1", None);
         let range = "(\"tenant\", \"n\") > (($1::text)::text, ($2::text)::bigint) AND (\"tenant\", \"n\") <= (($3::text)::text, ($4::text)::bigint)";
         assert!(sql.probe[1].contains(range), "{}", sql.probe[1]);
         assert!(
-            sql.probe[1].ends_with("ORDER BY \"tenant\", \"n\" OFFSET $5::int8 - 1 LIMIT 1"),
+            sql.probe[1]
+                .ends_with("ORDER BY \"tenant\", \"n\" OFFSET $5::int8 - 1 LIMIT 1) AS probe"),
             "{}",
             sql.probe[1]
         );

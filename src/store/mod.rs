@@ -40,6 +40,9 @@ pub struct Store {
     check_role: Option<String>,
     /// The locks whose loss stops this store recording anything.
     fences: locks::FenceRegistry,
+    /// The health query, prepared at its first use (a backfill worker
+    /// reads it before each batch).
+    health: tokio::sync::OnceCell<tokio_postgres::Statement>,
 }
 
 impl Store {
@@ -52,6 +55,7 @@ impl Store {
             application_name: application_name.to_string(),
             check_role: None,
             fences: locks::FenceRegistry::default(),
+            health: tokio::sync::OnceCell::new(),
         })
     }
 

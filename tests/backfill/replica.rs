@@ -174,8 +174,13 @@ fn a_lagging_standby_pauses_the_backfill_until_it_catches_up() {
 fn a_wal_rate_over_its_limit_slows_the_backfill() {
     let s = Session::new();
     numbers_table(&s, 60_000);
-    // Updating 60,000 rows writes several MB of WAL; at most 1 MB/s.
-    sum_plan(&s, "      max_batch: 2000\n      max_wal_rate: 1MB/s\n");
+    // Updating 60,000 rows writes several MB of WAL; at most 1 MB/s. The
+    // pauses keep the run longer than the rate's window (half a second),
+    // however fast the batches are.
+    sum_plan(
+        &s,
+        "      max_batch: 2000\n      pause: 30ms\n      max_wal_rate: 1MB/s\n",
+    );
     let run: Run = s.orch(&["advance", "fill"]);
     run.success()
         .stderr_has("waiting for the WAL rate ")
