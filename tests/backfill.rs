@@ -488,6 +488,42 @@ fn vacuum_every_n_batches_and_size_figures_are_recorded() {
     assert_eq!(json["estimate_source"], "estimated from pg_class.reltuples");
 }
 
+/// On a database `db` of its own on `server`: `t` with `rows` rows, freshly
+/// vacuumed (autovacuum off), filled by `orch advance fill` with the plan
+/// `plan_text`, every row right and updated once. Returns `stat` (a query
+/// of one number) once the table's statistics count all the updates.
+fn fill_on_own_server(server: &OwnServer, db: &str, rows: u64, plan_text: &str, stat: &str) -> i64 {
+    server.create_database(db);
+    server.execute(
+        db,
+        &format!(
+            "CREATE TABLE t (id serial PRIMARY KEY, a int NOT NULL, b int NOT NULL, s int, touched int NOT NULL DEFAULT 0);
+             INSERT INTO t (a, b) SELECT g, g * 2 FROM generate_series(1, {rows}) AS g;
+             ALTER TABLE t SET (autovacuum_enabled = off);"
+        ),
+    );
+    server.execute(db, "VACUUM ANALYZE t");
+    let s = Session::new();
+    s.plan("fill.yaml", plan_text);
+    let out = s
+        .command(&["advance", "fill"])
+        .env("DATABASE_URL", server.url(db))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let value = |sql: &str| server.value(db, sql).unwrap();
+    assert_eq!(
+        value("SELECT count(*) FROM t WHERE s IS DISTINCT FROM a + b OR touched <> 1"),
+        "0"
+    );
+    let mut read = 0i64;
+    wait_until(Duration::from_secs(20), || {
+        read = value(stat).parse().unwrap();
+        value("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 't'") == rows.to_string()
+    });
+    read
+}
+
 // make_room is what makes the key walk cheaper than one UPDATE: checks that
 // the second half of each range really is updated in place (HOT) when the
 // walk makes room (the default, with one worker or two), and that nothing
@@ -507,36 +543,13 @@ fn make_room_updates_the_second_half_of_each_range_in_place() {
     .into_iter()
     .enumerate()
     {
-        let db = format!("case_{i}");
-        let db = db.as_str();
-        server.create_database(db);
-        let s = Session::new();
-        server.execute(
-            db,
-            "CREATE TABLE t (id serial PRIMARY KEY, a int NOT NULL, b int NOT NULL, s int, touched int NOT NULL DEFAULT 0);
-             INSERT INTO t (a, b) SELECT g, g * 2 FROM generate_series(1, 40000) AS g;
-             ALTER TABLE t SET (autovacuum_enabled = off);",
+        let hot = fill_on_own_server(
+            &server,
+            &format!("case_{i}"),
+            40_000,
+            &plan("t", SUM_PLAN_SET, SUM_PLAN_WHERE, extra),
+            "SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 't'",
         );
-        server.execute(db, "VACUUM ANALYZE t");
-        sum_plan(&s, extra);
-        let out = s
-            .command(&["advance", "fill"])
-            .env("DATABASE_URL", server.url(db))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let value = |sql: &str| server.value(db, sql).unwrap();
-        assert_eq!(
-            value("SELECT count(*) FROM t WHERE s IS DISTINCT FROM a + b OR touched <> 1"),
-            "0"
-        );
-        let mut hot = 0i64;
-        wait_until(Duration::from_secs(20), || {
-            hot = value("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 't'")
-                .parse()
-                .unwrap();
-            value("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 't'") == "40000"
-        });
         // About 40% with one worker; with two, 14 to 40% here: a batch of
         // the other worker that started before the room was made holds its
         // pruning back (docs/backfill.md).
@@ -570,37 +583,13 @@ fn range_updates_read_pages_unless_set_has_a_subquery() {
     .into_iter()
     .enumerate()
     {
-        let db = format!("case_{i}");
-        let db = db.as_str();
-        server.create_database(db);
-        server.execute(
-            db,
-            "CREATE TABLE t (id serial PRIMARY KEY, a int NOT NULL, b int NOT NULL, s int, touched int NOT NULL DEFAULT 0);
-             INSERT INTO t (a, b) SELECT g, g * 2 FROM generate_series(1, 20000) AS g;",
+        let fetched = fill_on_own_server(
+            &server,
+            &format!("case_{i}"),
+            20_000,
+            &plan("t", set, SUM_PLAN_WHERE, ""),
+            "SELECT idx_tup_fetch FROM pg_stat_user_indexes WHERE indexrelname = 't_pkey'",
         );
-        server.execute(db, "VACUUM ANALYZE t");
-        let s = Session::new();
-        s.plan("fill.yaml", &plan("t", set, SUM_PLAN_WHERE, ""));
-        let out = s
-            .command(&["advance", "fill"])
-            .env("DATABASE_URL", server.url(db))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let value = |sql: &str| server.value(db, sql).unwrap();
-        assert_eq!(
-            value("SELECT count(*) FROM t WHERE s IS DISTINCT FROM a + b OR touched <> 1"),
-            "0"
-        );
-        let mut fetched = 0i64;
-        wait_until(Duration::from_secs(20), || {
-            fetched = value(
-                "SELECT idx_tup_fetch FROM pg_stat_user_indexes WHERE indexrelname = 't_pkey'",
-            )
-            .parse()
-            .unwrap();
-            value("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 't'") == "20000"
-        });
         if by_pages {
             assert!(
                 fetched < 2_000,
@@ -618,18 +607,22 @@ fn range_updates_read_pages_unless_set_has_a_subquery() {
 // Guards the fallback: while a transaction older than the batches runs (here
 // in another database), the pages cannot be pruned, so the rest of a range
 // is not updated in place; the walk notices after its first range and
-// updates whole ranges from then on, every row still updated once.
+// updates whole ranges, then tries again 50 batches later, every row still
+// updated once.
 #[test]
 fn make_room_stops_when_the_pages_get_no_room() {
     let s = Session::new();
-    numbers_table(&s, 20_000);
+    numbers_table(&s, 40_000);
     let other = TestDb::new();
     let blocker = other.connect();
     blocker.execute("BEGIN; CREATE TABLE held (x int);");
-    sum_plan(&s, "      make_room: true\n");
+    // Batches of 500 keys (each range's rest is 250 rows, enough to judge):
+    // 80 of them, so the walk tries again after 50.
+    sum_plan(&s, "      make_room: true\n      max_batch: 500\n");
     s.orch(&["-v", "advance", "fill"])
         .success()
-        .stderr_has("making room stopped paying (0 of ");
+        .stderr_has("making room stopped paying (0 of ")
+        .stderr_has("making room again");
     blocker.execute("ROLLBACK");
     assert_every_row_right_once(&s);
     assert_eq!(

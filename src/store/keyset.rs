@@ -3,7 +3,7 @@
 //! statements (built from quoted identifiers and the plan's `set`/`where`
 //! fragments, with every value bound) that walk one range in key order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio_postgres::Statement;
@@ -71,6 +71,9 @@ pub struct KeysetStatements {
     /// Cleared once making room stops paying: a lead updates too few rows,
     /// or the rest of a range is not updated in place.
     leading: AtomicBool,
+    /// After the rest of a range was not updated in place: the batches
+    /// until the walk tries making room again (0: it does not).
+    room_retry: AtomicU64,
     /// Set by a batch over its statement timeout: the next batches finish
     /// the oldest range made room in `size` keys at a time, until it is done.
     capped: AtomicBool,
@@ -91,6 +94,11 @@ const LEAD_WORTH: f64 = 0.2;
 const ROOM_WORTH: f64 = 0.1;
 /// ... judged on at least this many rows.
 const ROOM_SAMPLE: u64 = 200;
+/// Batches without making room, after the rest of a range was not updated
+/// in place, before the walk tries again (a few seconds at the batch target:
+/// an autovacuum's ANALYZE of a big table, say, holds the pruning back for
+/// about that long).
+const ROOM_RETRY: u64 = 50;
 /// Ranges made room in before the oldest is finished: by then the
 /// transaction that made room is older than any batch another worker is
 /// running, so the pages can be pruned (one batch later, the other
@@ -313,6 +321,7 @@ impl Store {
                 self.prepare_backfill(&complete_next).await?,
             ],
             leading: AtomicBool::new(make_room),
+            room_retry: AtomicU64::new(0),
             capped: AtomicBool::new(false),
             hot_updates: self
                 .prepare_backfill("SELECT pg_stat_get_xact_tuples_hot_updated($1::int8::oid)")
@@ -397,6 +406,7 @@ impl Store {
                     return Ok(done);
                 }
             }
+            statements.count_down_to_retry();
             let leading = statements.lead.is_some() && statements.leading.load(Ordering::Relaxed);
             // The rest of the oldest range made room in (the new cursor) is
             // finished `ROOM_DEPTH` ranges later, or at once when no range
@@ -606,11 +616,29 @@ impl Store {
             .get(0);
         if (hot as f64) < ROOM_WORTH * completed as f64 {
             tracing::info!(
-                "making room stopped paying ({hot} of {completed} rows updated in place): the next batches update whole ranges"
+                "making room stopped paying ({hot} of {completed} rows updated in place): the next {ROOM_RETRY} batches update whole ranges, then it tries again"
             );
             statements.leading.store(false, Ordering::Relaxed);
+            statements.room_retry.store(ROOM_RETRY, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+impl KeysetStatements {
+    /// At each batch: after `ROOM_RETRY` batches without making room for
+    /// want of pruning, make room again (the transaction that held the
+    /// pruning back, such as an ANALYZE of the table, may have ended).
+    fn count_down_to_retry(&self) {
+        let left = self.room_retry.load(Ordering::Relaxed);
+        if left == 0 {
+            return;
+        }
+        self.room_retry.store(left - 1, Ordering::Relaxed);
+        if left == 1 {
+            tracing::info!("making room again");
+            self.leading.store(true, Ordering::Relaxed);
+        }
     }
 }
 
