@@ -426,8 +426,10 @@ impl Store {
             limits.synchronous_commit
         );
         let client = self.client();
-        // Sent together, run in this order (one round trip, not three); the
-        // fence's answer is read before anything is written.
+        // Sent without waiting for each other's answers: BEGIN, then the
+        // read of the cursor and the fence check (whose two statements,
+        // prepared first, reach the server after the read). The fence's
+        // answer is read before anything is written.
         let params: [&(dyn ToSql + Sync); 3] = [&range.plan, &range.phase, &range.worker];
         let (begun, lost, row) = tokio::join!(
             client.batch_execute(&begin),
@@ -435,10 +437,13 @@ impl Store {
             client.query_one(&cursor.lock, &params),
         );
         begun?;
-        if let Some(fence) = lost? {
-            return Err(BatchError::LockLost(fence));
-        }
-        let row = row?;
+        let row = match (lost, row) {
+            (Ok(Some(fence)), _) => return Err(BatchError::LockLost(fence)),
+            // The read ran first: its error (a lock or statement timeout, to
+            // retry) is the batch's, not the aborted fence check's.
+            (_, Err(e)) | (Err(e), Ok(_)) => return Err(e.into()),
+            (Ok(None), Ok(row)) => row,
+        };
         let recorded: Option<Vec<String>> = row.get(0);
         let ahead: Option<Vec<String>> = row.get(1);
         Ok((

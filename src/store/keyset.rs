@@ -418,6 +418,10 @@ impl Store {
             let mut probe_params = bounds.clone();
             probe_params.push(&size);
             let probe = client.query_opt(&statements.probe[form], &probe_params);
+            // A failed finish names the range it finishes.
+            if complete_now {
+                batch_end = pending.first().cloned();
+            }
             let (next, mut completed) = match &oldest {
                 Some(params) if complete_now => {
                     let (next, completed) =
@@ -428,6 +432,7 @@ impl Store {
             };
             let next: Option<Vec<String>> = next.map(|row| row.get(0));
             if let (Some(params), None, None) = (&oldest, &completed, &next) {
+                batch_end = pending.first().cloned();
                 completed = Some(self.update_range(statements, complete, params).await?);
             }
             let lead = match &statements.lead {
@@ -463,6 +468,8 @@ impl Store {
                             "making room stopped paying ({moved} rows of {size} keys to move): the next batches update whole ranges"
                         );
                         statements.leading.store(false, Ordering::Relaxed);
+                        // For good: the rows to move are too few, not held.
+                        statements.room_retry.store(0, Ordering::Relaxed);
                     }
                     updated += moved;
                     walked = size;
