@@ -462,6 +462,43 @@ fn a_locked_row_times_out_the_batch_which_retries_then_progresses() {
     assert_every_row_right_once(&s);
 }
 
+// Regression: a batch sends its read of the cursor (FOR UPDATE) and the
+// check of the plan's lock without waiting; when the read hit the lock
+// timeout, the batch failed with the check's "current transaction is
+// aborted" (25P02, not retried) and the phase failed. Here the worker's
+// cursor row is held by another session for a while: the batch is retried
+// as for any lock timeout, and the backfill finishes.
+#[test]
+fn a_held_cursor_row_is_a_lock_timeout_to_retry() {
+    let s = Session::new();
+    numbers_table(&s, 20_000);
+    sum_plan(
+        &s,
+        "      max_batch: 500\n      max_rows_per_second: 4000\n",
+    );
+    let child = s.spawn(&["-v", "advance", "fill", "--lock-timeout", "100ms"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            s.value("SELECT to_regclass('orch.backfill_workers') IS NOT NULL")
+                .as_deref()
+                == Some("t")
+                && s.value("SELECT count(*) FROM orch.backfill_workers WHERE batches_done > 0")
+                    .as_deref()
+                    != Some("0")
+        }),
+        "the backfill never committed a batch"
+    );
+    let holder = s.db.connect();
+    holder.execute("BEGIN; SELECT * FROM orch.backfill_workers FOR UPDATE;");
+    std::thread::sleep(Duration::from_millis(800));
+    holder.execute("COMMIT");
+    finish(child, &["advance", "fill"])
+        .success()
+        .stderr_has("canceling statement due to lock timeout")
+        .stdout_has("backfill finished");
+    assert_every_row_right_once(&s);
+}
+
 #[test]
 fn vacuum_every_n_batches_and_size_figures_are_recorded() {
     let s = Session::new();
