@@ -373,11 +373,7 @@ impl Store {
             // New keys start after the last range made room in.
             let from = pending.last().cloned().or_else(|| after.clone());
             let form = usize::from(from.is_some());
-            let mut bounds: Vec<&(dyn ToSql + Sync)> = Vec::new();
-            if let Some(from) = &from {
-                bounds.extend(from.iter().map(|v| v as &(dyn ToSql + Sync)));
-            }
-            bounds.extend(range.end.iter().map(|v| v as &(dyn ToSql + Sync)));
+            let bounds = between(from.as_deref(), range.end);
             let mut updated = 0;
             let mut cursor_to = None;
             // After a statement timeout: the oldest range made room in, at
