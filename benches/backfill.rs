@@ -4,7 +4,8 @@
 //! by key (making room, the default, and in one pass) and by pages (`walk:
 //! physical`), each with 1 and 2 workers, with VACUUM off and `auto` (the
 //! default). Each contender gets a freshly loaded, vacuumed table on a
-//! durable (fsync on) throwaway server; median of 3 runs.
+//! durable (fsync on) throwaway server; median of 3 runs, each figure's own
+//! (each run's longest batch is printed as it ends).
 //!
 //!     cargo bench --bench backfill            # or: -- --rows 5000000 --runs 1 --no-tutorial
 //!     cargo bench --bench backfill -- --only physical   # the single UPDATE and contenders whose name has "physical"
@@ -199,10 +200,26 @@ fn main() {
             results[i].push(m);
         }
     }
+    // Each figure's own median over the runs (the longest batch of a
+    // contender is the median of its runs' longest batches, not the longest
+    // batch of its median run).
     let median = |ms: &[Measure]| -> Measure {
-        let mut sorted = ms.to_vec();
-        sorted.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        sorted[sorted.len() / 2].clone()
+        fn mid<T: Copy>(mut values: Vec<T>, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> T {
+            values.sort_by(cmp);
+            values[values.len() / 2]
+        }
+        let of = |f: fn(&Measure) -> f64| mid(ms.iter().map(f).collect(), |a, b| a.total_cmp(b));
+        let of_ms =
+            |f: fn(&Measure) -> Option<u64>| mid(ms.iter().map(f).collect(), |a, b| a.cmp(b));
+        Measure {
+            seconds: of(|m| m.seconds),
+            batch_p50_ms: of_ms(|m| m.batch_p50_ms),
+            batch_max_ms: of_ms(|m| m.batch_max_ms),
+            growth_percent: of(|m| m.growth_percent),
+            app_wait_max_ms: mid(ms.iter().map(|m| m.app_wait_max_ms).collect(), |a, b| {
+                a.cmp(b)
+            }),
+        }
     };
     let medians: Vec<Measure> = results.iter().map(|r| median(r)).collect();
     let single = medians[0].seconds;
@@ -389,9 +406,10 @@ async fn measure(
             match run_backfill(job).await.unwrap() {
                 BackfillEnd::Finished(stats) => {
                     eprintln!(
-                        "    {} batches, {:.0} ms in batches, {} ms in VACUUM ({} of them), {} ms in all",
+                        "    {} batches, {:.0} ms in batches (longest {} ms), {} ms in VACUUM ({} of them), {} ms in all",
                         stats.batches,
                         stats.batch_ms_mean * stats.batches as f64,
+                        stats.batch_ms_max,
                         stats.vacuum_ms,
                         stats.vacuums,
                         stats.elapsed_ms

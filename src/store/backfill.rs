@@ -36,6 +36,16 @@ pub struct Table {
     pub display: String,
 }
 
+/// What the backfill's VACUUM writes, the kernel is asked to write out to
+/// disk every this much (`backend_flush_after`, off by default for a
+/// session). VACUUM writes each page it cleans, and those pages are done
+/// with; left in the kernel's cache, hundreds of MB of them were written
+/// all at once by the next checkpoint's fsync, and every write of the
+/// server (the batches' and the application's) waited behind it. Measured
+/// in docs/benchmarks.md ("third pass"); the batches themselves keep the
+/// server's setting, as flushing theirs cost more than it saved.
+pub const VACUUM_FLUSH_AFTER: &str = "256kB";
+
 /// The relation a name means, as the backfill's UPDATE would resolve it
 /// (an unqualified name follows the search_path).
 const FIND_TABLE: &str = "
@@ -512,13 +522,18 @@ impl Store {
         }
     }
 
-    /// VACUUM (not FULL) the table, outside any transaction.
+    /// VACUUM (not FULL) the table, outside any transaction, asking the
+    /// kernel to write its pages out as it goes (`VACUUM_FLUSH_AFTER`).
     pub async fn vacuum(&self, table: &Table) -> Result<()> {
-        let sql = format!("VACUUM {}", table.qualified);
+        let failed = |e| Error::db(format!("cannot vacuum {}", table.display), e);
+        // A setting of this session only (VACUUM runs on a connection of its
+        // own), and not in the same query: VACUUM refuses a transaction.
         self.client()
-            .batch_execute(&sql)
+            .batch_execute(&format!("SET backend_flush_after = '{VACUUM_FLUSH_AFTER}'"))
             .await
-            .map_err(|e| Error::db(format!("cannot vacuum {}", table.display), e))
+            .map_err(failed)?;
+        let sql = format!("VACUUM {}", table.qualified);
+        self.client().batch_execute(&sql).await.map_err(failed)
     }
 }
 
@@ -529,5 +544,32 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    /// The VACUUM's session asks for its writes to be flushed as it goes;
+    /// the table is vacuumed (its dead rows gone).
+    #[tokio::test]
+    async fn vacuum_flushes_its_writes_as_it_goes() {
+        let db = crate::store::test_db::TestDb::new().await;
+        db.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, a int);
+             INSERT INTO t SELECT g, g FROM generate_series(1, 1000) AS g;
+             UPDATE t SET a = a + 1;",
+        )
+        .await;
+        let store = db.store().await;
+        let table = store.backfill_table("t").await.unwrap();
+        store.vacuum(&table).await.unwrap();
+        let setting: String = store
+            .client()
+            .query_one("SHOW backend_flush_after", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(setting, VACUUM_FLUSH_AFTER);
+        let vacuumed = db
+            .column("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 't'")
+            .await;
+        assert_eq!(vacuumed, ["1"], "pg_stat_user_tables counts the VACUUM");
     }
 }
