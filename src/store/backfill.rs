@@ -525,15 +525,18 @@ impl Store {
     /// VACUUM (not FULL) the table, outside any transaction, asking the
     /// kernel to write its pages out as it goes (`VACUUM_FLUSH_AFTER`).
     pub async fn vacuum(&self, table: &Table) -> Result<()> {
-        let failed = |e| Error::db(format!("cannot vacuum {}", table.display), e);
         // A setting of this session only (VACUUM runs on a connection of its
-        // own), and not in the same query: VACUUM refuses a transaction.
-        self.client()
+        // own), and not in the same query: VACUUM refuses a transaction. A
+        // hint: the VACUUM runs without it if it is refused.
+        let _ = self
+            .client()
             .batch_execute(&format!("SET backend_flush_after = '{VACUUM_FLUSH_AFTER}'"))
-            .await
-            .map_err(failed)?;
+            .await;
         let sql = format!("VACUUM {}", table.qualified);
-        self.client().batch_execute(&sql).await.map_err(failed)
+        self.client()
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| Error::db(format!("cannot vacuum {}", table.display), e))
     }
 }
 
