@@ -380,8 +380,7 @@ impl Store {
             // most `size` keys of it, and nothing else.
             if !pending.is_empty() && statements.capped.load(Ordering::Relaxed) {
                 let form = usize::from(after.is_some());
-                let params = between(after.as_deref(), &pending[0]);
-                let mut probe_params = params.clone();
+                let mut probe_params = between(after.as_deref(), &pending[0]);
                 probe_params.push(&size);
                 if let Some(row) = client.query_opt(&statements.probe[form], &probe_params).await? {
                     let end: Vec<String> = row.get(0);
@@ -438,9 +437,8 @@ impl Store {
             let completed = match completed {
                 Some(completed) => {
                     statements.capped.store(false, Ordering::Relaxed);
-                    let end = pending.remove(0);
-                    batch_end = Some(end.clone());
-                    cursor_to = Some(end);
+                    // `batch_end` already names it (set before its update).
+                    cursor_to = Some(pending.remove(0));
                     updated += completed;
                     completed
                 }
