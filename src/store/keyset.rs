@@ -434,6 +434,7 @@ impl Store {
                 Some(lead) if next.is_some() && leading => Some(lead),
                 _ => None,
             };
+            let finished_one = completed.is_some();
             let completed = match completed {
                 Some(completed) => {
                     statements.capped.store(false, Ordering::Relaxed);
@@ -469,8 +470,12 @@ impl Store {
                     walked = size;
                     pending.push(hi);
                 }
-                // Ranges made room in are finished first, one a batch.
-                _ if !pending.is_empty() => judged.await?,
+                // Ranges made room in are finished first, one a batch, and
+                // a batch that finished one takes no whole range besides
+                // (the walk's tail, or the first after making room
+                // stopped): no batch updates much more than `size` keys'
+                // rows.
+                _ if finished_one || !pending.is_empty() => judged.await?,
                 (_, Some(hi)) => {
                     judged.await?;
                     batch_end = Some(hi.clone());
