@@ -189,8 +189,8 @@ mod tests {
 
     /// A batch making room updates the rest of an older range and the
     /// first half of a new one: about `size` keys' rows. The batch that
-    /// finishes the last range made room in leaves the walk's tail (up to
-    /// `size` keys) to the next batch rather than taking it too, which made
+    /// finishes the last range made room in leaves the walk's tail (fewer
+    /// than `size` keys) to the next batch rather than taking it too, which made
     /// it half as long again as the others (seen as the longest batch of
     /// `cargo bench --bench backfill` at 5M rows).
     #[tokio::test]
@@ -238,8 +238,9 @@ mod tests {
         assert_eq!(rows.iter().sum::<u64>(), 10900, "{rows:?}");
         // It made room: the first batch led half a range.
         assert!(rows[0] < 700, "the first batch did not make room: {rows:?}");
-        // Each batch: about 1000 rows (the halves split by a hash); the
-        // last range's rest and the 900 keys' tail together would be ~1400.
+        // Each batch: 1000 rows (an integer key's halves are its even and
+        // odd keys); the last range's rest and the 900 keys' tail together
+        // would be 1400.
         assert!(rows.iter().all(|&n| n <= 1150), "{rows:?}");
         let wrong = db
             .column("SELECT id::text FROM t WHERE b IS DISTINCT FROM a")
